@@ -1,0 +1,2 @@
+//! converge: a declarative reconciler for Linux servers.
+pub mod transport;
