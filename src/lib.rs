@@ -1,2 +1,4 @@
 //! converge: a declarative reconciler for Linux servers.
+pub mod error;
+pub mod playbook;
 pub mod transport;

@@ -1,0 +1,193 @@
+//! User-facing errors: located miette diagnostics, and the exit codes of the spec.
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use std::sync::Arc;
+
+/// Process exit codes (README and `--help` list them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    Success = 0,
+    Drift = 2,
+    Failed = 1,
+    Locked = 4,
+    BadInput = 3,
+    Interrupted = 130,
+}
+
+impl Exit {
+    /// When several apply, the most important wins: 130 > 3 > 4 > 1 > 2 > 0.
+    fn rank(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Drift => 1,
+            Exit::Failed => 2,
+            Exit::Locked => 3,
+            Exit::BadInput => 4,
+            Exit::Interrupted => 5,
+        }
+    }
+
+    pub fn worst(self, other: Exit) -> Exit {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// A source file the user wrote, shared by every span that points into it.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Arc<SourceFile> {
+        Arc::new(SourceFile {
+            name: name.into(),
+            text: text.into(),
+        })
+    }
+
+    /// Byte offset of a 1-based line and column (columns count characters).
+    pub fn offset_of(&self, line: usize, column: usize) -> usize {
+        let line_start: usize = self
+            .text
+            .split_inclusive('\n')
+            .take(line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let rest = &self.text[line_start.min(self.text.len())..];
+        line_start
+            + rest
+                .char_indices()
+                .nth(column.saturating_sub(1))
+                .map_or(rest.len(), |(i, _)| i)
+    }
+
+    /// 1-based line and column of a byte offset, for plain-text messages.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+}
+
+/// Where something came from: a byte range in a user's file.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub file: Arc<SourceFile>,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Span {
+    pub fn error(&self, message: impl Into<String>) -> InputError {
+        InputError::at(self, message)
+    }
+
+    /// `file:line:col`, for messages outside miette's rendering.
+    pub fn position(&self) -> String {
+        let (line, col) = self.file.line_col(self.offset);
+        format!("{}:{line}:{col}", self.file.name)
+    }
+}
+
+/// A mistake in the user's input: playbook, inventory, vars, template or command line.
+/// Always exits 3, and always before any host is changed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(converge::input))]
+pub struct InputError {
+    pub message: String,
+    #[source_code]
+    pub source_code: Option<NamedSource<Arc<str>>>,
+    #[label("{}", label.as_deref().unwrap_or("here"))]
+    pub span: Option<SourceSpan>,
+    pub label: Option<String>,
+    #[help]
+    pub help: Option<String>,
+    #[related]
+    pub related: Vec<InputError>,
+}
+
+impl InputError {
+    pub fn new(message: impl Into<String>) -> Self {
+        InputError {
+            message: message.into(),
+            source_code: None,
+            span: None,
+            label: None,
+            help: None,
+            related: Vec::new(),
+        }
+    }
+
+    pub fn at(span: &Span, message: impl Into<String>) -> Self {
+        let position = span.position();
+        let mut error = InputError::new(format!("{position}: {}", message.into()));
+        error.source_code =
+            Some(NamedSource::new(&span.file.name, span.file.text.clone()).with_language("yaml"));
+        error.span = Some(SourceSpan::new(span.offset.into(), span.len.max(1)));
+        error
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Several independent mistakes reported at once, the first one leading.
+    pub fn combine(mut errors: Vec<InputError>) -> Option<InputError> {
+        if errors.is_empty() {
+            return None;
+        }
+        let mut first = errors.remove(0);
+        first.related.extend(errors);
+        Some(first)
+    }
+}
+
+pub type InputResult<T> = Result<T, InputError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_rank_as_the_spec_says() {
+        let order = [
+            Exit::Success,
+            Exit::Drift,
+            Exit::Failed,
+            Exit::Locked,
+            Exit::BadInput,
+            Exit::Interrupted,
+        ];
+        for (i, low) in order.iter().enumerate() {
+            for high in &order[i..] {
+                assert_eq!(low.worst(*high), *high);
+                assert_eq!(high.worst(*low), *high);
+            }
+        }
+    }
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        let file = SourceFile::new("a.yml", "ab\ncd\n");
+        assert_eq!(file.line_col(0), (1, 1));
+        assert_eq!(file.line_col(4), (2, 2));
+    }
+}

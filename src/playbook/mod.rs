@@ -1,0 +1,4 @@
+//! Playbooks: loading with locations, variables and templates.
+
+pub mod node;
+pub mod template;

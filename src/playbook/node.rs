@@ -1,0 +1,329 @@
+//! A YAML document as a tree of values that remember where they were written.
+//!
+//! Everything the user writes is loaded into [`Node`]s first, so that every later
+//! error (unknown key, wrong type, bad template, cycle) can point at a line and column.
+
+use crate::error::{InputError, InputResult, SourceFile, Span};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub kind: Kind,
+    pub span: Span,
+}
+
+/// Parse a YAML file into a [`Node`] tree.
+pub fn parse(file: &Arc<SourceFile>) -> InputResult<Node> {
+    if file.text.trim().is_empty() {
+        return Ok(Node {
+            kind: Kind::Null,
+            span: Span {
+                file: file.clone(),
+                offset: 0,
+                len: 0,
+            },
+        });
+    }
+    let raw: RawNode = serde_saphyr::from_str(&file.text).map_err(|e| yaml_error(file, &e))?;
+    Ok(to_node(raw, file))
+}
+
+fn yaml_error(file: &Arc<SourceFile>, error: &serde_saphyr::Error) -> InputError {
+    let bare = error.without_snippet().to_string();
+    // The crate prefixes "line L column C: "; our own header carries the position.
+    let message =
+        regex::Regex::new(r"^(error: )?line \d+ column \d+: |,? at line \d+, column \d+$")
+            .map(|re| re.replace_all(&bare, "").into_owned())
+            .unwrap_or(bare);
+    let offset = error.location().map_or(0, |l| {
+        file.offset_of(l.line() as usize, l.column() as usize)
+    });
+    let span = Span {
+        file: file.clone(),
+        offset,
+        len: 1,
+    };
+    InputError::at(&span, format!("invalid YAML: {message}"))
+        .help("check the indentation and the brackets and quotes around this point")
+}
+
+impl Node {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Null => "nothing",
+            Kind::Bool(_) => "a boolean",
+            Kind::Int(_) => "an integer",
+            Kind::Float(_) => "a number",
+            Kind::Str(_) => "a string",
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn error(&self, message: impl Into<String>) -> InputError {
+        self.span.error(message)
+    }
+
+    fn expected(&self, what: &str) -> InputError {
+        self.error(format!("expected {what}, found {}", self.kind_name()))
+            .label(format!("expected {what}"))
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.kind, Kind::Null)
+    }
+
+    pub fn as_str(&self) -> InputResult<&str> {
+        match &self.kind {
+            Kind::Str(s) => Ok(s),
+            _ => Err(self.expected("a string")),
+        }
+    }
+
+    /// A scalar written as text: strings as they are, numbers and booleans spelled out.
+    pub fn scalar_text(&self) -> InputResult<String> {
+        match &self.kind {
+            Kind::Str(s) => Ok(s.clone()),
+            Kind::Int(i) => Ok(i.to_string()),
+            Kind::Float(f) => Ok(f.to_string()),
+            Kind::Bool(b) => Ok(b.to_string()),
+            _ => Err(self.expected("a string")),
+        }
+    }
+
+    pub fn as_bool(&self) -> InputResult<bool> {
+        match &self.kind {
+            Kind::Bool(b) => Ok(*b),
+            _ => Err(self.expected("true or false")),
+        }
+    }
+
+    pub fn as_seq(&self) -> InputResult<&[Node]> {
+        match &self.kind {
+            Kind::Seq(items) => Ok(items),
+            _ => Err(self.expected("a list")),
+        }
+    }
+
+    pub fn as_map(&self) -> InputResult<&[(Node, Node)]> {
+        match &self.kind {
+            Kind::Map(entries) => Ok(entries),
+            _ => Err(self.expected("a mapping")),
+        }
+    }
+
+    /// A mapping's entries with string keys; a null counts as an empty mapping.
+    pub fn entries(&self) -> InputResult<Vec<(&str, &Node, &Node)>> {
+        if self.is_null() {
+            return Ok(Vec::new());
+        }
+        self.as_map()?
+            .iter()
+            .map(|(k, v)| Ok((k.as_str()?, k, v)))
+            .collect()
+    }
+
+    /// A string or a list of strings (`requires: a` or `requires: [a, b]`).
+    pub fn string_list(&self) -> InputResult<Vec<(String, Span)>> {
+        match &self.kind {
+            Kind::Seq(items) => items
+                .iter()
+                .map(|i| Ok((i.scalar_text()?, i.span.clone())))
+                .collect(),
+            Kind::Null => Ok(Vec::new()),
+            _ => Ok(vec![(self.scalar_text()?, self.span.clone())]),
+        }
+    }
+
+    /// The plain value, without locations (for vars that are data, not templates).
+    pub fn to_value(&self) -> Value {
+        match &self.kind {
+            Kind::Null => Value::Null,
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Int(i) => Value::from(*i),
+            Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Kind::Str(s) => Value::String(s.clone()),
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_value).collect()),
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The node at a JSON path inside this one (for pointing at a bad parameter).
+    pub fn find(&self, path: &[PathStep]) -> &Node {
+        let Some((step, rest)) = path.split_first() else {
+            return self;
+        };
+        let child = match (&self.kind, step) {
+            (Kind::Map(entries), PathStep::Key(key)) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text().ok().as_deref() == Some(key))
+                .map(|(_, v)| v),
+            (Kind::Seq(items), PathStep::Index(i)) => items.get(*i),
+            _ => None,
+        };
+        child.map_or(self, |c| c.find(rest))
+    }
+
+    /// The key node of `key` in this mapping (to point at the key itself).
+    pub fn key_node(&self, key: &str) -> Option<&Node> {
+        match &self.kind {
+            Kind::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text().ok().as_deref() == Some(key))
+                .map(|(k, _)| k),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+impl fmt::Display for PathStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathStep::Key(k) => write!(f, "{k}"),
+            PathStep::Index(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+/// What serde-saphyr hands us: values wrapped in its `Spanned`.
+type RawNode = serde_saphyr::Spanned<RawKind>;
+
+enum RawKind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<RawNode>),
+    Map(Vec<(RawNode, RawNode)>),
+}
+
+fn to_node(raw: RawNode, file: &Arc<SourceFile>) -> Node {
+    let span = raw.referenced.span();
+    let span = Span {
+        file: file.clone(),
+        offset: span.byte_offset().unwrap_or(0) as usize,
+        len: span.byte_len().unwrap_or(0) as usize,
+    };
+    let kind = match raw.value {
+        RawKind::Null => Kind::Null,
+        RawKind::Bool(b) => Kind::Bool(b),
+        RawKind::Int(i) => Kind::Int(i),
+        RawKind::Float(f) => Kind::Float(f),
+        RawKind::Str(s) => Kind::Str(s),
+        RawKind::Seq(items) => Kind::Seq(items.into_iter().map(|i| to_node(i, file)).collect()),
+        RawKind::Map(entries) => Kind::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (to_node(k, file), to_node(v, file)))
+                .collect(),
+        ),
+    };
+    Node { kind, span }
+}
+
+impl<'de> Deserialize<'de> for RawKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AnyVisitor;
+        impl<'de> Visitor<'de> for AnyVisitor {
+            type Value = RawKind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<RawKind, E> {
+                Ok(RawKind::Null)
+            }
+            fn visit_none<E>(self) -> Result<RawKind, E> {
+                Ok(RawKind::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawKind, E> {
+                Ok(RawKind::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RawKind, E> {
+                Ok(RawKind::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawKind, E> {
+                i64::try_from(v)
+                    .map(RawKind::Int)
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RawKind, E> {
+                Ok(RawKind::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawKind, E> {
+                Ok(RawKind::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<RawKind, E> {
+                Ok(RawKind::Str(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawKind, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(RawKind::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawKind, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(RawKind::Map(entries))
+            }
+        }
+        deserializer.deserialize_any(AnyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> InputResult<Node> {
+        parse(&SourceFile::new("t.yml", text))
+    }
+
+    #[test]
+    fn nodes_know_their_position() {
+        let node = load("a:\n  b: [1, two]\n").unwrap();
+        let two = node.find(&[
+            PathStep::Key("a".into()),
+            PathStep::Key("b".into()),
+            PathStep::Index(1),
+        ]);
+        assert_eq!(two.as_str().unwrap(), "two");
+        assert_eq!(two.span.position(), "t.yml:2:10");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_are_located() {
+        let err = load("- name: x\n  hosts: [web\n").unwrap_err();
+        assert!(err.message.starts_with("t.yml:2:"), "{}", err.message);
+        assert!(err.message.contains("invalid YAML"));
+    }
+}

@@ -1,0 +1,371 @@
+//! Handlebars, the way playbooks need it: strict about undefined variables (also in
+//! helper arguments and `#if`, where handlebars-rust is lenient), no HTML escaping,
+//! typed single-expression values, and the helpers of the spec.
+
+use crate::error::InputError;
+use crate::playbook::node::{Kind, Node};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
+    RenderError, RenderErrorReason, Renderable, ScopedJson,
+};
+use serde_json::Value;
+use std::sync::LazyLock;
+
+pub struct Engine {
+    registry: Handlebars<'static>,
+}
+
+/// One shared engine: helpers are registered once per process.
+pub fn engine() -> &'static Engine {
+    static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
+    &ENGINE
+}
+
+static SINGLE_EXPRESSION: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}$")
+        .expect("static regex")
+});
+
+impl Engine {
+    fn new() -> Engine {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("if", Box::new(StrictIf { negate: false }));
+        registry.register_helper("unless", Box::new(StrictIf { negate: true }));
+        for (name, f) in VALUE_HELPERS {
+            registry.register_helper(name, Box::new(ValueHelper { name, f: *f }));
+        }
+        registry.register_helper("default", Box::new(DefaultHelper));
+        Engine { registry }
+    }
+
+    /// Render a template to text.
+    pub fn render_text(&self, template: &str, ctx: &Value) -> Result<String, String> {
+        if !template.contains("{{") {
+            return Ok(template.to_string());
+        }
+        self.registry
+            .render_template(template, ctx)
+            .map_err(|e| describe(&e))
+    }
+
+    /// Render a value: exactly one `{{path}}` keeps the type of what it names.
+    pub fn render_typed(&self, template: &str, ctx: &Value) -> Result<Value, String> {
+        if let Some(caps) = SINGLE_EXPRESSION.captures(template.trim()) {
+            let path = &caps[1];
+            if !is_helper(path) {
+                return lookup(ctx, path)
+                    .cloned()
+                    .ok_or_else(|| format!("undefined variable `{path}`"));
+            }
+        }
+        self.render_text(template, ctx).map(Value::String)
+    }
+
+    /// Evaluate a `when:` expression (handlebars without braces).
+    pub fn truthy(&self, expression: &str, ctx: &Value) -> Result<bool, String> {
+        let rendered = self.render_text(&format!("{{{{#if {expression}}}}}1{{{{/if}}}}"), ctx)?;
+        Ok(rendered == "1")
+    }
+
+    /// Render every string inside a node, keeping the node's shape.
+    pub fn render_node(&self, node: &Node, ctx: &Value) -> Result<Value, InputError> {
+        Ok(match &node.kind {
+            Kind::Str(s) => self
+                .render_typed(s, ctx)
+                .map_err(|e| node.error(e).help(template_help()))?,
+            Kind::Seq(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.render_node(i, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Map(entries) => {
+                let mut map = serde_json::Map::new();
+                for (k, v) in entries {
+                    map.insert(k.scalar_text()?, self.render_node(v, ctx)?);
+                }
+                Value::Object(map)
+            }
+            _ => node.to_value(),
+        })
+    }
+}
+
+fn is_helper(name: &str) -> bool {
+    name == "default" || VALUE_HELPERS.iter().any(|(n, _)| *n == name)
+}
+
+pub fn template_help() -> &'static str {
+    "define the variable in vars, vars_files, the inventory or with -e, \
+     or write (default NAME VALUE) for an optional one"
+}
+
+/// A dotted path into the context (`facts.os.id`).
+pub fn lookup<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(ctx, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+fn describe(error: &RenderError) -> String {
+    match error.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => format!("undefined variable `{path}`"),
+        RenderErrorReason::MissingVariable(None) => "undefined variable".to_string(),
+        RenderErrorReason::TemplateError(e) => format!("template syntax error: {}", e.reason()),
+        RenderErrorReason::HelperNotFound(name) => format!("unknown helper `{name}`"),
+        other => format!("template error: {other}"),
+    }
+}
+
+fn missing(param: &handlebars::PathAndJson<'_>) -> RenderError {
+    RenderErrorReason::MissingVariable(param.relative_path().cloned()).into()
+}
+
+fn params<'a>(h: &'a Helper<'_>) -> Result<Vec<&'a Value>, RenderError> {
+    h.params()
+        .iter()
+        .map(|p| {
+            if p.is_value_missing() {
+                Err(missing(p))
+            } else {
+                Ok(p.value())
+            }
+        })
+        .collect()
+}
+
+/// `#if` / `#unless` that fail on an undefined variable instead of reading it as false.
+struct StrictIf {
+    negate: bool,
+}
+
+impl HelperDef for StrictIf {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let value = params(h)?
+            .first()
+            .copied()
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex("if", 0))?;
+        let branch = if value.is_truthy(false) != self.negate {
+            h.template()
+        } else {
+            h.inverse()
+        };
+        match branch {
+            Some(t) => t.render(r, ctx, rc, out),
+            None => Ok(()),
+        }
+    }
+}
+
+type ValueFn = fn(&[&Value]) -> Result<Value, String>;
+
+/// A helper computing a value from defined arguments; usable as `{{h a}}` and `(h a)`.
+struct ValueHelper {
+    name: &'static str,
+    f: ValueFn,
+}
+
+impl HelperDef for ValueHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let args = params(h)?;
+        (self.f)(&args)
+            .map(ScopedJson::Derived)
+            .map_err(|e| RenderErrorReason::Other(format!("{}: {e}", self.name)).into())
+    }
+}
+
+/// `default` is the one helper that may name an undefined variable.
+struct DefaultHelper;
+
+impl HelperDef for DefaultHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let (value, fallback) = match h.params().as_slice() {
+            [v, f] => (v, f),
+            _ => {
+                return Err(RenderErrorReason::Other(
+                    "default takes two arguments: (default NAME VALUE)".into(),
+                )
+                .into());
+            }
+        };
+        if fallback.is_value_missing() {
+            return Err(missing(fallback));
+        }
+        let unset = value.is_value_missing()
+            || value.value().is_null()
+            || value.value().as_str() == Some("");
+        Ok(ScopedJson::Derived(if unset {
+            fallback.value().clone()
+        } else {
+            value.value().clone()
+        }))
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn arity<'a>(args: &'a [&'a Value], n: usize) -> Result<&'a [&'a Value], String> {
+    if args.len() == n {
+        Ok(args)
+    } else {
+        Err(format!("takes {n} argument(s), got {}", args.len()))
+    }
+}
+
+fn compare(args: &[&Value]) -> Result<std::cmp::Ordering, String> {
+    let [a, b] = arity(args, 2)? else {
+        unreachable!("arity checked")
+    };
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).ok_or_else(|| "cannot compare NaN".into()),
+        _ => Ok(text(a).cmp(&text(b))),
+    }
+}
+
+const VALUE_HELPERS: &[(&str, ValueFn)] = &[
+    ("eq", |a| Ok(Value::Bool(arity(a, 2)?[0] == a[1]))),
+    ("ne", |a| Ok(Value::Bool(arity(a, 2)?[0] != a[1]))),
+    ("gt", |a| Ok(Value::Bool(compare(a)?.is_gt()))),
+    ("gte", |a| Ok(Value::Bool(compare(a)?.is_ge()))),
+    ("lt", |a| Ok(Value::Bool(compare(a)?.is_lt()))),
+    ("lte", |a| Ok(Value::Bool(compare(a)?.is_le()))),
+    ("and", |a| {
+        Ok(Value::Bool(a.iter().all(|v| v.is_truthy(false))))
+    }),
+    ("or", |a| {
+        Ok(Value::Bool(a.iter().any(|v| v.is_truthy(false))))
+    }),
+    ("not", |a| {
+        Ok(Value::Bool(!arity(a, 1)?[0].is_truthy(false)))
+    }),
+    ("upper", |a| {
+        Ok(Value::String(text(arity(a, 1)?[0]).to_uppercase()))
+    }),
+    ("lower", |a| {
+        Ok(Value::String(text(arity(a, 1)?[0]).to_lowercase()))
+    }),
+    ("json", |a| Ok(Value::String(arity(a, 1)?[0].to_string()))),
+    ("quote", |a| {
+        Ok(Value::String(
+            crate::transport::quote(&text(arity(a, 1)?[0])).into_owned(),
+        ))
+    }),
+    ("join", |a| {
+        let (list, sep) = match a {
+            [list] => (list, ", ".to_string()),
+            [list, sep] => (list, text(sep)),
+            _ => return Err("takes a list and an optional separator".into()),
+        };
+        let items = list.as_array().ok_or("the first argument must be a list")?;
+        Ok(Value::String(
+            items.iter().map(text).collect::<Vec<_>>().join(&sep),
+        ))
+    }),
+    ("env", |a| {
+        let name = text(arity(a, 1)?[0]);
+        std::env::var(&name)
+            .map(Value::String)
+            .map_err(|_| format!("environment variable {name} is not set"))
+    }),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Value {
+        json!({"app": "myapp", "port": 8080, "list": ["a", "b"], "flag": false,
+               "facts": {"os": {"id": "debian"}}})
+    }
+
+    #[test]
+    fn plain_text_and_variables() {
+        let e = engine();
+        assert_eq!(e.render_text("/opt/{{app}}", &ctx()).unwrap(), "/opt/myapp");
+        assert_eq!(e.render_text("<&>", &ctx()).unwrap(), "<&>");
+        assert_eq!(e.render_text("{{upper app}}", &ctx()).unwrap(), "MYAPP");
+        assert_eq!(e.render_text("{{join list \",\"}}", &ctx()).unwrap(), "a,b");
+        assert_eq!(e.render_text("{{quote \"a b\"}}", &ctx()).unwrap(), "'a b'");
+        assert_eq!(
+            e.render_text("{{json list}}", &ctx()).unwrap(),
+            r#"["a","b"]"#
+        );
+    }
+
+    #[test]
+    fn single_expressions_keep_their_type() {
+        let e = engine();
+        assert_eq!(e.render_typed("{{port}}", &ctx()).unwrap(), json!(8080));
+        assert_eq!(
+            e.render_typed("{{ list }}", &ctx()).unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(e.render_typed("p{{port}}", &ctx()).unwrap(), json!("p8080"));
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_everywhere() {
+        let e = engine();
+        for t in [
+            "{{nope}}",
+            "{{upper nope}}",
+            "{{#if nope}}x{{/if}}",
+            "{{#unless nope}}x{{/unless}}",
+            "{{#if (eq nope 1)}}x{{/if}}",
+            "{{join nope}}",
+            "{{facts.os.nope}}",
+        ] {
+            let err = e.render_text(t, &ctx()).unwrap_err();
+            assert!(err.contains("undefined variable"), "{t}: {err}");
+        }
+        assert!(e.render_typed("{{nope}}", &ctx()).is_err());
+    }
+
+    #[test]
+    fn default_allows_an_optional_variable() {
+        let e = engine();
+        assert_eq!(e.render_text("{{default nope 3}}", &ctx()).unwrap(), "3");
+        assert_eq!(e.render_text("{{default app 3}}", &ctx()).unwrap(), "myapp");
+        assert!(!e.truthy("(default enable_tls false)", &ctx()).unwrap());
+    }
+
+    #[test]
+    fn when_expressions() {
+        let e = engine();
+        assert!(e.truthy("(eq facts.os.id \"debian\")", &ctx()).unwrap());
+        assert!(!e.truthy("flag", &ctx()).unwrap());
+        assert!(e.truthy("list", &ctx()).unwrap());
+        assert!(!e.truthy("(gt port 9000)", &ctx()).unwrap());
+        assert!(e.truthy("missing_var", &ctx()).is_err());
+    }
+}
