@@ -2,3 +2,4 @@
 pub mod error;
 pub mod playbook;
 pub mod transport;
+pub mod module;

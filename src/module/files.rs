@@ -1,0 +1,352 @@
+//! Managed files on a host: probe their state, diff it, write them atomically.
+//!
+//! Every module that puts a file on a host (file, template, systemd_unit, logrotate,
+//! nginx_vhost) goes through here, so all of them write the same safe way: a hidden
+//! temp file ending in `~` beside the target, final owner and mode set, validated,
+//! fsynced, then renamed over the target.
+
+use super::{Ctx, Diff, Failure, Mode, Probed, probe::fields_of};
+use crate::transport::quote;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Contents larger than this are compared by checksum only.
+const CONTENT_LIMIT: u64 = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Absent,
+    File,
+    Dir,
+    Link,
+    Other,
+}
+
+/// A path's state on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub kind: Kind,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub sha256: Option<String>,
+    /// The content, when it is a regular file small enough to diff.
+    pub content: Option<Vec<u8>>,
+    pub link_target: Option<String>,
+}
+
+/// A probe snippet for `path`, its fields prefixed with `tag.` so several paths can
+/// share one probe. `content` asks for the bytes (for a diff), not only the checksum.
+pub fn probe(tag: &str, path: &str, content: bool) -> String {
+    let p = quote(path);
+    let content_part = if content {
+        format!(
+            "[ \"$s\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(base64 -w0 < {p})\"; "
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "if [ -L {p} ]; then echo {tag}.type=link; printf '{tag}.target:b64=%s\\n' \"$(readlink {p} | base64 -w0)\"; \
+         elif [ -d {p} ]; then echo {tag}.type=dir; \
+         elif [ -f {p} ]; then echo {tag}.type=file; \
+         elif [ -e {p} ]; then echo {tag}.type=other; \
+         else echo {tag}.type=absent; fi; \
+         if [ -e {p} ] || [ -L {p} ]; then stat -c '{tag}.mode=%a\n{tag}.owner=%U\n{tag}.group=%G' {p}; fi; \
+         if [ -f {p} ] && [ ! -L {p} ]; then s=$(stat -c %s {p}); \
+         echo {tag}.sha256=$(sha256sum < {p} | cut -d' ' -f1); {content_part}fi\n"
+    )
+}
+
+impl FileState {
+    /// Read the fields [`probe`] printed under `tag`.
+    pub fn from_probe(probed: &Probed, tag: &str) -> FileState {
+        FileState::from_fields(&fields_of(&probed.stdout), tag)
+    }
+
+    pub fn from_fields(fields: &HashMap<String, Vec<u8>>, tag: &str) -> FileState {
+        let text = |k: &str| {
+            fields
+                .get(&format!("{tag}.{k}"))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let kind = match text("type").as_deref() {
+            Some("file") => Kind::File,
+            Some("dir") => Kind::Dir,
+            Some("link") => Kind::Link,
+            Some("other") => Kind::Other,
+            _ => Kind::Absent,
+        };
+        FileState {
+            kind,
+            mode: text("mode").map(|m| format!("{:0>4}", m)),
+            owner: text("owner"),
+            group: text("group"),
+            sha256: text("sha256"),
+            content: fields.get(&format!("{tag}.content")).cloned(),
+            link_target: text("target").map(|t| t.trim_end_matches('\n').to_string()),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.kind != Kind::Absent
+    }
+}
+
+/// What a managed regular file should be.
+#[derive(Debug, Clone)]
+pub struct DesiredFile<'a> {
+    pub path: &'a str,
+    pub content: &'a [u8],
+    pub mode: Option<Mode>,
+    pub owner: Option<&'a str>,
+    pub group: Option<&'a str>,
+    /// A shell line run on the candidate (`%s` is its path) before it goes live.
+    pub validate: Option<&'a str>,
+    /// The content holds a secret: diff without lines.
+    pub secret: bool,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn is_text(bytes: &[u8]) -> bool {
+    !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
+}
+
+/// The diffs between a file on the host and what it should be: content, then metadata.
+pub fn diff(state: &FileState, desired: &DesiredFile<'_>) -> Vec<Diff> {
+    let mut diffs = Vec::new();
+    let want_sha = sha256_hex(desired.content);
+    let content_differs = state.kind != Kind::File || state.sha256.as_deref() != Some(&want_sha);
+    if content_differs {
+        let mut d = content_diff(state, desired, &want_sha);
+        d.secret = desired.secret;
+        diffs.push(d);
+    }
+    let current = |v: &Option<String>| if state.exists() { v.clone() } else { None };
+    let before = [
+        ("mode", desired.mode.and(current(&state.mode))),
+        ("owner", desired.owner.and(current(&state.owner))),
+        ("group", desired.group.and(current(&state.group))),
+    ];
+    let after = [
+        ("mode", desired.mode.map(Mode::text)),
+        ("owner", desired.owner.map(str::to_string)),
+        ("group", desired.group.map(str::to_string)),
+    ];
+    diffs.extend(Diff::of_metadata(desired.path, &before, &after));
+    diffs
+}
+
+fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) -> Diff {
+    let before = match (&state.kind, &state.content) {
+        (Kind::File, Some(bytes)) if is_text(bytes) && is_text(desired.content) => {
+            Some(String::from_utf8_lossy(bytes).into_owned())
+        }
+        (Kind::File, _) => state.sha256.as_ref().map(|s| format!("sha256: {s}\n")),
+        (Kind::Absent, _) => None,
+        (Kind::Dir, _) => Some("type: directory\n".into()),
+        (Kind::Link, _) => Some(format!(
+            "type: symlink -> {}\n",
+            state.link_target.as_deref().unwrap_or("?")
+        )),
+        (Kind::Other, _) => Some("type: special file\n".into()),
+    };
+    let text_both = is_text(desired.content)
+        && matches!((&state.kind, &state.content), (Kind::File, Some(b)) if is_text(b)) ;
+    let after = if is_text(desired.content) && (text_both || state.kind != Kind::File) {
+        String::from_utf8_lossy(desired.content).into_owned()
+    } else {
+        format!("sha256: {want_sha}\n")
+    };
+    Diff::new(desired.path, before, Some(after))
+}
+
+fn dir_and_temp(path: &str) -> (String, String) {
+    let (dir, base) = match path.rsplit_once('/') {
+        Some(("", base)) => ("/".to_string(), base),
+        Some((dir, base)) => (dir.to_string(), base),
+        None => (".".to_string(), path),
+    };
+    let temp = format!("{}/.{base}.converge~", dir.trim_end_matches('/'));
+    (dir, temp)
+}
+
+/// The script that installs stdin at `desired.path` atomically, with its final owner
+/// and mode, after validation. Exits 3 when validation fails, leaving the target as it was.
+pub fn write_script(desired: &DesiredFile<'_>) -> String {
+    let p = quote(desired.path).into_owned();
+    let (dir, temp) = dir_and_temp(desired.path);
+    let (d, t) = (quote(&dir).into_owned(), quote(&temp).into_owned());
+    let mut s = format!(
+        "set -e\n\
+         [ -d {d} ] || {{ echo \"directory {dir} does not exist\" >&2; exit 1; }}\n\
+         if [ -d {p} ] && [ ! -L {p} ]; then echo \"{path} is a directory\" >&2; exit 1; fi\n\
+         rm -f {t}\n\
+         (umask 077; cat > {t})\n",
+        dir = dir.replace('"', ""),
+        path = desired.path.replace('"', ""),
+    );
+    // Unset owner and mode keep what the file had, or root and 0644 for a new file.
+    let owner = match (desired.owner, desired.group) {
+        (Some(o), Some(g)) => Some(format!("{o}:{g}")),
+        (Some(o), None) => Some(o.to_string()),
+        (None, Some(g)) => Some(format!(":{g}")),
+        (None, None) => None,
+    };
+    s.push_str(&format!("if [ -e {p} ]; then chown --reference={p} {t}; chmod --reference={p} {t}; else chmod 0644 {t}; fi\n"));
+    if let Some(owner) = owner {
+        s.push_str(&format!("chown {} {t}\n", quote(&owner)));
+    }
+    if let Some(mode) = desired.mode {
+        s.push_str(&format!("chmod {} {t}\n", mode.text()));
+    }
+    if let Some(validate) = desired.validate {
+        let line = validate.replace("%s", &t);
+        s.push_str(&format!(
+            "if ! ( {line} ) >&2; then rm -f {t}; echo 'validation failed: {}' >&2; exit 3; fi\n",
+            validate.replace('\'', "")
+        ));
+    }
+    s.push_str(&format!("sync {t}\nmv -f {t} {p}\n"));
+    s
+}
+
+/// Put the file in place (apply mode only).
+pub async fn write(ctx: &Ctx<'_>, desired: &DesiredFile<'_>) -> Result<(), Failure> {
+    ctx.run_input_ok(&format!("writing {}", desired.path), &write_script(desired), desired.content)
+        .await
+        .map(drop)
+}
+
+/// Change only owner and mode of an existing file.
+pub fn chown_chmod_script(path: &str, mode: Option<Mode>, owner: Option<&str>, group: Option<&str>) -> String {
+    let p = quote(path);
+    let mut s = String::from("set -e\n");
+    match (owner, group) {
+        (Some(o), Some(g)) => s.push_str(&format!("chown -h {} {p}\n", quote(&format!("{o}:{g}")))),
+        (Some(o), None) => s.push_str(&format!("chown -h {} {p}\n", quote(o))),
+        (None, Some(g)) => s.push_str(&format!("chgrp -h {} {p}\n", quote(g))),
+        (None, None) => {}
+    }
+    if let Some(mode) = mode {
+        s.push_str(&format!("chmod {} {p}\n", mode.text()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn probe_local(path: &str) -> FileState {
+        let out = sh(&probe("f", path, true), b"");
+        FileState::from_probe(
+            &Probed {
+                stdout: String::from_utf8(out.stdout).unwrap(),
+                status: 0,
+            },
+            "f",
+        )
+    }
+
+    #[test]
+    fn probe_reads_what_write_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a b.conf");
+        let path = path.to_str().unwrap();
+        assert_eq!(probe_local(path).kind, Kind::Absent);
+        let desired = DesiredFile {
+            path,
+            content: b"hello\n",
+            mode: Some(Mode(0o640)),
+            owner: None,
+            group: None,
+            validate: Some("grep -q hello %s"),
+            secret: false,
+        };
+        let out = sh(&write_script(&desired), desired.content);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let state = probe_local(path);
+        assert_eq!(state.kind, Kind::File);
+        assert_eq!(state.mode.as_deref(), Some("0640"));
+        assert_eq!(state.content.as_deref(), Some(&b"hello\n"[..]));
+        assert!(diff(&state, &desired).is_empty());
+        // No temp file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn failed_validation_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.conf");
+        std::fs::write(&path, "old\n").unwrap();
+        let path = path.to_str().unwrap();
+        let desired = DesiredFile {
+            path,
+            content: b"bad\n",
+            mode: None,
+            owner: None,
+            group: None,
+            validate: Some("grep -q good %s"),
+            secret: false,
+        };
+        let out = sh(&write_script(&desired), desired.content);
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "old\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn diff_shows_content_then_metadata() {
+        let state = FileState {
+            kind: Kind::File,
+            mode: Some("0644".into()),
+            owner: Some("root".into()),
+            group: Some("root".into()),
+            sha256: Some(sha256_hex(b"a\n")),
+            content: Some(b"a\n".to_vec()),
+            link_target: None,
+        };
+        let desired = DesiredFile {
+            path: "/etc/x",
+            content: b"b\n",
+            mode: Some(Mode(0o600)),
+            owner: Some("root"),
+            group: None,
+            validate: None,
+            secret: false,
+        };
+        let text: String = diff(&state, &desired).iter().map(|d| d.unified("h")).collect();
+        insta::assert_snapshot!(text, @r"
+        --- h:/etc/x (current)
+        +++ h:/etc/x (desired)
+        @@ -1 +1 @@
+        -a
+        +b
+        --- h:/etc/x (current)
+        +++ h:/etc/x (desired)
+        @@ -1,2 +1,2 @@
+        -mode: 0644
+        +mode: 0600
+         owner: root
+        ");
+    }
+}

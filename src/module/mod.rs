@@ -1,0 +1,176 @@
+//! The contract between the engine and a module.
+//!
+//! A module turns rendered parameters into [`Action`]s. An action says what it needs
+//! to read (a shell probe, batched with every other task's probe into one exec),
+//! what it provides or needs (implicit DAG edges), and converges: compare, report
+//! the diff and — only when `ctx.apply` — change. Check mode is the same code path
+//! stopped before the change, so `converge diff` cannot lie.
+
+mod context;
+mod diff;
+pub mod files;
+mod params;
+mod probe;
+
+pub use context::{Ctx, HostInfo, RestartBook};
+pub use diff::{Diff, metadata_lines};
+pub use params::{Mode, Params, one_or_many};
+pub use probe::Probed;
+
+use crate::error::InputResult;
+use crate::transport::TransportError;
+use async_trait::async_trait;
+
+/// A built-in module: parses its parameters; found by name in the registry.
+pub trait Module: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The parameter that names an unnamed task (`dir /opt/app`); None names it by the
+    /// module alone (`ufw`).
+    fn key_param(&self) -> Option<&'static str>;
+
+    /// Type-check the parameters rendered for one host and build what to do there.
+    /// Errors point into the playbook and stop the run before any host is changed.
+    fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>>;
+}
+
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// A label for one part of a task a module splits in two (nginx_vhost's `http`).
+    fn phase(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// What this action creates and what must exist before it (implicit edges).
+    fn resources(&self) -> Resources {
+        Resources::default()
+    }
+
+    /// The service this action restarts, so restarts of one service can be merged.
+    fn restarts(&self) -> Option<&str> {
+        None
+    }
+
+    /// A read-only POSIX sh snippet printing the current state on stdout. It runs in a
+    /// subshell, batched with the other tasks' probes, as root when the task becomes root.
+    fn probe(&self) -> String;
+
+    /// Compare the probed state with the desired one, report it, and change what
+    /// differs when `ctx.apply` is set.
+    async fn converge(&self, state: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure>;
+}
+
+/// Things on a host that give the DAG its implicit edges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// A directory; it covers everything at or below its path.
+    Dir(String),
+    /// A path something is written at (needs the dirs above it).
+    Path(String),
+    User(String),
+    Group(String),
+    /// A systemd unit, by name without `.service`.
+    Unit(String),
+    Package(String),
+    /// A certificate, by certbot's `--cert-name`.
+    Cert(String),
+    /// The plain-HTTP part of a vhost, which serves the ACME challenge for a name.
+    AcmeChallenge(String),
+}
+
+impl Resource {
+    /// Whether providing `self` must come before something that needs `needed`.
+    pub fn satisfies(&self, needed: &Resource) -> bool {
+        match (self, needed) {
+            (Resource::Dir(dir), Resource::Path(p) | Resource::Dir(p)) => {
+                let dir = dir.trim_end_matches('/');
+                p == dir || p.starts_with(&format!("{dir}/"))
+            }
+            _ => self == needed,
+        }
+    }
+
+    /// A unit named with or without `.service`.
+    pub fn unit(name: &str) -> Resource {
+        Resource::Unit(name.trim_end_matches(".service").to_string())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub provides: Vec<Resource>,
+    pub needs: Vec<Resource>,
+}
+
+impl Resources {
+    /// The usual needs of a managed path: the dirs above it, its owner and group.
+    pub fn for_path(path: &str, owner: Option<&str>, group: Option<&str>) -> Resources {
+        let mut needs = vec![Resource::Path(path.to_string())];
+        needs.extend(owner.map(|o| Resource::User(o.to_string())));
+        needs.extend(group.map(|g| Resource::Group(g.to_string())));
+        Resources {
+            provides: Vec::new(),
+            needs,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Changed,
+    Skipped(String),
+}
+
+/// What a task did (or, in check mode, would do).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    pub diffs: Vec<Diff>,
+}
+
+impl Outcome {
+    pub fn ok() -> Outcome {
+        Outcome {
+            status: Status::Ok,
+            diffs: Vec::new(),
+        }
+    }
+
+    pub fn skipped(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            status: Status::Skipped(reason.into()),
+            diffs: Vec::new(),
+        }
+    }
+
+    /// `changed` when there is any diff, `ok` otherwise.
+    pub fn from_diffs(diffs: Vec<Diff>) -> Outcome {
+        let status = if diffs.is_empty() {
+            Status::Ok
+        } else {
+            Status::Changed
+        };
+        Outcome { status, diffs }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.status == Status::Changed
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Task(String),
+    /// The connection broke: the host is unreachable from here on.
+    #[error(transparent)]
+    Connection(#[from] TransportError),
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure::Task(message.into())
+    }
+}

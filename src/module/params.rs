@@ -1,0 +1,194 @@
+//! Typed module parameters, with errors that point at the parameter in the playbook.
+
+use crate::error::{InputError, InputResult};
+use crate::playbook::node::{Node, PathStep};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// One task's parameters, rendered for one host.
+pub struct Params<'a> {
+    pub module: &'static str,
+    /// The rendered value (the YAML with every template filled in).
+    pub value: Value,
+    /// Where the parameters were written, to locate errors.
+    pub node: &'a Node,
+    /// The playbook's folder: relative `src` paths start here.
+    pub playbook_dir: &'a Path,
+}
+
+impl Params<'_> {
+    /// Deserialize into the module's parameter struct (`deny_unknown_fields`).
+    pub fn parse<T: DeserializeOwned>(&self) -> InputResult<T> {
+        serde_path_to_error::deserialize(&self.value).map_err(|e| {
+            let steps: Vec<PathStep> = e
+                .path()
+                .iter()
+                .filter_map(|seg| match seg {
+                    serde_path_to_error::Segment::Map { key } => Some(PathStep::Key(key.clone())),
+                    serde_path_to_error::Segment::Seq { index } => Some(PathStep::Index(*index)),
+                    _ => None,
+                })
+                .collect();
+            let inner = e.inner().to_string();
+            self.located(&steps, &inner)
+        })
+    }
+
+    fn located(&self, steps: &[PathStep], message: &str) -> InputError {
+        // An unknown field is best shown on its key, not on the map that holds it.
+        if let Some(field) = unknown_field(message) {
+            let steps = match steps.split_last() {
+                Some((PathStep::Key(last), parent)) if *last == field => parent,
+                _ => steps,
+            };
+            let holder = self.node.find(steps);
+            let at = holder.key_node(&field).unwrap_or(holder);
+            return at
+                .error(format!("{}: unknown parameter `{field}`", self.module))
+                .label("unknown parameter")
+                .help(format!(
+                    "the parameters of `{}` are listed in modules/{}/README.md{}",
+                    self.module,
+                    self.module,
+                    expected_list(message)
+                ));
+        }
+        let at = self.node.find(steps);
+        let where_ = steps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(".");
+        let what = if where_.is_empty() {
+            format!("{}: {message}", self.module)
+        } else {
+            format!("{}: `{where_}`: {message}", self.module)
+        };
+        let help = if message.contains("missing field") {
+            format!("add the parameter; see modules/{}/README.md", self.module)
+        } else {
+            "check the value's type against the module's README".to_string()
+        };
+        at.error(what).help(help)
+    }
+
+    /// An error about one parameter, for checks beyond types.
+    pub fn error_at(&self, key: &str, message: impl Into<String>) -> InputError {
+        let node = self.node.find(&[PathStep::Key(key.to_string())]);
+        node.error(format!("{}: `{key}`: {}", self.module, message.into()))
+    }
+
+    /// A local path relative to the playbook's folder.
+    pub fn local_path(&self, path: &str) -> PathBuf {
+        self.playbook_dir.join(path)
+    }
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn expected_list(message: &str) -> String {
+    message
+        .find("expected one of ")
+        .map(|i| format!(" (expected one of {})", &message[i + 16..]))
+        .unwrap_or_default()
+}
+
+/// A file mode written as an octal string (`"0644"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode(pub u32);
+
+impl Mode {
+    /// Four octal digits, as the probes print them and diffs show them.
+    pub fn text(self) -> String {
+        format!("{:04o}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mode, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => {
+                let digits = s.trim();
+                if digits.is_empty() || digits.len() > 4 {
+                    return Err(D::Error::custom(format!("`{s}` is not an octal mode like \"0644\"")));
+                }
+                u32::from_str_radix(digits, 8)
+                    .map(Mode)
+                    .map_err(|_| D::Error::custom(format!("`{s}` is not an octal mode like \"0644\"")))
+            }
+            other => {
+                let written = other.as_f64().map_or(other.to_string(), |f| format!("{f}"));
+                Err(D::Error::custom(format!(
+                    "a mode must be a quoted octal string: write mode: \"0{written}\" (YAML 1.2 \
+                     reads an unquoted 0644 as the decimal number 644)"
+                )))
+            }
+        }
+    }
+}
+
+/// A parameter that takes one string or a list (`name: nginx` or `name: [nginx, ufw]`).
+pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::SourceFile;
+    use crate::playbook::node;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct P {
+        path: String,
+        mode: Option<Mode>,
+    }
+
+    fn parse(yaml: &str) -> InputResult<P> {
+        let n = node::parse(&SourceFile::new("t.yml", yaml)).unwrap();
+        let params = Params {
+            module: "file",
+            value: n.to_value(),
+            node: &n,
+            playbook_dir: Path::new("."),
+        };
+        params.parse::<P>()
+    }
+
+    #[test]
+    fn unknown_parameters_point_at_their_key() {
+        let err = parse("path: /a\nmdoe: \"0644\"\n").unwrap_err();
+        assert!(err.message.starts_with("t.yml:2:1: file: unknown parameter `mdoe`"), "{}", err.message);
+        assert!(err.help.unwrap().contains("expected one of"));
+    }
+
+    #[test]
+    fn unquoted_modes_are_refused_with_a_hint() {
+        let err = parse("path: /a\nmode: 0644\n").unwrap_err();
+        assert!(err.message.starts_with("t.yml:2:7:"), "{}", err.message);
+        assert!(err.message.contains("quoted octal string"));
+        assert_eq!(parse("path: /a\nmode: \"0640\"\n").unwrap().mode, Some(Mode(0o640)));
+    }
+
+    #[test]
+    fn missing_parameters_are_named() {
+        let err = parse("mode: \"0644\"\n").unwrap_err();
+        assert!(err.message.contains("missing field `path`"), "{}", err.message);
+    }
+}
