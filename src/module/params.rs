@@ -93,8 +93,8 @@ fn unknown_field(message: &str) -> Option<String> {
 
 fn expected_list(message: &str) -> String {
     message
-        .find("expected one of ")
-        .map(|i| format!(" (expected one of {})", &message[i + 16..]))
+        .find(", expected ")
+        .map(|i| format!(" ({})", &message[i + 2..]))
         .unwrap_or_default()
 }
 
@@ -175,7 +175,7 @@ mod tests {
     fn unknown_parameters_point_at_their_key() {
         let err = parse("path: /a\nmdoe: \"0644\"\n").unwrap_err();
         assert!(err.message.starts_with("t.yml:2:1: file: unknown parameter `mdoe`"), "{}", err.message);
-        assert!(err.help.unwrap().contains("expected one of"));
+        assert!(err.help.unwrap().contains("expected `path` or `mode`"));
     }
 
     #[test]
