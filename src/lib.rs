@@ -1,5 +1,14 @@
 //! converge: a declarative reconciler for Linux servers.
+//!
+//! `playbook` loads what the user wrote, `plan` orders it per host, `runner` converges
+//! hosts in parallel over a `transport`, `report` shows what happened. Modules live in
+//! `modules/`, one folder each, and are found through `registry`.
+
 pub mod error;
-pub mod playbook;
-pub mod transport;
 pub mod module;
+pub mod playbook;
+pub mod registry;
+pub mod transport;
+
+#[path = "../modules/mod.rs"]
+pub mod modules;

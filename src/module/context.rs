@@ -11,6 +11,18 @@ pub struct HostInfo {
     pub name: String,
     /// `facts.*`, gathered in the first round trip.
     pub facts: Value,
+    /// The values of the play's `secrets:`, never to be shown.
+    pub secrets: Vec<String>,
+}
+
+impl HostInfo {
+    /// Whether `bytes` hold any secret value.
+    pub fn is_secret(&self, bytes: &[u8]) -> bool {
+        self.secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .any(|s| bytes.windows(s.len()).any(|w| w == s.as_bytes()))
+    }
 }
 
 /// Restarts asked for and done in this run, so each service restarts at most once.
@@ -81,6 +93,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    pub fn is_secret(&self, bytes: &[u8]) -> bool {
+        self.host.is_secret(bytes)
+    }
+
     pub fn transport(&self) -> &dyn Transport {
         self.transport
     }
@@ -113,7 +129,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// Like [`Ctx::run_ok`], with stdin.
-    pub async fn run_input_ok(&self, what: &str, body: &str, stdin: &[u8]) -> Result<String, Failure> {
+    pub async fn run_input_ok(
+        &self,
+        what: &str,
+        body: &str,
+        stdin: &[u8],
+    ) -> Result<String, Failure> {
         let out = self.run_input(body, stdin).await?;
         check(what, out)
     }
@@ -124,7 +145,14 @@ fn check(what: &str, out: ExecOutput) -> Result<String, Failure> {
         Ok(out.stdout_text())
     } else {
         let stderr = out.stderr_text();
-        let detail = if stderr.is_empty() { out.stdout_text().trim().to_string() } else { stderr };
-        Err(Failure::new(format!("{what} failed (exit {}): {detail}", out.status)))
+        let detail = if stderr.is_empty() {
+            out.stdout_text().trim().to_string()
+        } else {
+            stderr
+        };
+        Err(Failure::new(format!(
+            "{what} failed (exit {}): {detail}",
+            out.status
+        )))
     }
 }

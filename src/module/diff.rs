@@ -73,7 +73,11 @@ mod tests {
 
     #[test]
     fn a_changed_line_with_context() {
-        let d = Diff::new("/etc/a", Some("1\n2\n3\n4\n5\n".into()), Some("1\n2\nthree\n4\n5\n".into()));
+        let d = Diff::new(
+            "/etc/a",
+            Some("1\n2\n3\n4\n5\n".into()),
+            Some("1\n2\nthree\n4\n5\n".into()),
+        );
         insta::assert_snapshot!(d.unified("web1"), @r"
         --- web1:/etc/a (current)
         +++ web1:/etc/a (desired)

@@ -155,7 +155,7 @@ fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) ->
         (Kind::Other, _) => Some("type: special file\n".into()),
     };
     let text_both = is_text(desired.content)
-        && matches!((&state.kind, &state.content), (Kind::File, Some(b)) if is_text(b)) ;
+        && matches!((&state.kind, &state.content), (Kind::File, Some(b)) if is_text(b));
     let after = if is_text(desired.content) && (text_both || state.kind != Kind::File) {
         String::from_utf8_lossy(desired.content).into_owned()
     } else {
@@ -216,13 +216,22 @@ pub fn write_script(desired: &DesiredFile<'_>) -> String {
 
 /// Put the file in place (apply mode only).
 pub async fn write(ctx: &Ctx<'_>, desired: &DesiredFile<'_>) -> Result<(), Failure> {
-    ctx.run_input_ok(&format!("writing {}", desired.path), &write_script(desired), desired.content)
-        .await
-        .map(drop)
+    ctx.run_input_ok(
+        &format!("writing {}", desired.path),
+        &write_script(desired),
+        desired.content,
+    )
+    .await
+    .map(drop)
 }
 
 /// Change only owner and mode of an existing file.
-pub fn chown_chmod_script(path: &str, mode: Option<Mode>, owner: Option<&str>, group: Option<&str>) -> String {
+pub fn chown_chmod_script(
+    path: &str,
+    mode: Option<Mode>,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> String {
     let p = quote(path);
     let mut s = String::from("set -e\n");
     match (owner, group) {
@@ -283,7 +292,11 @@ mod tests {
             secret: false,
         };
         let out = sh(&write_script(&desired), desired.content);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let state = probe_local(path);
         assert_eq!(state.kind, Kind::File);
         assert_eq!(state.mode.as_deref(), Some("0640"));
@@ -334,7 +347,10 @@ mod tests {
             validate: None,
             secret: false,
         };
-        let text: String = diff(&state, &desired).iter().map(|d| d.unified("h")).collect();
+        let text: String = diff(&state, &desired)
+            .iter()
+            .map(|d| d.unified("h"))
+            .collect();
         insta::assert_snapshot!(text, @r"
         --- h:/etc/x (current)
         +++ h:/etc/x (desired)

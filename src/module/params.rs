@@ -16,6 +16,8 @@ pub struct Params<'a> {
     pub node: &'a Node,
     /// The playbook's folder: relative `src` paths start here.
     pub playbook_dir: &'a Path,
+    /// Every variable of the host (facts, item, vars), for modules that render templates.
+    pub vars: &'a Value,
 }
 
 impl Params<'_> {
@@ -115,11 +117,13 @@ impl<'de> Deserialize<'de> for Mode {
             Value::String(s) => {
                 let digits = s.trim();
                 if digits.is_empty() || digits.len() > 4 {
-                    return Err(D::Error::custom(format!("`{s}` is not an octal mode like \"0644\"")));
+                    return Err(D::Error::custom(format!(
+                        "`{s}` is not an octal mode like \"0644\""
+                    )));
                 }
-                u32::from_str_radix(digits, 8)
-                    .map(Mode)
-                    .map_err(|_| D::Error::custom(format!("`{s}` is not an octal mode like \"0644\"")))
+                u32::from_str_radix(digits, 8).map(Mode).map_err(|_| {
+                    D::Error::custom(format!("`{s}` is not an octal mode like \"0644\""))
+                })
             }
             other => {
                 let written = other.as_f64().map_or(other.to_string(), |f| format!("{f}"));
@@ -167,6 +171,7 @@ mod tests {
             value: n.to_value(),
             node: &n,
             playbook_dir: Path::new("."),
+            vars: &Value::Null,
         };
         params.parse::<P>()
     }
@@ -174,7 +179,12 @@ mod tests {
     #[test]
     fn unknown_parameters_point_at_their_key() {
         let err = parse("path: /a\nmdoe: \"0644\"\n").unwrap_err();
-        assert!(err.message.starts_with("t.yml:2:1: file: unknown parameter `mdoe`"), "{}", err.message);
+        assert!(
+            err.message
+                .starts_with("t.yml:2:1: file: unknown parameter `mdoe`"),
+            "{}",
+            err.message
+        );
         assert!(err.help.unwrap().contains("expected `path` or `mode`"));
     }
 
@@ -183,12 +193,19 @@ mod tests {
         let err = parse("path: /a\nmode: 0644\n").unwrap_err();
         assert!(err.message.starts_with("t.yml:2:7:"), "{}", err.message);
         assert!(err.message.contains("quoted octal string"));
-        assert_eq!(parse("path: /a\nmode: \"0640\"\n").unwrap().mode, Some(Mode(0o640)));
+        assert_eq!(
+            parse("path: /a\nmode: \"0640\"\n").unwrap().mode,
+            Some(Mode(0o640))
+        );
     }
 
     #[test]
     fn missing_parameters_are_named() {
         let err = parse("mode: \"0644\"\n").unwrap_err();
-        assert!(err.message.contains("missing field `path`"), "{}", err.message);
+        assert!(
+            err.message.contains("missing field `path`"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -1,0 +1,282 @@
+//! `file`: a regular file with given content (inline or copied from a local file), a
+//! symlink, or nothing at all; with owner, group and mode.
+
+use crate::error::InputResult;
+use crate::module::files::{self, DesiredFile, FileState, Kind};
+use crate::module::{Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resources};
+use crate::transport::quote;
+use async_trait::async_trait;
+use serde::Deserialize;
+
+pub struct File;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileParams {
+    path: String,
+    content: Option<String>,
+    src: Option<String>,
+    link: Option<String>,
+    #[serde(default)]
+    state: State,
+    owner: Option<String>,
+    group: Option<String>,
+    mode: Option<Mode>,
+    validate: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Present,
+    Absent,
+}
+
+impl Module for File {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn key_param(&self) -> Option<&'static str> {
+        Some("path")
+    }
+
+    fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
+        let p: FileParams = params.parse()?;
+        if !p.path.starts_with('/') {
+            return Err(params.error_at("path", "must be an absolute path"));
+        }
+        let sources = [p.content.is_some(), p.src.is_some(), p.link.is_some()];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(params
+                .error_at("path", "give only one of content, src and link")
+                .help("content is inline text, src a local file to copy, link a symlink target"));
+        }
+        let what = if p.state == State::Absent {
+            What::Absent
+        } else if let Some(target) = p.link {
+            What::Link(target)
+        } else if let Some(src) = &p.src {
+            let local = params.local_path(src);
+            let bytes = std::fs::read(&local).map_err(|e| {
+                params
+                    .error_at("src", format!("cannot read {}: {e}", local.display()))
+                    .help("src is a file on this machine, relative to the playbook's folder")
+            })?;
+            What::Content(bytes)
+        } else if let Some(content) = p.content {
+            What::Content(content.into_bytes())
+        } else {
+            What::MetadataOnly
+        };
+        Ok(vec![Box::new(FileAction {
+            path: p.path,
+            what,
+            owner: p.owner,
+            group: p.group,
+            mode: p.mode,
+            validate: p.validate,
+        })])
+    }
+}
+
+#[derive(Debug)]
+enum What {
+    Content(Vec<u8>),
+    Link(String),
+    /// Only owner/group/mode of an existing file.
+    MetadataOnly,
+    Absent,
+}
+
+#[derive(Debug)]
+struct FileAction {
+    path: String,
+    what: What,
+    owner: Option<String>,
+    group: Option<String>,
+    mode: Option<Mode>,
+    validate: Option<String>,
+}
+
+impl FileAction {
+    fn desired_file<'a>(&'a self, content: &'a [u8], ctx: &Ctx<'_>) -> DesiredFile<'a> {
+        DesiredFile {
+            path: &self.path,
+            content,
+            mode: self.mode,
+            owner: self.owner.as_deref(),
+            group: self.group.as_deref(),
+            validate: self.validate.as_deref(),
+            secret: ctx.is_secret(content),
+        }
+    }
+
+    async fn converge_link(
+        &self,
+        target: &str,
+        state: &FileState,
+        ctx: &Ctx<'_>,
+    ) -> Result<Outcome, Failure> {
+        let current = match state.kind {
+            Kind::Link => state.link_target.clone().map(|t| format!("link: {t}\n")),
+            Kind::Absent => None,
+            Kind::File => Some("type: file\n".into()),
+            Kind::Dir => Some("type: directory\n".into()),
+            Kind::Other => Some("type: special file\n".into()),
+        };
+        let desired = format!("link: {target}\n");
+        if current.as_deref() == Some(&desired) {
+            return Ok(self.converge_metadata(state, ctx).await?);
+        }
+        if state.kind == Kind::Dir {
+            return Err(Failure::new(format!(
+                "{} is a directory; refusing to replace it with a link",
+                self.path
+            )));
+        }
+        if ctx.apply {
+            // A new link renamed over the old one: `path` never disappears.
+            let p = quote(&self.path);
+            let tmp = quote(&format!("{}.converge~", self.path)).into_owned();
+            let owner = self
+                .owner
+                .as_deref()
+                .map(|o| format!("chown -h {} {tmp}\n", quote(o)))
+                .unwrap_or_default();
+            ctx.run_ok(
+                &format!("linking {}", self.path),
+                &format!(
+                    "set -e\nrm -f {tmp}\nln -s {} {tmp}\n{owner}mv -Tf {tmp} {p}\n",
+                    quote(target)
+                ),
+            )
+            .await?;
+        }
+        Ok(Outcome::from_diffs(vec![Diff::new(
+            &self.path,
+            current,
+            Some(desired),
+        )]))
+    }
+
+    async fn converge_metadata(
+        &self,
+        state: &FileState,
+        ctx: &Ctx<'_>,
+    ) -> Result<Outcome, Failure> {
+        if !state.exists() {
+            return Err(Failure::new(format!(
+                "{} does not exist (give content, src or link to create it)",
+                self.path
+            )));
+        }
+        let before = [
+            ("mode", self.mode.and(state.mode.clone())),
+            ("owner", self.owner.as_ref().and(state.owner.clone())),
+            ("group", self.group.as_ref().and(state.group.clone())),
+        ];
+        let after = [
+            ("mode", self.mode.map(Mode::text)),
+            ("owner", self.owner.clone()),
+            ("group", self.group.clone()),
+        ];
+        // A link's own mode is meaningless: compare only ownership there.
+        let before = if state.kind == Kind::Link {
+            &before[1..]
+        } else {
+            &before[..]
+        };
+        let after = if state.kind == Kind::Link {
+            &after[1..]
+        } else {
+            &after[..]
+        };
+        let Some(diff) = Diff::of_metadata(&self.path, before, after) else {
+            return Ok(Outcome::ok());
+        };
+        if ctx.apply {
+            let mode = if state.kind == Kind::Link {
+                None
+            } else {
+                self.mode
+            };
+            ctx.run_ok(
+                &format!("setting owner and mode of {}", self.path),
+                &files::chown_chmod_script(
+                    &self.path,
+                    mode,
+                    self.owner.as_deref(),
+                    self.group.as_deref(),
+                ),
+            )
+            .await?;
+        }
+        Ok(Outcome::from_diffs(vec![diff]))
+    }
+}
+
+#[async_trait]
+impl Action for FileAction {
+    fn resources(&self) -> Resources {
+        Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref())
+    }
+
+    fn probe(&self) -> String {
+        files::probe("f", &self.path, matches!(self.what, What::Content(_)))
+    }
+
+    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+        let state = FileState::from_probe(probed, "f");
+        match &self.what {
+            What::Content(content) => {
+                let desired = self.desired_file(content, ctx);
+                let diffs = files::diff(&state, &desired);
+                if state.kind == Kind::Dir {
+                    return Err(Failure::new(format!("{} is a directory", self.path)));
+                }
+                if !diffs.is_empty() && ctx.apply {
+                    files::write(ctx, &desired).await?;
+                }
+                Ok(Outcome::from_diffs(diffs))
+            }
+            What::Link(target) => self.converge_link(target, &state, ctx).await,
+            What::MetadataOnly => self.converge_metadata(&state, ctx).await,
+            What::Absent => {
+                if !state.exists() {
+                    return Ok(Outcome::ok());
+                }
+                if state.kind == Kind::Dir {
+                    return Err(Failure::new(format!(
+                        "{} is a directory: remove it with `dir: {{path: ..., state: absent}}`",
+                        self.path
+                    )));
+                }
+                let before = match (&state.content, state.kind) {
+                    (Some(c), Kind::File)
+                        if std::str::from_utf8(c).is_ok() && !ctx.is_secret(c) =>
+                    {
+                        String::from_utf8_lossy(c).into_owned()
+                    }
+                    (_, Kind::Link) => {
+                        format!("link: {}\n", state.link_target.clone().unwrap_or_default())
+                    }
+                    _ => format!("sha256: {}\n", state.sha256.clone().unwrap_or_default()),
+                };
+                if ctx.apply {
+                    ctx.run_ok(
+                        &format!("removing {}", self.path),
+                        &format!("rm -f {}", quote(&self.path)),
+                    )
+                    .await?;
+                }
+                Ok(Outcome::from_diffs(vec![Diff::new(
+                    &self.path,
+                    Some(before),
+                    None,
+                )]))
+            }
+        }
+    }
+}

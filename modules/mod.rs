@@ -1,0 +1,3 @@
+//! The built-in modules, one folder each. The engine finds them through `registry`.
+
+pub mod file;

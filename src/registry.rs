@@ -1,0 +1,16 @@
+//! The one place where the engine names modules.
+
+use crate::module::Module;
+use crate::modules;
+
+static MODULES: &[&dyn Module] = &[&modules::file::File];
+
+/// The module registered under `name` (a task's module key).
+pub fn find(name: &str) -> Option<&'static dyn Module> {
+    MODULES.iter().copied().find(|m| m.name() == name)
+}
+
+/// Every module name, for "did you mean" hints.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    MODULES.iter().map(|m| m.name())
+}
