@@ -12,3 +12,4 @@ pub mod transport;
 
 #[path = "../modules/mod.rs"]
 pub mod modules;
+pub mod plan;
