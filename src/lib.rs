@@ -10,6 +10,11 @@ pub mod playbook;
 pub mod registry;
 pub mod transport;
 
+pub mod cli;
+pub mod inventory;
+pub mod lock;
 #[path = "../modules/mod.rs"]
 pub mod modules;
 pub mod plan;
+pub mod report;
+pub mod runner;

@@ -91,6 +91,13 @@ impl Graph {
             .map(|e| (petgraph::visit::EdgeRef::source(&e).index(), e.weight()))
     }
 
+    /// Tasks that wait for `node`.
+    pub fn dependents(&self, node: usize) -> impl Iterator<Item = (usize, &EdgeKind)> {
+        self.graph
+            .edges_directed(NodeIndex::new(node), Direction::Outgoing)
+            .map(|e| (petgraph::visit::EdgeRef::target(&e).index(), e.weight()))
+    }
+
     /// Topological order, list order breaking ties; a cycle is a located error.
     pub fn order(&self, nodes: &[PlanNode]) -> InputResult<Vec<usize>> {
         let mut indegree: Vec<usize> = (0..nodes.len())

@@ -29,7 +29,7 @@ impl Selection {
 /// A host's variable layers, lowest precedence first, before the play's own.
 pub struct HostVars<'a> {
     pub host: &'a str,
-    pub inventory: Vec<Layer>,
+    pub inventory: Vec<&'a [(String, Node)]>,
     pub extra: &'a Layer,
 }
 
@@ -95,9 +95,9 @@ pub fn build(
         Value::String(host.host.to_string()),
     );
     base.insert("facts".into(), facts);
-    let mut layers: Vec<&Layer> = host.inventory.iter().collect();
+    let mut layers: Vec<&[(String, Node)]> = host.inventory.clone();
     layers.push(&play.vars);
-    layers.extend(play.vars_files.iter());
+    layers.extend(play.vars_files.iter().map(Vec::as_slice));
     layers.push(host.extra);
     let ctx = vars::resolve(&layers, &base)?;
     let secrets = play

@@ -3,9 +3,11 @@
 
 mod dag;
 mod expand;
+mod render;
 
 pub use dag::{EdgeKind, Graph};
 pub use expand::{Expansion, HostVars, Selection, build};
+pub use render::{render_dot, render_text};
 
 use crate::error::Span;
 use crate::module::Action;

@@ -23,7 +23,10 @@ fn has_template(node: &Node) -> bool {
 /// Merge `layers` (later wins) over `base` (facts, item, inventory_hostname), then
 /// render values that hold templates until they stop changing. A value whose template
 /// cannot be resolved is an error located at that value.
-pub fn resolve(layers: &[&Layer], base: &Map<String, Value>) -> InputResult<Map<String, Value>> {
+pub fn resolve(
+    layers: &[&[(String, Node)]],
+    base: &Map<String, Value>,
+) -> InputResult<Map<String, Value>> {
     let mut winners: IndexMap<&str, &Node> = IndexMap::new();
     for layer in layers {
         for (name, node) in layer.iter() {
@@ -125,7 +128,7 @@ mod tests {
         let high = layer(
             "app: myapp\nhome: \"/opt/{{app}}\"\nlog: \"{{home}}/log\"\nports: \"{{port}}\"\n",
         );
-        let ctx = resolve(&[&low, &high], &Map::new()).unwrap();
+        let ctx = resolve(&[&low[..], &high[..]], &Map::new()).unwrap();
         assert_eq!(ctx["home"], "/opt/myapp");
         assert_eq!(ctx["log"], "/opt/myapp/log");
         assert_eq!(ctx["ports"], 1);
@@ -134,7 +137,7 @@ mod tests {
     #[test]
     fn undefined_variables_in_vars_are_located() {
         let l = layer("a: 1\nb: \"{{nope}}\"\n");
-        let err = resolve(&[&l], &Map::new()).unwrap_err();
+        let err = resolve(&[&l[..]], &Map::new()).unwrap_err();
         assert!(err.message.starts_with("v.yml:2:4:"), "{}", err.message);
         assert!(err.message.contains("undefined variable `nope`"));
     }
@@ -142,7 +145,7 @@ mod tests {
     #[test]
     fn extra_vars_are_strings() {
         let l = extra_vars(&["version=1.10".to_string()]).unwrap();
-        let ctx = resolve(&[&l], &Map::new()).unwrap();
+        let ctx = resolve(&[&l[..]], &Map::new()).unwrap();
         assert_eq!(ctx["version"], "1.10");
         assert!(extra_vars(&["novalue".to_string()]).is_err());
     }
