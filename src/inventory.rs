@@ -14,7 +14,7 @@ use crate::playbook::template::engine;
 use globset::{Glob, GlobMatcher};
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,6 +113,8 @@ const CHILDREN_HELP: &str = "`children` maps each child group name to its own `h
 const PATTERN_HELP: &str = "a host pattern is host and group names separated by commas: \
      `*`, `?` and `[..]` are globs, `~` starts a regular expression, `!name` leaves out the \
      hosts of name and `&name` keeps only hosts that are also in name";
+const CYCLE_HELP: &str = "a group cannot be its own child, directly or through other \
+     groups; remove one of these `children` entries";
 const RANGE_HELP: &str = "a host range is `[START:END]` or `[START:END:STEP]`, numbers or \
      single letters: `web[1:3]`, `db-[a:c]`, `node[01:10:2]`";
 
@@ -367,7 +369,7 @@ impl Inventory {
         let in_entry = host
             .vars
             .iter()
-            .find(|(name, _)| !short.is_empty() && name == short);
+            .find(|(name, value)| !short.is_empty() && name == short && !value.is_null());
         let long = names
             .iter()
             .find_map(|&name| vars.get(name).filter(|v| !v.is_null()).map(|v| (name, v)));
@@ -993,10 +995,10 @@ impl Builder {
             }
         }
         for group in 0..self.groups.len() {
-            let mut members = Vec::new();
-            self.members(group, &mut HashSet::new(), &mut members);
+            let mut members = vec![false; self.hosts.len()];
+            self.members(group, &mut vec![false; self.groups.len()], &mut members);
             let name = self.groups.get_index(group).map_or("", |(n, _)| n);
-            for host in members {
+            for (host, _) in members.iter().enumerate().filter(|(_, member)| **member) {
                 self.hosts[host].groups.push(name.to_string());
             }
         }
@@ -1043,7 +1045,7 @@ impl Builder {
                             name(child),
                             cycle.join(" -> ")
                         ))
-                        .help("a group cannot be its own child, directly or through other groups; remove one of these `children` entries"));
+                        .help(CYCLE_HELP));
                 }
                 Visit::Done => {}
             }
@@ -1078,15 +1080,13 @@ impl Builder {
         }
     }
 
-    /// Hosts of a group and of all its descendants.
-    fn members(&self, group: usize, seen: &mut HashSet<usize>, hosts: &mut Vec<usize>) {
-        if !seen.insert(group) {
+    /// Mark the hosts of a group and of all its descendants.
+    fn members(&self, group: usize, seen: &mut [bool], hosts: &mut [bool]) {
+        if std::mem::replace(&mut seen[group], true) {
             return;
         }
         for &host in &self.groups[group].hosts {
-            if !hosts.contains(&host) {
-                hosts.push(host);
-            }
+            hosts[host] = true;
         }
         for (child, _) in &self.groups[group].children {
             self.members(*child, seen, hosts);
@@ -1628,6 +1628,7 @@ a:
         web1: { ansible_host: 198.51.100.10, ansible_user: deploy }
         web2: { host: 198.51.100.11, port: '2222', user: admin }
         web3: { port: 2222, ansible_port: 2300 }
+        web4: { port: null }
 ",
         )
         .unwrap();
@@ -1652,6 +1653,8 @@ a:
         let (web3, _) = connection(&inventory, "web3").unwrap();
         assert_eq!(web3.port, Some(2300));
         assert_eq!(web3.address, None);
+        let (web4, _) = connection(&inventory, "web4").unwrap();
+        assert_eq!(web4.port, Some(2200));
     }
 
     #[test]

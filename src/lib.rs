@@ -4,17 +4,17 @@
 //! hosts in parallel over a `transport`, `report` shows what happened. Modules live in
 //! `modules/`, one folder each, and are found through `registry`.
 
-pub mod error;
-pub mod module;
-pub mod playbook;
-pub mod registry;
-pub mod transport;
-
 pub mod cli;
+pub mod error;
 pub mod inventory;
 pub mod lock;
-#[path = "../modules/mod.rs"]
-pub mod modules;
+pub mod module;
 pub mod plan;
+pub mod playbook;
+pub mod registry;
 pub mod report;
 pub mod runner;
+pub mod transport;
+
+#[path = "../modules/mod.rs"]
+pub mod modules;
