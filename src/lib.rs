@@ -4,6 +4,9 @@
 //! hosts in parallel over a `transport`, `report` shows what happened. Modules live in
 //! `modules/`, one folder each, and are found through `registry`.
 
+// Input errors carry their source for miette; they are the cold path, so their size is fine.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod error;
 pub mod inventory;

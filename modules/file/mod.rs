@@ -130,7 +130,7 @@ impl FileAction {
         };
         let desired = format!("link: {target}\n");
         if current.as_deref() == Some(&desired) {
-            return Ok(self.converge_metadata(state, ctx).await?);
+            return self.converge_metadata(state, ctx).await;
         }
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!(

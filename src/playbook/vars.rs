@@ -47,11 +47,11 @@ pub fn resolve(
         let mut changed = false;
         let snapshot = Value::Object(ctx.clone());
         for (name, node) in &templated {
-            if let Ok(value) = engine().render_node(node, &snapshot) {
-                if ctx.get(*name) != Some(&value) {
-                    ctx.insert(name.to_string(), value);
-                    changed = true;
-                }
+            if let Ok(value) = engine().render_node(node, &snapshot)
+                && ctx.get(*name) != Some(&value)
+            {
+                ctx.insert(name.to_string(), value);
+                changed = true;
             }
         }
         if !changed {

@@ -135,6 +135,9 @@ pub struct RunResult {
     pub hosts: Vec<HostReport>,
 }
 
+/// A host we are connected to, with its facts.
+type Reached = (Arc<dyn Transport>, serde_json::Value);
+
 /// Converge (or, in check mode, diff) every play of the playbook.
 pub async fn run_playbook(
     playbook: &Playbook,
@@ -153,8 +156,7 @@ pub async fn run_playbook(
         return Err(InputError::new("the limit matches no host of any play")
             .help("check -l against the inventory and the plays' hosts:"));
     }
-    let mut connections: HashMap<String, Result<(Arc<dyn Transport>, serde_json::Value), String>> =
-        HashMap::new();
+    let mut connections: HashMap<String, Result<Reached, String>> = HashMap::new();
     let mut reports: indexmap::IndexMap<String, HostReport> = indexmap::IndexMap::new();
     for host in inventory.hosts() {
         if targets
@@ -224,10 +226,10 @@ pub async fn run_playbook(
             .filter(|h| matches!(connections.get(&h.name), Some(Ok(_))))
             .collect();
         for host in hosts {
-            if let Some(Err(reason)) = connections.get(&host.name) {
-                if let Some(r) = reports.get_mut(&host.name) {
-                    r.unreachable.get_or_insert_with(|| reason.clone());
-                }
+            if let Some(Err(reason)) = connections.get(&host.name)
+                && let Some(r) = reports.get_mut(&host.name)
+            {
+                r.unreachable.get_or_insert_with(|| reason.clone());
             }
         }
         let facts: HashMap<String, serde_json::Value> = reachable
