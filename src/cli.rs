@@ -302,10 +302,11 @@ async fn run(args: RunArgs, check: bool) -> Exit {
     exit
 }
 
+/// Each play's name with its hosts' plans.
+type PlayPlans = Vec<(String, Vec<HostPlan>)>;
+
 /// Every host's plan for every play, without connecting.
-fn offline_plans(
-    target: &TargetArgs,
-) -> Result<(Loaded, Vec<(String, Vec<HostPlan>)>), InputError> {
+fn offline_plans(target: &TargetArgs) -> Result<(Loaded, PlayPlans), InputError> {
     let loaded = load(target)?;
     let options = options(target, &loaded, None);
     let mut all = Vec::new();
