@@ -199,6 +199,8 @@ pub async fn run_playbook(
                         .timeout
                         .map_or(options.timeout, Duration::from_secs),
                     accept_new_host_keys: options.accept_new_host_keys,
+                    home: None,
+                    agent_socket: None,
                 })
             };
             let name = host.name.clone();
