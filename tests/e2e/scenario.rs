@@ -66,7 +66,13 @@ impl Scenario {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        eprintln!("$ converge {}\n{}{}(exit {})", args.join(" "), run.stdout, run.stderr, run.code);
+        eprintln!(
+            "$ converge {}\n{}{}(exit {})",
+            args.join(" "),
+            run.stdout,
+            run.stderr,
+            run.code
+        );
         run
     }
 
@@ -85,7 +91,11 @@ impl Scenario {
 
 impl Run {
     pub fn expect_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -100,23 +110,40 @@ impl Run {
         let numbers: Vec<usize> = line
             .split_whitespace()
             .skip(1)
-            .map(|kv| kv.split_once('=').and_then(|(_, v)| v.parse().ok()).expect("recap number"))
+            .map(|kv| {
+                kv.split_once('=')
+                    .and_then(|(_, v)| v.parse().ok())
+                    .expect("recap number")
+            })
             .collect();
         (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4])
     }
 
     pub fn expect_changed(&self, host: &str, changed: usize) -> &Run {
-        assert_eq!(self.recap(host).1, changed, "changed on {host}:\n{}", self.stdout);
+        assert_eq!(
+            self.recap(host).1,
+            changed,
+            "changed on {host}:\n{}",
+            self.stdout
+        );
         self
     }
 
     pub fn expect_stdout_contains(&self, text: &str) -> &Run {
-        assert!(self.stdout.contains(text), "stdout lacks {text:?}:\n{}", self.stdout);
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}:\n{}",
+            self.stdout
+        );
         self
     }
 
     pub fn expect_stderr_contains(&self, text: &str) -> &Run {
-        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
         self
     }
 }
