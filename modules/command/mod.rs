@@ -120,9 +120,6 @@ struct CommandAction {
     chdir: Option<String>,
 }
 
-/// What the run script prints, alone, when a guard turned out to hold after all.
-const SKIPPED: &str = "converge:command-skipped:5d1f0c";
-
 /// Lines of stderr kept in a failure message.
 const TAIL_LINES: usize = 20;
 
@@ -134,47 +131,12 @@ impl CommandAction {
         }
     }
 
-    /// `cd` and the guards, shared by the probe and the run script. Each guard that
-    /// holds runs `then` (printing why, and leaving). `unless` runs in its own shell, so
-    /// a syntax error in it cannot break the batched probe.
-    fn guards(&self, chdir_missing: &str, then: impl Fn(&str) -> String) -> String {
+    /// The command replaces the script's shell, so its exit status is the script's.
+    fn run_script(&self) -> String {
         let mut s = String::new();
         if let Some(dir) = &self.chdir {
-            s.push_str(&format!(
-                "cd {} 2>/dev/null || {{ {chdir_missing} }}\n",
-                quote(dir)
-            ));
+            s.push_str(&format!("cd {} || exit 1\n", quote(dir)));
         }
-        if let Some(path) = &self.creates {
-            s.push_str(&format!(
-                "if [ -e {} ]; then {} fi\n",
-                quote(path),
-                then("creates=exists")
-            ));
-        }
-        if let Some(line) = &self.unless {
-            s.push_str(&format!(
-                "if /bin/sh -c {} </dev/null >/dev/null 2>&1; then {} fi\n",
-                quote(line),
-                then("unless=ok")
-            ));
-        }
-        s
-    }
-
-    /// Runs the command in place of the script, so its exit status is the script's.
-    /// The guards are checked again: in apply mode an earlier task may have changed
-    /// what they look at since the batched probe ran.
-    fn run_script(&self) -> String {
-        let chdir_missing = format!(
-            "echo {} >&2; exit 1;",
-            quote(&format!(
-                "cannot change to directory {}",
-                self.chdir.as_deref().unwrap_or_default()
-            ))
-        );
-        let skipped = format!("printf %s {}; exit 0;", quote(SKIPPED));
-        let mut s = self.guards(&chdir_missing, |_| skipped.clone());
         match &self.run {
             Run::Shell(line) => s.push_str(&format!("exec /bin/sh -c {}\n", quote(line))),
             Run::Argv(argv) => s.push_str(&format!("exec {}\n", quote_all(argv))),
@@ -201,15 +163,35 @@ impl Action for CommandAction {
         }
     }
 
+    /// Reads the guards, in the batch's subshell (so `cd` and `exit` stay there). In
+    /// apply mode the runner probes again after any change, so the guards see what
+    /// earlier tasks did. `unless` runs in a shell of its own: a syntax error in the
+    /// user's line cannot break the batched probe script around it.
     fn probe(&self) -> String {
-        let guards = self.guards("echo chdir=missing; exit 0;", |why| {
-            format!("echo {why}; exit 0;")
-        });
-        if guards.is_empty() {
-            // Nothing to read; an empty probe could upset the shell that batches them.
-            return ":\n".to_string();
+        let mut s = String::new();
+        if let Some(dir) = &self.chdir {
+            s.push_str(&format!(
+                "cd {} 2>/dev/null || {{ echo chdir=missing; exit 0; }}\n",
+                quote(dir)
+            ));
         }
-        format!("(\n{guards})\n")
+        if let Some(path) = &self.creates {
+            s.push_str(&format!(
+                "if [ -e {} ]; then echo creates=exists; exit 0; fi\n",
+                quote(path)
+            ));
+        }
+        if let Some(line) = &self.unless {
+            s.push_str(&format!(
+                "if /bin/sh -c {} </dev/null >/dev/null 2>&1; then echo unless=ok; fi\n",
+                quote(line)
+            ));
+        }
+        if s.is_empty() {
+            // The batch wraps each probe in `( )`, which must not be empty.
+            s.push_str(":\n");
+        }
+        s
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
@@ -236,9 +218,6 @@ impl Action for CommandAction {
                     "command exited {}: {detail}",
                     out.status
                 )));
-            }
-            if out.stdout == SKIPPED.as_bytes() {
-                return Ok(Outcome::ok());
             }
         }
         let verb = if ctx.apply { "ran" } else { "would run" };

@@ -4,8 +4,8 @@
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, ManagedFile, Mode, Module, Outcome, Params, Probed, Resources,
-    State,
+    Action, Ctx, Diff, Failure, ManagedFile, Mode, Module, Outcome, Params, Probed, Resource,
+    Resources, State,
 };
 use crate::transport::quote;
 use async_trait::async_trait;
@@ -162,7 +162,9 @@ impl FileAction {
         state: &FileState,
         ctx: &Ctx<'_>,
     ) -> Result<Outcome, Failure> {
-        if !state.exists() {
+        // In check mode the file may be one an earlier task would have written.
+        let assumed = !ctx.apply && ctx.assumes(&Resource::Path(self.path.clone()));
+        if !state.exists() && !assumed {
             return Err(Failure::new(format!(
                 "{} does not exist (give content, src or link to create it)",
                 self.path
@@ -216,7 +218,10 @@ impl FileAction {
 #[async_trait]
 impl Action for FileAction {
     fn resources(&self) -> Resources {
-        Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref())
+        let mut resources =
+            Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
+        resources.provides.push(Resource::Path(self.path.clone()));
+        resources
     }
 
     fn probe(&self) -> String {

@@ -2,7 +2,7 @@
 //! `template`, so both diff and write a file the same way.
 
 use super::files::{self, DesiredFile, FileState, Kind};
-use super::{Action, Ctx, Failure, Mode, Outcome, Probed, Resources};
+use super::{Action, Ctx, Failure, Mode, Outcome, Probed, Resource, Resources};
 use async_trait::async_trait;
 
 #[derive(Debug)]
@@ -33,7 +33,10 @@ impl ManagedFile {
 #[async_trait]
 impl Action for ManagedFile {
     fn resources(&self) -> Resources {
-        Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref())
+        let mut resources =
+            Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
+        resources.provides.push(Resource::Path(self.path.clone()));
+        resources
     }
 
     fn probe(&self) -> String {

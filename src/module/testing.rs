@@ -70,8 +70,9 @@ pub struct Local {
 }
 
 impl Local {
+    /// The action's probe, wrapped as the runner's batch wraps each one.
     pub async fn probe(&self, action: &dyn Action) -> Probed {
-        let body = action.probe();
+        let body = format!("(\n{}\n) 2>/dev/null </dev/null", action.probe());
         let out = self
             .transport
             .exec(Script {
