@@ -3,7 +3,14 @@
 use crate::module::Module;
 use crate::modules;
 
-static MODULES: &[&dyn Module] = &[&modules::file::File];
+static MODULES: &[&dyn Module] = &[
+    &modules::file::File,
+    &modules::dir::Dir,
+    &modules::template::Template,
+    &modules::user::User,
+    &modules::group::Group,
+    &modules::command::Command,
+];
 
 /// The module registered under `name` (a task's module key).
 pub fn find(name: &str) -> Option<&'static dyn Module> {

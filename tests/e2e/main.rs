@@ -6,4 +6,9 @@ mod support;
 
 mod scenario;
 
+mod command;
+mod dir;
 mod engine;
+mod group;
+mod template;
+mod user;
