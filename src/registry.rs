@@ -3,7 +3,13 @@
 use crate::module::Module;
 use crate::modules;
 
-static MODULES: &[&dyn Module] = &[&modules::file::File];
+static MODULES: &[&dyn Module] = &[
+    &modules::apt::Apt,
+    &modules::file::File,
+    &modules::http_check::HttpCheck,
+    &modules::release::Release,
+    &modules::service::Service,
+];
 
 /// The module registered under `name` (a task's module key).
 pub fn find(name: &str) -> Option<&'static dyn Module> {

@@ -9,8 +9,12 @@
 mod context;
 mod diff;
 pub mod files;
+pub mod http;
 mod params;
 mod probe;
+pub mod systemd;
+#[cfg(test)]
+pub mod testing;
 
 pub use context::{Ctx, HostInfo, RestartBook};
 pub use diff::{Diff, metadata_lines};
