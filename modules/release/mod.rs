@@ -176,8 +176,8 @@ impl ReleaseAction {
         }
     }
 
-    /// Whether the service runs (None without a service). A unit an earlier task
-    /// creates in this run counts as stopped.
+    /// Whether the service runs (None without a service). In check mode a unit an
+    /// earlier task would create counts as stopped.
     fn service_active(&self, host: &Observed, ctx: &Ctx<'_>) -> Result<Option<bool>, Failure> {
         let Some(service) = &self.service else {
             return Ok(None);
@@ -188,7 +188,8 @@ impl ReleaseAction {
             ))
         })?;
         if !unit.found() {
-            if ctx.assumes(&Resource::unit(service)) {
+            // Apply mode probes again after each change, so only check mode assumes.
+            if !ctx.apply && ctx.assumes(&Resource::unit(service)) {
                 return Ok(Some(false));
             }
             return Err(Failure::new(format!(

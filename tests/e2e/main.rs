@@ -6,4 +6,8 @@ mod support;
 
 mod scenario;
 
+mod apt;
 mod engine;
+mod http_check;
+mod release;
+mod service;
