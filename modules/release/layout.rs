@@ -146,15 +146,20 @@ impl Layout<'_> {
     }
 
     /// Create the version's folder and put the binary (stdin) in it atomically, 0755.
-    pub fn upload_script(&self, version: &str) -> String {
+    /// It goes live only with the expected checksum: a cut-off upload never does.
+    pub fn upload_script(&self, version: &str, sha256: &str) -> String {
         let path = self.binary(version);
+        let check = format!(
+            "[ \"$(sha256sum < %s | cut -d' ' -f1)\" = {} ]",
+            quote(sha256)
+        );
         let desired = DesiredFile {
             path: &path,
             content: &[],
             mode: Some(Mode(0o755)),
             owner: None,
             group: None,
-            validate: None,
+            validate: Some(&check),
             secret: false,
         };
         format!(
@@ -305,6 +310,38 @@ mod tests {
         assert!(!parse_release_line("17 v1 0").unwrap().complete);
         assert_eq!(parse_release_line("17 ../x 1"), None);
         assert_eq!(parse_release_line("17"), None);
+    }
+
+    #[test]
+    fn a_cut_off_upload_never_goes_live() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("my 'app'");
+        let layout = Layout {
+            dest: dest.to_str().unwrap(),
+            name: "app",
+        };
+        let sha = crate::module::files::sha256_hex(b"full build");
+        let upload = |bytes: &[u8]| {
+            let mut child = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(layout.upload_script("v1", &sha))
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(bytes).unwrap();
+            child.wait().unwrap().code()
+        };
+        assert_eq!(upload(b"full bu"), Some(3));
+        let binary = dest.join("releases/v1/app");
+        assert!(!binary.exists());
+        assert_eq!(
+            std::fs::read_dir(dest.join("releases/v1")).unwrap().count(),
+            0
+        );
+        assert_eq!(upload(b"full build"), Some(0));
+        assert_eq!(std::fs::read(&binary).unwrap(), b"full build");
     }
 
     #[test]

@@ -352,11 +352,13 @@ impl ReleaseAction {
     }
 
     /// Restart the service (which starts a stopped one) and check its health.
-    async fn restart_and_check(&self, ctx: &Ctx<'_>) -> Result<Verdict, Failure> {
+    async fn restart_and_check(&self, ctx: &mut Ctx<'_>) -> Result<Verdict, Failure> {
         if let Some(service) = &self.service {
             let out = ctx
                 .run(&format!("systemctl restart -- {}", quote(service)))
                 .await?;
+            // Even a failed restart stopped the old process: nothing pending survives it.
+            ctx.restarts.mark_restarted(service);
             if !out.success() {
                 let stderr = out.stderr_text();
                 let why = stderr.lines().next().unwrap_or("no message");
@@ -385,7 +387,7 @@ impl ReleaseAction {
         &self,
         host: &Observed,
         plan: &Plan,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
     ) -> Result<(), Failure> {
         let layout = self.layout();
         let (v, sha) = (&self.version, &self.artifact.sha256);
@@ -396,7 +398,7 @@ impl ReleaseAction {
         state.deploying = Some(this.clone());
         let mut script = String::new();
         if plan.upload {
-            script.push_str(&layout.upload_script(v));
+            script.push_str(&layout.upload_script(v, sha));
         }
         script.push_str(&layout.state_script(&state));
         if plan.switch {
@@ -512,14 +514,17 @@ impl Action for ReleaseAction {
         let active = self.service_active(&host, ctx)?;
         let plan = self.plan(&host, active)?;
         let diffs = self.diffs(&host, &plan, active);
-        if let Some(service) = &self.service
-            && (plan.deploy || plan.start)
-        {
-            // The restart or start below picks up every change made so far.
-            ctx.restarts.mark_restarted(service);
-        }
-        if !ctx.apply || diffs.is_empty() {
+        if !ctx.apply {
+            if let Some(service) = &self.service
+                && (plan.deploy || plan.start)
+            {
+                // The restart or start would pick up every change made so far.
+                ctx.restarts.mark_restarted(service);
+            }
             return Ok(Outcome::from_diffs(diffs));
+        }
+        if diffs.is_empty() {
+            return Ok(Outcome::ok());
         }
         if plan.deploy {
             self.transaction(&host, &plan, ctx).await?;
@@ -534,6 +539,9 @@ impl Action for ReleaseAction {
             &format!("set -e\n{script}"),
         )
         .await?;
+        if let (Some(service), true) = (&self.service, plan.start) {
+            ctx.restarts.mark_restarted(service);
+        }
         if plan.start
             && let Err(reason) = self.check_health(ctx).await?
         {
