@@ -4,11 +4,16 @@ use crate::module::Module;
 use crate::modules;
 
 static MODULES: &[&dyn Module] = &[
-    &modules::apt::Apt,
     &modules::file::File,
+    &modules::dir::Dir,
+    &modules::template::Template,
+    &modules::user::User,
+    &modules::group::Group,
+    &modules::command::Command,
+    &modules::apt::Apt,
+    &modules::service::Service,
     &modules::http_check::HttpCheck,
     &modules::release::Release,
-    &modules::service::Service,
 ];
 
 /// The module registered under `name` (a task's module key).

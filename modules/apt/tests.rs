@@ -1,8 +1,7 @@
 use super::{Apt, parse_dpkg, parse_policy};
-use crate::module::testing::{FakeHost, diff_text, one_action};
+use crate::module::testing::{FakeHost, diff_text, one, refused};
 use crate::module::{Failure, Outcome, Probed, Resource, RestartBook, Status};
 use std::collections::HashSet;
-use std::path::Path;
 
 const POLICY_NGINX: &str = "nginx:\n  Installed: 1.22.1-9\n  Candidate: 1.22.1-9+deb12u1\n  Version table:\n     1.22.1-9+deb12u1 500\n        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n *** 1.22.1-9 100\n        100 /var/lib/dpkg/status\n";
 const POLICY_UFW: &str =
@@ -31,7 +30,7 @@ fn host(dpkg: &str, policies: &[(&str, &str)]) -> FakeHost {
 }
 
 async fn run(host: &FakeHost, yaml: &str, apply: bool) -> Result<Outcome, Failure> {
-    let action = one_action(&Apt, yaml, Path::new(".")).unwrap();
+    let action = one(&Apt, yaml);
     host.run(
         &*action,
         apply,
@@ -62,8 +61,8 @@ async fn installs_only_what_is_missing_in_one_call() {
         .unwrap();
     assert_eq!(out.status, Status::Changed);
     insta::assert_snapshot!(diff_text(&out), @r"
-    --- web1:packages (current)
-    +++ web1:packages (desired)
+    --- host:packages (current)
+    +++ host:packages (desired)
     @@ -1,2 +1,2 @@
      nginx: installed (1.22.1-9)
     -ufw: absent
@@ -144,8 +143,8 @@ async fn absent_removes_what_is_installed() {
         .await
         .unwrap();
     insta::assert_snapshot!(diff_text(&out), @r"
-    --- web1:packages (current)
-    +++ web1:packages (desired)
+    --- host:packages (current)
+    +++ host:packages (desired)
     @@ -1,2 +1,2 @@
     -nginx: installed (1.22.1-9)
     +nginx: absent
@@ -186,7 +185,7 @@ async fn apt_failures_carry_a_hint() {
 
 #[tokio::test]
 async fn hosts_without_dpkg() {
-    let action = one_action(&Apt, "{name: nginx}", Path::new(".")).unwrap();
+    let action = one(&Apt, "{name: nginx}");
     let probed = Probed {
         stdout: "[no-dpkg]\n".into(),
         status: 0,
@@ -224,7 +223,7 @@ fn parsing() {
 
 #[test]
 fn names_are_checked() {
-    let err = |yaml: &str| one_action(&Apt, yaml, Path::new(".")).err().unwrap();
+    let err = |yaml: &str| refused(&Apt, yaml);
     insta::assert_snapshot!(err("{name: [nginx, 'ng*']}"), @"play.yml:1:8: apt: `name`: `ng*` is not a Debian package name");
     assert!(err("{name: Nginx}").contains("not a Debian package name"));
     assert!(err("{name: 'nginx=1.22'}").contains("not a Debian package name"));
@@ -235,7 +234,7 @@ fn names_are_checked() {
 
 #[test]
 fn provides_packages() {
-    let action = one_action(&Apt, "{name: [nginx, 'libc6:amd64']}", Path::new(".")).unwrap();
+    let action = one(&Apt, "{name: [nginx, 'libc6:amd64']}");
     assert_eq!(
         action.resources().provides,
         [
@@ -243,12 +242,12 @@ fn provides_packages() {
             Resource::Package("libc6".into())
         ]
     );
-    let action = one_action(&Apt, "{name: nginx, state: absent}", Path::new(".")).unwrap();
+    let action = one(&Apt, "{name: nginx, state: absent}");
     assert!(action.resources().provides.is_empty());
 }
 
 #[test]
 fn the_probe() {
-    let action = one_action(&Apt, "{name: [nginx, ufw]}", Path::new(".")).unwrap();
+    let action = one(&Apt, "{name: [nginx, ufw]}");
     insta::assert_snapshot!(action.probe(), @r#"if command -v dpkg-query >/dev/null 2>&1; then out=$(dpkg-query -W -f='${Package} ${Status} ${Version}\n' nginx ufw 2>/dev/null); echo '[dpkg]'; printf '%s\n' "$out"; if [ "$(printf '%s\n' "$out" | awk '$4 == "installed" { print $1 }' | sort -u | wc -l)" -lt 2 ]; then echo '[policy]'; LC_ALL=C apt-cache policy nginx ufw 2>/dev/null; fi; else echo '[no-dpkg]'; fi"#);
 }

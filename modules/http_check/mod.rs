@@ -53,14 +53,14 @@ impl Action for HttpCheckAction {
 #[cfg(test)]
 mod tests {
     use super::HttpCheck;
-    use crate::module::testing::{FakeHost, one_action};
+    use crate::module::testing::{FakeHost, prepare};
     use crate::module::{RestartBook, Status};
     use std::collections::HashSet;
     use std::path::Path;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn run(yaml: &str, apply: bool) -> Result<Status, String> {
-        let action = one_action(&HttpCheck, yaml, Path::new("."))?;
+        let action = prepare(&HttpCheck, yaml, Path::new("."), &serde_json::Value::Null)?.remove(0);
         FakeHost::new()
             .run(
                 &*action,

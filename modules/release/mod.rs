@@ -10,7 +10,7 @@ use crate::error::InputResult;
 use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
 use crate::module::systemd::{self, yes_no};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, opt_number,
 };
 use crate::transport::quote;
 use artifact::Artifact;
@@ -30,16 +30,13 @@ struct ReleaseParams {
     src: String,
     sha256: Option<String>,
     dest: String,
-    #[serde(default = "default_keep")]
-    keep: usize,
+    /// Default 5.
+    #[serde(default, deserialize_with = "opt_number")]
+    keep: Option<u32>,
     service: Option<String>,
     health: Option<CheckParams>,
     #[serde(default)]
     force: bool,
-}
-
-fn default_keep() -> usize {
-    5
 }
 
 /// Versions and binary names become folder and file names and state-file words:
@@ -81,9 +78,10 @@ impl Module for Release {
                 params.error_at("dest", "must be an absolute path below /, like /opt/myapp")
             );
         }
-        if p.keep < 2 {
+        let keep = p.keep.unwrap_or(5);
+        if keep < 2 {
             return Err(params
-                .error_at("keep", format!("{} is too small: keep at least 2", p.keep))
+                .error_at("keep", format!("{keep} is too small: keep at least 2"))
                 .help("keep counts the live release, and the previous one is always kept for rollback"));
         }
         if let Some(service) = &p.service {
@@ -123,7 +121,7 @@ impl Module for Release {
             name: p.name,
             version: p.version,
             dest: dest.to_string(),
-            keep: p.keep,
+            keep: keep as usize,
             service: p.service,
             health,
             force: p.force,

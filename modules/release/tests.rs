@@ -3,14 +3,19 @@
 
 use super::Release;
 use crate::module::files::sha256_hex;
-use crate::module::testing::{FakeHost, diff_text, one_action};
+use crate::module::testing::{FakeHost, diff_text, prepare};
 use crate::module::{Action, Failure, Outcome, Resource, RestartBook, Status};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The release task written as YAML, with `src` relative to `dir`; or why it is refused.
+fn task_of(yaml: &str, dir: &Path) -> Result<Box<dyn Action>, String> {
+    prepare(&Release, yaml, dir, &Value::Null).map(|mut actions| actions.remove(0))
+}
 
 struct Fixture {
     host: FakeHost,
@@ -90,7 +95,7 @@ impl Fixture {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         // JSON is YAML.
-        one_action(&Release, &params.to_string(), &self.builds).unwrap()
+        task_of(&params.to_string(), &self.builds).unwrap()
     }
 
     async fn run(&mut self, action: &dyn Action, apply: bool) -> Result<Outcome, Failure> {
@@ -166,20 +171,20 @@ async fn first_deploy_then_nothing_to_do() {
     let out = fx.run(&*task, false).await.unwrap();
     assert_eq!(out.status, Status::Changed);
     insta::assert_snapshot!(fx.diff(&out), @r"
-    --- web1:DEST/current (current)
-    +++ web1:DEST/current (desired)
+    --- host:DEST/current (current)
+    +++ host:DEST/current (desired)
     @@ -0,0 +1 @@
     +version: v1.2.0
-    --- web1:DEST/releases/v1.2.0/myapp (current)
-    +++ web1:DEST/releases/v1.2.0/myapp (desired)
+    --- host:DEST/releases/v1.2.0/myapp (current)
+    +++ host:DEST/releases/v1.2.0/myapp (desired)
     @@ -0,0 +1 @@
     +sha256: 4ba0d1825bdde359ce65cb7a1775c82fde403b82583fa9f66d6aa9a6417729d7
-    --- web1:DEST/releases (current)
-    +++ web1:DEST/releases (desired)
+    --- host:DEST/releases (current)
+    +++ host:DEST/releases (desired)
     @@ -0,0 +1 @@
     +v1.2.0
-    --- web1:service myapp (current)
-    +++ web1:service myapp (desired)
+    --- host:service myapp (current)
+    +++ host:service myapp (desired)
     @@ -1 +1 @@
     -active: no
     +active: yes
@@ -306,8 +311,8 @@ async fn a_version_does_not_change_content_unless_forced() {
     let out = fx.run(&*forced, true).await.unwrap();
     // The binary changes in place; current already points there.
     insta::assert_snapshot!(fx.diff(&out), @r"
-    --- web1:DEST/releases/v2/myapp (current)
-    +++ web1:DEST/releases/v2/myapp (desired)
+    --- host:DEST/releases/v2/myapp (current)
+    +++ host:DEST/releases/v2/myapp (desired)
     @@ -1 +1 @@
     -sha256: 6a9a5b4df38e59034fae89f346121a958528fcfad33ad69acbce6f727e63c361
     +sha256: 42132b9c7cbfff9893d6e71ceb285119d61b1420735050f351ecaeb64f540823
@@ -333,7 +338,7 @@ async fn old_releases_are_pruned_but_never_the_live_or_previous() {
     let out = fx.run(&*task, false).await.unwrap();
     let diff = fx.diff(&out);
     assert!(
-        diff.contains("--- web1:DEST/releases (current)\n+++ web1:DEST/releases (desired)\n@@ -1,3 +1,3 @@\n+v5\n v4\n v3\n-v2\n"),
+        diff.contains("--- host:DEST/releases (current)\n+++ host:DEST/releases (desired)\n@@ -1,3 +1,3 @@\n+v5\n v4\n v3\n-v2\n"),
         "{diff}"
     );
     fx.run(&*task, true).await.unwrap();
@@ -365,8 +370,8 @@ async fn a_stopped_service_is_started_without_redeploying() {
     let task = fx.task("v1", "build 1", json!({}));
     let out = fx.run(&*task, true).await.unwrap();
     insta::assert_snapshot!(fx.diff(&out), @r"
-    --- web1:service myapp (current)
-    +++ web1:service myapp (desired)
+    --- host:service myapp (current)
+    +++ host:service myapp (desired)
     @@ -1 +1 @@
     -active: no
     +active: yes
@@ -392,8 +397,8 @@ async fn an_interrupted_deploy_is_finished_by_the_next_run() {
     let task = fx.task("v4", "build 4", json!({}));
     let out = fx.run(&*task, false).await.unwrap();
     insta::assert_snapshot!(fx.diff(&out), @r"
-    --- web1:DEST/current (current)
-    +++ web1:DEST/current (desired)
+    --- host:DEST/current (current)
+    +++ host:DEST/current (desired)
     @@ -1 +1 @@
     -version: v4 (not verified: its deploy was interrupted)
     +version: v4
@@ -442,7 +447,7 @@ async fn without_service_or_health_it_only_switches() {
     std::fs::write(fx.builds.join(src), "x").unwrap();
     let yaml =
         json!({"name": "tool", "version": "1.0", "src": src, "dest": fx.dest.to_str().unwrap()});
-    let task = one_action(&Release, &yaml.to_string(), &fx.builds).unwrap();
+    let task = task_of(&yaml.to_string(), &fx.builds).unwrap();
     assert_eq!(task.restarts(), None);
     assert_eq!(fx.run(&*task, true).await.unwrap().status, Status::Changed);
     assert_eq!(fx.live(), "releases/1.0");
@@ -455,7 +460,7 @@ fn parameter_errors_are_located() {
     std::fs::write(dir.path().join("app"), "x").unwrap();
     let err = |extra: &str| {
         let yaml = format!("name: app\nversion: v1\nsrc: app\ndest: /opt/app\n{extra}");
-        one_action(&Release, &yaml, dir.path()).err().unwrap()
+        task_of(&yaml, dir.path()).err().unwrap()
     };
     insta::assert_snapshot!(err("keep: 1\n"), @"play.yml:5:7: release: `keep`: 1 is too small: keep at least 2");
     let sha = "0".repeat(64);
@@ -464,10 +469,17 @@ fn parameter_errors_are_located() {
             .starts_with("play.yml:5:9: release: `sha256`: does not match")
     );
     assert!(err("sha256: abc\n").contains("64 hex digits"));
+    // Numbers may come as strings (`-e keep=3`).
+    assert!(
+        task_of(
+            "{name: app, version: v1, src: app, dest: /opt/app, keep: '3', health: {url: 'http://x/', timeout: '9'}}",
+            dir.path()
+        )
+        .is_ok()
+    );
     let good = sha256_hex(b"x");
     assert!(
-        one_action(
-            &Release,
+        task_of(
             &format!(
                 "{{name: app, version: v1, src: app, dest: /opt/app, sha256: {}}}",
                 good.to_uppercase()
@@ -483,7 +495,7 @@ fn parameter_errors_are_located() {
     );
     assert!(err("health: {url: 'http://x/', timout: 3}\n").contains("unknown parameter `timout`"));
     assert!(err("service: 'a b'\n").contains("not a systemd unit name"));
-    let src = |yaml: &str| one_action(&Release, yaml, dir.path()).err().unwrap();
+    let src = |yaml: &str| task_of(yaml, dir.path()).err().unwrap();
     assert!(
         src("{name: app, version: v1, src: nope, dest: /opt/app}").contains("`src`: cannot read")
     );
@@ -508,8 +520,7 @@ fn parameter_errors_are_located() {
 fn resources_and_probe() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app"), "x").unwrap();
-    let task = one_action(
-        &Release,
+    let task = task_of(
         "{name: app, version: v1, src: app, dest: /opt/app/, service: app.service}",
         dir.path(),
     )

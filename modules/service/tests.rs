@@ -1,8 +1,7 @@
 use super::Service;
-use crate::module::testing::{FakeHost, diff_text, one_action};
+use crate::module::testing::{FakeHost, diff_text, one, refused};
 use crate::module::{Action, Failure, Outcome, Resource, RestartBook, Status};
 use std::collections::HashSet;
-use std::path::Path;
 
 /// A host whose systemd knows `myapp` in the given state (`active`, `enabled`).
 fn host(active: &str, enabled: &str) -> FakeHost {
@@ -20,7 +19,7 @@ fn host(active: &str, enabled: &str) -> FakeHost {
 }
 
 fn action(yaml: &str) -> Box<dyn Action> {
-    one_action(&Service, yaml, Path::new(".")).unwrap()
+    one(&Service, yaml)
 }
 
 async fn run(
@@ -56,8 +55,8 @@ async fn starts_and_enables_a_stopped_service() {
     .unwrap();
     assert_eq!(out.status, Status::Changed);
     insta::assert_snapshot!(diff_text(&out), @r"
-    --- web1:service myapp (current)
-    +++ web1:service myapp (desired)
+    --- host:service myapp (current)
+    +++ host:service myapp (desired)
     @@ -1,2 +1,2 @@
     -active: no
     -enabled: no
@@ -244,7 +243,7 @@ async fn masked_and_systemd_less_hosts_fail() {
 
 #[test]
 fn parameter_errors() {
-    let err = |yaml: &str| one_action(&Service, yaml, Path::new(".")).err().unwrap();
+    let err = |yaml: &str| refused(&Service, yaml);
     insta::assert_snapshot!(err("{name: myapp}"), @"play.yml:1:1: service: give `state`, `enabled` or both");
     insta::assert_snapshot!(err("{name: 'a;b', state: started}"), @"play.yml:1:8: service: `name`: `a;b` is not a systemd unit name (letters, digits and `:_.@-\\` only)");
     assert!(err("{name: a, state: running}").contains("unknown variant `running`"));

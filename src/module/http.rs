@@ -2,7 +2,7 @@
 //! transport's TCP forwarding (an SSH direct-tcpip channel), so nothing is needed on
 //! the host. `http_check` and `release`'s `health` share this.
 
-use super::Params;
+use super::{Params, opt_number};
 use crate::error::InputResult;
 use crate::playbook::node::PathStep;
 use crate::transport::{Transport, TransportError};
@@ -18,24 +18,18 @@ const ATTEMPT_LIMIT: Duration = Duration::from_secs(10);
 /// The status line must come within this many bytes.
 const HEAD_LIMIT: usize = 8192;
 
-/// `{url, status, timeout}` as the playbook writes them.
+/// `{url, status, timeout}` as the playbook writes them (numbers may be strings, as
+/// `-e` gives them).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckParams {
     pub url: String,
-    #[serde(default = "default_status")]
-    pub status: u16,
-    /// Seconds.
-    #[serde(default = "default_timeout")]
-    pub timeout: u64,
-}
-
-fn default_status() -> u16 {
-    200
-}
-
-fn default_timeout() -> u64 {
-    30
+    /// Default 200.
+    #[serde(default, deserialize_with = "opt_number")]
+    pub status: Option<u32>,
+    /// Seconds, default 30.
+    #[serde(default, deserialize_with = "opt_number")]
+    pub timeout: Option<u32>,
 }
 
 /// An `http://` URL split the way a request needs it.
@@ -168,16 +162,15 @@ impl HealthCheck {
         let url = HttpUrl::parse(&p.url).map_err(|m| {
             locate("url", m).help("write the URL as the host sees it: http://127.0.0.1:PORT/PATH")
         })?;
-        if !(100..=599).contains(&p.status) {
-            return Err(locate(
-                "status",
-                format!("{} is not an HTTP status code", p.status),
-            ));
-        }
+        let status = p.status.unwrap_or(200);
+        let status = u16::try_from(status)
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(|| locate("status", format!("{status} is not an HTTP status code")))?;
         Ok(HealthCheck {
             url,
-            status: p.status,
-            timeout: Duration::from_secs(p.timeout),
+            status,
+            timeout: Duration::from_secs(p.timeout.unwrap_or(30).into()),
         })
     }
 

@@ -1,11 +1,12 @@
-//! Helpers for module unit tests: parameters from YAML, and a "host" that is this
-//! machine with system commands (systemctl, apt-get, dpkg-query, ...) replaced by fake
-//! scripts in a temp dir, so the real probes and scripts run without changing the system.
+//! Unit-test helpers: parse a module's parameters from YAML, and run an action on this
+//! machine (its real probe through /bin/sh, then converge over the local transport).
+//! Only for actions whose effects stay inside a tempdir — or, with [`FakeHost`], whose
+//! system commands (systemctl, apt-get, dpkg-query, ...) are replaced by fakes.
 
 use super::{
     Action, Ctx, Failure, HostInfo, Module, Outcome, Params, Probed, Resource, RestartBook,
 };
-use crate::error::{InputResult, SourceFile};
+use crate::error::SourceFile;
 use crate::playbook::node;
 use crate::transport::{
     ExecOutput, LocalTransport, Script, Stream, Transport, TransportError, quote,
@@ -16,36 +17,133 @@ use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// `module.prepare` on the parameters written as YAML (a task's module value).
+/// Prepare a module's actions from parameters written as YAML, as the engine would;
+/// a refusal is its message.
 pub fn prepare(
     module: &dyn Module,
     yaml: &str,
     playbook_dir: &Path,
-) -> InputResult<Vec<Box<dyn Action>>> {
-    let node = node::parse(&SourceFile::new("play.yml", yaml))?;
+    vars: &Value,
+) -> Result<Vec<Box<dyn Action>>, String> {
+    let node = node::parse(&SourceFile::new("play.yml", yaml)).expect("test YAML parses");
     let params = Params {
         module: module.name(),
         value: node.to_value(),
         node: &node,
         playbook_dir,
+        vars,
+    };
+    module.prepare(&params).map_err(|e| e.message)
+}
+
+/// Like [`prepare`] for a module that yields exactly one action.
+pub fn one(module: &dyn Module, yaml: &str) -> Box<dyn Action> {
+    let mut actions =
+        prepare(module, yaml, Path::new("."), &Value::Null).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(actions.len(), 1);
+    actions.remove(0)
+}
+
+/// Parameters written as YAML, deserialized as `Params::parse` does (to reach the
+/// parts of an action that `prepare` hides behind `dyn Action`).
+pub fn parsed<T: serde::de::DeserializeOwned>(module: &dyn Module, yaml: &str) -> T {
+    let node = node::parse(&SourceFile::new("play.yml", yaml)).expect("test YAML parses");
+    let params = Params {
+        module: module.name(),
+        value: node.to_value(),
+        node: &node,
+        playbook_dir: Path::new("."),
         vars: &Value::Null,
     };
-    module.prepare(&params)
+    params.parse().unwrap_or_else(|e| panic!("{}", e.message))
 }
 
-/// The one action of a task, or the error message of its preparation.
-pub fn one_action(module: &dyn Module, yaml: &str, dir: &Path) -> Result<Box<dyn Action>, String> {
-    let mut actions = prepare(module, yaml, dir).map_err(|e| e.message)?;
-    assert_eq!(actions.len(), 1);
-    Ok(actions.remove(0))
+/// The error message of parameters that must be refused.
+pub fn refused(module: &dyn Module, yaml: &str) -> String {
+    match prepare(module, yaml, Path::new("."), &Value::Null) {
+        Ok(_) => panic!("accepted: {yaml}"),
+        Err(message) => message,
+    }
 }
 
-/// Every diff of an outcome as the user sees it, on host `web1`.
+/// The action's probe run over `transport`, wrapped as the runner's batch wraps each one.
+async fn probe_on(transport: &dyn Transport, action: &dyn Action) -> Probed {
+    let body = format!("(\n{}\n) 2>/dev/null </dev/null", action.probe());
+    let out = transport
+        .exec(Script {
+            body: &body,
+            stdin: &[],
+            become_root: false,
+        })
+        .await
+        .expect("local probe runs");
+    Probed {
+        stdout: out.stdout_text(),
+        status: out.status,
+    }
+}
+
+/// Converge `action` over `transport` as the runner does.
+async fn converge_on(
+    transport: &dyn Transport,
+    host: &HostInfo,
+    action: &dyn Action,
+    probed: &Probed,
+    apply: bool,
+    restarts: &mut RestartBook,
+    assumed: &HashSet<Resource>,
+) -> Result<Outcome, Failure> {
+    let mut ctx = Ctx::new(apply, host, transport, false, restarts, assumed);
+    action.converge(probed, &mut ctx).await
+}
+
+/// A host for tests: this machine, with optional secrets and assumed resources.
+#[derive(Default)]
+pub struct Local {
+    pub host: HostInfo,
+    pub assumed: HashSet<Resource>,
+    transport: LocalTransport,
+}
+
+impl Local {
+    /// The action's probe, wrapped as the runner's batch wraps each one.
+    pub async fn probe(&self, action: &dyn Action) -> Probed {
+        probe_on(&self.transport, action).await
+    }
+
+    /// Converge `action` against an already probed state.
+    pub async fn converge_with(
+        &self,
+        action: &dyn Action,
+        probed: &Probed,
+        apply: bool,
+    ) -> Result<Outcome, Failure> {
+        let mut restarts = RestartBook::default();
+        converge_on(
+            &self.transport,
+            &self.host,
+            action,
+            probed,
+            apply,
+            &mut restarts,
+            &self.assumed,
+        )
+        .await
+    }
+
+    /// Probe, then converge.
+    pub async fn run(&self, action: &dyn Action, apply: bool) -> Result<Outcome, Failure> {
+        let probed = self.probe(action).await;
+        self.converge_with(action, &probed, apply).await
+    }
+}
+
+/// The diffs of an outcome as the report shows them, for snapshots.
 pub fn diff_text(outcome: &Outcome) -> String {
-    outcome.diffs.iter().map(|d| d.unified("web1")).collect()
+    outcome.diffs.iter().map(|d| d.unified("host")).collect()
 }
 
-/// Commands that change a system: always shadowed by a fake.
+/// Commands that change a system: always shadowed by a fake in a [`FakeHost`].
 const GUARDED: &[&str] = &[
     "systemctl",
     "apt-get",
@@ -56,7 +154,9 @@ const GUARDED: &[&str] = &[
     "sudo",
 ];
 
-/// This machine, with fake commands first on PATH and every fake call logged.
+/// This machine with fake commands first on PATH (in a temp dir that also serves as
+/// the test's scratch space), every fake call logged. Lets the real probes and scripts
+/// of system modules run without touching the system.
 #[derive(Debug)]
 pub struct FakeHost {
     pub dir: tempfile::TempDir,
@@ -109,22 +209,8 @@ impl FakeHost {
         std::fs::read_to_string(self.path("log")).unwrap_or_default()
     }
 
-    pub async fn probe(&self, action: &dyn Action) -> Probed {
-        let out = self
-            .exec(Script {
-                body: &action.probe(),
-                stdin: &[],
-                become_root: false,
-            })
-            .await
-            .expect("probe");
-        Probed {
-            stdout: out.stdout_text(),
-            status: out.status,
-        }
-    }
-
-    /// Probe and converge one action, as the runner does.
+    /// Probe and converge one action, as the runner does, with the run's restart book
+    /// and the resources earlier tasks changed.
     pub async fn run(
         &self,
         action: &dyn Action,
@@ -132,7 +218,7 @@ impl FakeHost {
         restarts: &mut RestartBook,
         changed: &HashSet<Resource>,
     ) -> Result<Outcome, Failure> {
-        let probed = self.probe(action).await;
+        let probed = probe_on(self, action).await;
         self.converge(action, &probed, apply, restarts, changed)
             .await
     }
@@ -147,11 +233,10 @@ impl FakeHost {
         changed: &HashSet<Resource>,
     ) -> Result<Outcome, Failure> {
         let host = HostInfo {
-            name: "web1".into(),
+            name: "host".into(),
             ..HostInfo::default()
         };
-        let mut ctx = Ctx::new(apply, &host, self, false, restarts, changed);
-        action.converge(probed, &mut ctx).await
+        converge_on(self, &host, action, probed, apply, restarts, changed).await
     }
 }
 
