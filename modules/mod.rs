@@ -1,8 +1,12 @@
 //! The built-in modules, one folder each. The engine finds them through `registry`.
 
+pub mod apt;
 pub mod command;
 pub mod dir;
 pub mod file;
 pub mod group;
+pub mod http_check;
+pub mod release;
+pub mod service;
 pub mod template;
 pub mod user;

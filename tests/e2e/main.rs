@@ -6,9 +6,13 @@ mod support;
 
 mod scenario;
 
+mod apt;
 mod command;
 mod dir;
 mod engine;
 mod group;
+mod http_check;
+mod release;
+mod service;
 mod template;
 mod user;
