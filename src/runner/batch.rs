@@ -10,6 +10,9 @@ pub const FACTS: &str = "if [ -r /etc/os-release ]; then . /etc/os-release; fi; 
     echo \"arch=$(uname -m)\"; echo \"hostname=$(uname -n)\"; \
     if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi";
 
+/// The batch key of the facts script.
+pub const FACTS_KEY: usize = usize::MAX;
+
 pub fn facts_value(text: &str) -> serde_json::Value {
     let fields: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |k: &str| fields.get(k).copied().unwrap_or("").to_string();

@@ -30,6 +30,7 @@ pub async fn converge_host(
     plan: &HostPlan,
     transport: &dyn Transport,
     facts: serde_json::Value,
+    prefetched: super::Prefetched,
     settings: &RunSettings<'_>,
 ) -> HostReport {
     let mut run = HostRun {
@@ -46,7 +47,7 @@ pub async fn converge_host(
             ..HostReport::default()
         },
     };
-    if let Err(e) = run.walk().await {
+    if let Err(e) = run.walk(prefetched).await {
         let reason = redact(&e.to_string(), &plan.secrets);
         settings.reporter.unreachable(&plan.host, &reason);
         run.report.unreachable = Some(reason);
@@ -55,7 +56,7 @@ pub async fn converge_host(
 }
 
 impl HostRun<'_> {
-    async fn walk(&mut self) -> Result<(), TransportError> {
+    async fn walk(&mut self, mut prefetched: super::Prefetched) -> Result<(), TransportError> {
         let plan = self.plan;
         let mut done: HashMap<usize, Done> = HashMap::new();
         let mut notified: HashSet<usize> = HashSet::new();
@@ -63,14 +64,25 @@ impl HostRun<'_> {
         let mut changed: HashSet<Resource> = HashSet::new();
         let runnable =
             |i: usize| plan.nodes[i].action.is_some() && plan.nodes[i].skip_reason.is_none();
-        let mut probes = self
-            .probe(
-                plan.order
-                    .iter()
-                    .copied()
-                    .filter(|&i| runnable(i) && !plan.nodes[i].is_handler),
-            )
-            .await?;
+        // Reuse what the first round trip read when the probe is still the same.
+        let mut probes: HashMap<usize, Probed> = HashMap::new();
+        let mut missing = Vec::new();
+        for &i in plan
+            .order
+            .iter()
+            .filter(|&&i| runnable(i) && !plan.nodes[i].is_handler)
+        {
+            let probe = plan.nodes[i].action.as_ref().map(|a| a.probe());
+            match prefetched.remove(&i) {
+                Some((text, probed)) if Some(&text) == probe.as_ref() => {
+                    probes.insert(i, probed);
+                }
+                _ => missing.push(i),
+            }
+        }
+        if !missing.is_empty() {
+            probes.extend(self.probe(missing.into_iter()).await?);
+        }
         let mut stale = false;
         let total = plan.order.len();
         for (position, &i) in plan.order.iter().enumerate() {
