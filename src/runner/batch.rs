@@ -12,6 +12,8 @@ pub const FACTS: &str = "if [ -r /etc/os-release ]; then . /etc/os-release; fi; 
 
 /// The batch key of the facts script.
 pub const FACTS_KEY: usize = usize::MAX;
+/// The batch key of the pending-restart markers.
+pub const PENDING_RESTARTS_KEY: usize = usize::MAX - 1;
 
 pub fn facts_value(text: &str) -> serde_json::Value {
     let fields: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();

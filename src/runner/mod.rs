@@ -41,9 +41,15 @@ pub struct RunSettings<'a> {
     pub interrupted: Arc<AtomicBool>,
 }
 
-/// Probe results read before the final plan existed, with the probe text they answer,
-/// so a node whose probe came out the same once facts were known reuses them.
-pub type Prefetched = HashMap<usize, (String, crate::module::Probed)>;
+/// What the first round trip read besides facts.
+#[derive(Default)]
+pub struct Prefetched {
+    /// Probe results read before the final plan existed, with the probe text they
+    /// answer, so a node whose probe came out the same once facts were known reuses them.
+    pub probes: HashMap<usize, (String, crate::module::Probed)>,
+    /// Restarts a previous run asked for but did not live to perform.
+    pub pending_restarts: Vec<String>,
+}
 
 /// The first round trip to a host: its facts, plus the state of every task that needed
 /// no facts to render, in one exec. A no-change rerun needs no other.
@@ -68,6 +74,7 @@ pub async fn first_read(
     let become_root = become_count * 2 > prefetchable.len();
     let mut batch = batch::Batch::new();
     batch.add(batch::FACTS_KEY, FACTS);
+    batch.add(batch::PENDING_RESTARTS_KEY, &host::pending_restarts_probe());
     let mut texts = HashMap::new();
     for &i in &prefetchable {
         if plan.nodes[i].become_root == become_root
@@ -93,11 +100,27 @@ pub async fn first_read(
             out.stderr_text()
         )));
     };
-    let prefetched = results
+    let pending_restarts = results
+        .remove(&batch::PENDING_RESTARTS_KEY)
+        .map(|p| {
+            p.stdout
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let probes = results
         .into_iter()
         .filter_map(|(i, probed)| texts.remove(&i).map(|text| (i, (text, probed))))
         .collect();
-    Ok((facts_value(&facts.stdout), prefetched))
+    Ok((
+        facts_value(&facts.stdout),
+        Prefetched {
+            probes,
+            pending_restarts,
+        },
+    ))
 }
 
 use crate::error::{InputError, InputResult};
@@ -301,7 +324,7 @@ pub async fn run_playbook(
             let forks = forks.clone();
             let transport = transport.clone();
             let facts = facts.clone();
-            // Probes read with the first round trip serve only the first play.
+            // What the first round trip read serves only the first play.
             let prefetched = std::mem::take(prefetched);
             runs.push(async move {
                 let _permit = forks.acquire().await;
