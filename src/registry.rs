@@ -3,7 +3,11 @@
 use crate::module::Module;
 use crate::modules;
 
-static MODULES: &[&dyn Module] = &[&modules::file::File];
+static MODULES: &[&dyn Module] = &[
+    &modules::file::File,
+    &modules::ufw::Ufw,
+    &modules::certbot::Certbot,
+];
 
 /// The module registered under `name` (a task's module key).
 pub fn find(name: &str) -> Option<&'static dyn Module> {
