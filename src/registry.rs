@@ -5,6 +5,11 @@ use crate::modules;
 
 static MODULES: &[&dyn Module] = &[
     &modules::file::File,
+    &modules::dir::Dir,
+    &modules::template::Template,
+    &modules::user::User,
+    &modules::group::Group,
+    &modules::command::Command,
     &modules::ufw::Ufw,
     &modules::certbot::Certbot,
 ];

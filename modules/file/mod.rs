@@ -2,8 +2,11 @@
 //! symlink, or nothing at all; with owner, group and mode.
 
 use crate::error::InputResult;
-use crate::module::files::{self, DesiredFile, FileState, Kind};
-use crate::module::{Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resources};
+use crate::module::files::{self, FileState, Kind};
+use crate::module::{
+    Action, Ctx, Diff, Failure, ManagedFile, Mode, Module, Outcome, Params, Probed, Resource,
+    Resources, State,
+};
 use crate::transport::quote;
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -23,14 +26,6 @@ struct FileParams {
     group: Option<String>,
     mode: Option<Mode>,
     validate: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
 }
 
 impl Module for File {
@@ -53,10 +48,8 @@ impl Module for File {
                 .error_at("path", "give only one of content, src and link")
                 .help("content is inline text, src a local file to copy, link a symlink target"));
         }
-        let what = if p.state == State::Absent {
-            What::Absent
-        } else if let Some(target) = p.link {
-            What::Link(target)
+        let content = if p.state == State::Absent {
+            None
         } else if let Some(src) = &p.src {
             let local = params.local_path(src);
             let bytes = std::fs::read(&local).map_err(|e| {
@@ -64,11 +57,29 @@ impl Module for File {
                     .error_at("src", format!("cannot read {}: {e}", local.display()))
                     .help("src is a file on this machine, relative to the playbook's folder")
             })?;
-            What::Content(bytes)
-        } else if let Some(content) = p.content {
-            What::Content(content.into_bytes())
+            Some(bytes)
         } else {
-            What::MetadataOnly
+            p.content.map(String::into_bytes)
+        };
+        if let Some(content) = content {
+            return Ok(vec![Box::new(ManagedFile {
+                path: p.path,
+                content,
+                owner: p.owner,
+                group: p.group,
+                mode: p.mode,
+                validate: p.validate,
+            })]);
+        }
+        if p.validate.is_some() {
+            return Err(params
+                .error_at("validate", "only applies to content or src")
+                .help("validate checks a new file's content before it goes live"));
+        }
+        let what = match (p.state, p.link) {
+            (State::Absent, _) => What::Absent,
+            (State::Present, Some(target)) => What::Link(target),
+            (State::Present, None) => What::MetadataOnly,
         };
         Ok(vec![Box::new(FileAction {
             path: p.path,
@@ -76,14 +87,12 @@ impl Module for File {
             owner: p.owner,
             group: p.group,
             mode: p.mode,
-            validate: p.validate,
         })])
     }
 }
 
 #[derive(Debug)]
 enum What {
-    Content(Vec<u8>),
     Link(String),
     /// Only owner/group/mode of an existing file.
     MetadataOnly,
@@ -97,22 +106,9 @@ struct FileAction {
     owner: Option<String>,
     group: Option<String>,
     mode: Option<Mode>,
-    validate: Option<String>,
 }
 
 impl FileAction {
-    fn desired_file<'a>(&'a self, content: &'a [u8], ctx: &Ctx<'_>) -> DesiredFile<'a> {
-        DesiredFile {
-            path: &self.path,
-            content,
-            mode: self.mode,
-            owner: self.owner.as_deref(),
-            group: self.group.as_deref(),
-            validate: self.validate.as_deref(),
-            secret: ctx.is_secret(content),
-        }
-    }
-
     async fn converge_link(
         &self,
         target: &str,
@@ -128,7 +124,7 @@ impl FileAction {
         };
         let desired = format!("link: {target}\n");
         if current.as_deref() == Some(&desired) {
-            return Ok(self.converge_metadata(state, ctx).await?);
+            return self.converge_metadata(state, ctx).await;
         }
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!(
@@ -166,7 +162,9 @@ impl FileAction {
         state: &FileState,
         ctx: &Ctx<'_>,
     ) -> Result<Outcome, Failure> {
-        if !state.exists() {
+        // In check mode the file may be one an earlier task would have written.
+        let assumed = !ctx.apply && ctx.assumes(&Resource::Path(self.path.clone()));
+        if !state.exists() && !assumed {
             return Err(Failure::new(format!(
                 "{} does not exist (give content, src or link to create it)",
                 self.path
@@ -220,27 +218,19 @@ impl FileAction {
 #[async_trait]
 impl Action for FileAction {
     fn resources(&self) -> Resources {
-        Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref())
+        let mut resources =
+            Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
+        resources.provides.push(Resource::Path(self.path.clone()));
+        resources
     }
 
     fn probe(&self) -> String {
-        files::probe("f", &self.path, matches!(self.what, What::Content(_)))
+        files::probe("f", &self.path, matches!(self.what, What::Absent))
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
         let state = FileState::from_probe(probed, "f");
         match &self.what {
-            What::Content(content) => {
-                let desired = self.desired_file(content, ctx);
-                let diffs = files::diff(&state, &desired);
-                if state.kind == Kind::Dir {
-                    return Err(Failure::new(format!("{} is a directory", self.path)));
-                }
-                if !diffs.is_empty() && ctx.apply {
-                    files::write(ctx, &desired).await?;
-                }
-                Ok(Outcome::from_diffs(diffs))
-            }
             What::Link(target) => self.converge_link(target, &state, ctx).await,
             What::MetadataOnly => self.converge_metadata(&state, ctx).await,
             What::Absent => {

@@ -10,8 +10,10 @@
 //!
 //! Environment: `CONVERGE_TESTHOSTS_SUBNET` (default 198.51.100) picks the
 //! subnet; `CONVERGE_KEEP_HOSTS=1` leaves the hosts up after the test (the
-//! run dir is printed) for debugging. Runs on one subnet are serialised by the
-//! harness: `up` waits for a previous run on the same subnet to go away.
+//! run dir is printed) for debugging, until `testhosts down RUNID` or the next
+//! `up` on that subnet. Runs on one subnet are serialised by the harness: `up`
+//! waits for a previous run on the same subnet to go away, and tears down at
+//! once a run whose test process died without dropping it (`--owner-pid`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -42,7 +44,17 @@ impl TestHosts {
     pub fn up(n: usize) -> TestHosts {
         let run_id = new_run_id();
         let mut cmd = Command::new(SCRIPT);
-        cmd.args(["up", &run_id, &n.to_string(), "--wait", &LOCK_WAIT_SECS.to_string()]);
+        cmd.args([
+            "up",
+            &run_id,
+            &n.to_string(),
+            "--wait",
+            &LOCK_WAIT_SECS.to_string(),
+            // Ties the run to this test process: if it dies without Drop,
+            // the next `up` on the subnet removes the orphaned hosts.
+            "--owner-pid",
+            &std::process::id().to_string(),
+        ]);
         if let Ok(subnet) = std::env::var("CONVERGE_TESTHOSTS_SUBNET") {
             cmd.args(["--subnet", &subnet]);
         }
@@ -61,13 +73,27 @@ impl TestHosts {
             stdout
                 .lines()
                 .last()
-                .unwrap_or_else(|| panic!("testhosts up printed no run dir; stderr:\n{}", String::from_utf8_lossy(&out.stderr)))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "testhosts up printed no run dir; stderr:\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
                 .trim(),
         );
         // From here on, Drop tears the run down even if parsing fails.
-        let mut hosts = TestHosts { run_dir, hosts: Vec::new(), run_id };
+        let mut hosts = TestHosts {
+            run_dir,
+            hosts: Vec::new(),
+            run_id,
+        };
         hosts.hosts = read_hosts(&hosts.run_dir.join("hosts.json"));
-        assert_eq!(hosts.hosts.len(), n, "hosts.json lists {} hosts, expected {n}", hosts.hosts.len());
+        assert_eq!(
+            hosts.hosts.len(),
+            n,
+            "hosts.json lists {} hosts, expected {n}",
+            hosts.hosts.len()
+        );
         hosts
     }
 
@@ -193,9 +219,10 @@ fn base36(mut v: u128) -> String {
 }
 
 fn read_hosts(path: &Path) -> Vec<TestHost> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let value: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()));
     value
         .as_array()
         .unwrap_or_else(|| panic!("{} is not a JSON array", path.display()))

@@ -1,0 +1,14 @@
+//! End-to-end tests: the real binary, real SSH, real Debian hosts in containers.
+//! Run serially (nextest test group `hosts`): each test boots its own hosts.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod scenario;
+
+mod command;
+mod dir;
+mod engine;
+mod group;
+mod template;
+mod user;
