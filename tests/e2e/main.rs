@@ -11,4 +11,5 @@ mod dir;
 mod engine;
 mod group;
 mod template;
+mod ufw;
 mod user;
