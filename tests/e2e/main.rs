@@ -6,6 +6,7 @@ mod support;
 
 mod scenario;
 
+mod certbot;
 mod command;
 mod dir;
 mod engine;
