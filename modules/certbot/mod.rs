@@ -339,7 +339,11 @@ impl CertbotAction {
             // No request: only the deploy hook can change (edited in place).
             (None, Some(current)) => {
                 let mut lines = current.clone();
-                lines[5].1 = self.deploy_hook.clone();
+                for (key, value) in &mut lines {
+                    if *key == "deploy_hook" {
+                        *value = self.deploy_hook.clone();
+                    }
+                }
                 lines
             }
             _ => vec![
@@ -606,7 +610,7 @@ impl Action for CertbotAction {
         if ctx.apply {
             if let Some(request) = &request {
                 ctx.run_ok(
-                    &format!("certbot for {}", self.domains.join(", ")),
+                    &format!("certbot for {} ({})", self.domains.join(", "), request.why),
                     &self.request_script(request.expand),
                 )
                 .await?;

@@ -247,9 +247,22 @@ pub fn decide(
         .filter(|n| !wanted.names.contains(n))
         .collect();
     if !added.is_empty() || !removed.is_empty() {
+        let list = |names: &[&String]| {
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let why = [("names added", &added), ("names removed", &removed)]
+            .iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(what, names)| format!("{what}: {}", list(names)))
+            .collect::<Vec<_>>()
+            .join("; ");
         return Some(Request {
             expand: removed.is_empty(),
-            why: format!("names differ (added: {added:?}, removed: {removed:?})"),
+            why,
         });
     }
     if conf.server.as_deref() != Some(wanted.server) {
@@ -456,6 +469,7 @@ X509v3 Subject Alternative Name:
         // Names added: expand.
         let r = decision(&["a.example"], 60, &["a.example", "b.example"], PEBBLE).unwrap();
         assert!(r.expand, "{r:?}");
+        assert_eq!(r.why, "names added: b.example");
         // Names removed (or replaced): exactly these names.
         let r = decision(&["a.example", "b.example"], 60, &["a.example"], PEBBLE).unwrap();
         assert!(!r.expand);
@@ -467,6 +481,7 @@ X509v3 Subject Alternative Name:
         )
         .unwrap();
         assert!(!r.expand);
+        assert_eq!(r.why, "names added: c.example; names removed: b.example");
         // Due for renewal.
         let r = decision(
             &["a.example", "b.example"],
