@@ -1,10 +1,14 @@
 //! The built-in modules, one folder each. The engine finds them through `registry`.
 
+pub mod apt;
 pub mod certbot;
 pub mod command;
 pub mod dir;
 pub mod file;
 pub mod group;
+pub mod http_check;
+pub mod release;
+pub mod service;
 pub mod template;
 pub mod ufw;
 pub mod user;

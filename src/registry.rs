@@ -10,6 +10,10 @@ static MODULES: &[&dyn Module] = &[
     &modules::user::User,
     &modules::group::Group,
     &modules::command::Command,
+    &modules::apt::Apt,
+    &modules::service::Service,
+    &modules::http_check::HttpCheck,
+    &modules::release::Release,
     &modules::ufw::Ufw,
     &modules::certbot::Certbot,
 ];

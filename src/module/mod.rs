@@ -11,9 +11,11 @@ mod change;
 mod context;
 mod diff;
 pub mod files;
+pub mod http;
 mod managed_file;
 mod params;
 mod probe;
+pub mod systemd;
 #[cfg(test)]
 pub mod testing;
 

@@ -6,11 +6,15 @@ mod support;
 
 mod scenario;
 
+mod apt;
 mod certbot;
 mod command;
 mod dir;
 mod engine;
 mod group;
+mod http_check;
+mod release;
+mod service;
 mod template;
 mod ufw;
 mod user;

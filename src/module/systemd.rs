@@ -1,0 +1,213 @@
+//! systemd units as modules see them: one `systemctl show` in the probe, the unit-name
+//! rule, and the `systemctl` lines that change a unit. Used by `service` and `release`.
+
+use super::probe::fields_of;
+use crate::transport::quote;
+
+/// The properties every unit probe reads.
+const PROPERTIES: &str = "ActiveState,UnitFileState,LoadState,MainPID";
+
+/// A probe snippet printing the unit's state as `TAG.Property=value` lines.
+pub fn show_probe(tag: &str, unit: &str) -> String {
+    format!(
+        "systemctl show -p {PROPERTIES} -- {} 2>/dev/null | sed 's/^/{tag}./'\n",
+        quote(unit)
+    )
+}
+
+/// What `systemctl show` said about a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitState {
+    /// `loaded`, `not-found`, `masked`, `error`, `bad-setting`.
+    pub load: String,
+    /// `active`, `reloading`, `inactive`, `failed`, `activating`, `deactivating`.
+    pub active: String,
+    /// `enabled`, `disabled`, `static`, `masked`, ... or empty for a unit without a file.
+    pub file: String,
+    pub main_pid: u32,
+}
+
+impl UnitState {
+    /// The state [`show_probe`] printed under `tag`; None when systemctl printed
+    /// nothing (no systemd on the host).
+    pub fn from_probe(stdout: &str, tag: &str) -> Option<UnitState> {
+        let fields = fields_of(stdout);
+        let text = |k: &str| {
+            fields
+                .get(&format!("{tag}.{k}"))
+                .map(|v| String::from_utf8_lossy(v).trim().to_string())
+        };
+        Some(UnitState {
+            load: text("LoadState")?,
+            active: text("ActiveState").unwrap_or_default(),
+            file: text("UnitFileState").unwrap_or_default(),
+            main_pid: text("MainPID").and_then(|p| p.parse().ok()).unwrap_or(0),
+        })
+    }
+
+    /// The state of a unit an earlier task creates in this (check mode) run.
+    pub fn assumed_new() -> UnitState {
+        UnitState {
+            load: "loaded".into(),
+            active: "inactive".into(),
+            file: "disabled".into(),
+            main_pid: 0,
+        }
+    }
+
+    pub fn found(&self) -> bool {
+        self.load != "not-found"
+    }
+
+    pub fn masked(&self) -> bool {
+        self.load == "masked" || self.file.starts_with("masked")
+    }
+
+    /// A unit file systemd could not load (`error`, `bad-setting`).
+    pub fn broken(&self) -> bool {
+        self.found() && !self.masked() && self.load != "loaded"
+    }
+
+    /// Running (or reloading). `activating` is not: a crash-looping service sits in
+    /// `activating (auto-restart)` and must not pass for started.
+    pub fn is_active(&self) -> bool {
+        matches!(self.active.as_str(), "active" | "reloading")
+    }
+
+    /// Some(enabled) for a unit `systemctl enable/disable` can switch; None for static,
+    /// indirect, generated or transient units, which have no install section to switch.
+    /// `enabled-runtime` (in /run only) counts as disabled: enabling makes it persistent.
+    pub fn enabled(&self) -> Option<bool> {
+        match self.file.as_str() {
+            "enabled" | "alias" | "linked" => Some(true),
+            "disabled" | "enabled-runtime" | "linked-runtime" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Why the unit cannot be managed at all, if it cannot.
+    pub fn unusable(&self, unit: &str) -> Option<String> {
+        if self.masked() {
+            Some(format!(
+                "{} is masked (systemctl unmask {} to use it)",
+                unit_file(unit),
+                quote(unit)
+            ))
+        } else if self.broken() {
+            Some(format!(
+                "{} cannot be loaded (LoadState={}); see systemctl status {}",
+                unit_file(unit),
+                self.load,
+                quote(unit)
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// `yes` / `no`, as state diffs show booleans.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+/// The unit's file name: a bare name means a `.service`.
+pub fn unit_file(unit: &str) -> String {
+    const TYPES: &[&str] = &[
+        "service",
+        "socket",
+        "target",
+        "timer",
+        "mount",
+        "automount",
+        "path",
+        "slice",
+        "scope",
+        "device",
+        "swap",
+    ];
+    match unit.rsplit_once('.') {
+        Some((_, suffix)) if TYPES.contains(&suffix) => unit.to_string(),
+        _ => format!("{unit}.service"),
+    }
+}
+
+/// Whether `name` is a unit name systemd accepts (`[A-Za-z0-9:_.@\-]`, no leading
+/// `-` or `.`): an error message when it is not.
+pub fn check_unit_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c);
+    if name.is_empty() || name.len() > 255 {
+        return Err("a unit name must have 1 to 255 characters".into());
+    }
+    if name.starts_with(['-', '.']) || !name.chars().all(allowed) {
+        return Err(format!(
+            "`{name}` is not a systemd unit name (letters, digits and `:_.@-\\` only)"
+        ));
+    }
+    Ok(())
+}
+
+/// `systemctl VERB -- UNIT`; on failure the unit's status goes to stderr after
+/// systemctl's own message, so the task's error says why.
+pub fn systemctl(verb: &str, unit: &str) -> String {
+    let u = quote(unit);
+    format!(
+        "systemctl {verb} -- {u} || {{ rc=$?; systemctl status --no-pager --lines=10 -- {u} >&2 || true; exit $rc; }}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_output_is_parsed() {
+        let out = "unit.MainPID=812\nunit.LoadState=loaded\nunit.ActiveState=active\nunit.UnitFileState=enabled\n";
+        let s = UnitState::from_probe(out, "unit").unwrap();
+        assert_eq!(s.main_pid, 812);
+        assert!(s.found() && s.is_active() && !s.masked() && !s.broken());
+        assert_eq!(s.enabled(), Some(true));
+
+        let missing = "unit.LoadState=not-found\nunit.ActiveState=inactive\nunit.UnitFileState=\nunit.MainPID=0\n";
+        let s = UnitState::from_probe(missing, "unit").unwrap();
+        assert!(!s.found() && !s.is_active());
+        assert_eq!(s.enabled(), None);
+
+        assert_eq!(UnitState::from_probe("", "unit"), None);
+    }
+
+    #[test]
+    fn static_and_masked_units() {
+        let s = UnitState::from_probe("u.LoadState=masked\nu.UnitFileState=masked\n", "u").unwrap();
+        assert!(s.unusable("app").unwrap().contains("app.service is masked"));
+        let s = UnitState::from_probe("u.LoadState=loaded\nu.UnitFileState=static\n", "u").unwrap();
+        assert_eq!(s.enabled(), None);
+        assert_eq!(s.unusable("app"), None);
+        let s = UnitState::from_probe("u.LoadState=bad-setting\n", "u").unwrap();
+        assert!(s.unusable("app").unwrap().contains("LoadState=bad-setting"));
+    }
+
+    #[test]
+    fn crash_looping_is_not_active() {
+        let s = UnitState::from_probe("u.LoadState=loaded\nu.ActiveState=activating\n", "u");
+        assert!(!s.unwrap().is_active());
+    }
+
+    #[test]
+    fn unit_names() {
+        assert!(check_unit_name("myapp").is_ok());
+        assert!(check_unit_name("getty@tty1.service").is_ok());
+        assert!(check_unit_name("").is_err());
+        assert!(check_unit_name("-rf").is_err());
+        assert!(check_unit_name("a b").is_err());
+        assert!(check_unit_name("x;reboot").is_err());
+        assert_eq!(unit_file("myapp"), "myapp.service");
+        assert_eq!(unit_file("nginx.service"), "nginx.service");
+        assert_eq!(unit_file("php8.2-fpm"), "php8.2-fpm.service");
+    }
+
+    #[test]
+    fn the_probe_quotes_the_name() {
+        insta::assert_snapshot!(show_probe("unit", "my app"), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID -- 'my app' 2>/dev/null | sed 's/^/unit./'");
+    }
+}
