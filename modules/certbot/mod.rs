@@ -112,6 +112,14 @@ fn action(params: &Params<'_>) -> InputResult<CertbotAction> {
             .error_at("domains", "give at least one domain")
             .help("the certificate is named after the first domain"));
     }
+    if p.method == Method::Standalone && params.play_modules.contains(&"nginx_vhost") {
+        return Err(params
+            .error_at(
+                "method",
+                "standalone needs port 80, which this play's nginx_vhost serves",
+            )
+            .help("use `method: webroot`: nginx serves the challenge from the webroot"));
+    }
     if p.method == Method::Standalone && p.webroot.is_some() {
         return Err(params
             .error_at("webroot", "a webroot is only used with `method: webroot`")

@@ -9,6 +9,10 @@ use std::path::Path;
 use std::process::Command;
 
 fn prepare(yaml: &str) -> InputResult<Vec<Box<dyn Action>>> {
+    prepare_in_play(yaml, &["certbot"])
+}
+
+fn prepare_in_play(yaml: &str, play_modules: &[&'static str]) -> InputResult<Vec<Box<dyn Action>>> {
     let n = node::parse(&SourceFile::new("site.yml", yaml)).unwrap();
     let params = Params {
         module: "certbot",
@@ -16,8 +20,20 @@ fn prepare(yaml: &str) -> InputResult<Vec<Box<dyn Action>>> {
         node: &n,
         playbook_dir: Path::new("."),
         vars: &Value::Null,
+        play_modules,
     };
     Certbot.prepare(&params)
+}
+
+#[test]
+fn standalone_is_refused_beside_an_nginx_vhost() {
+    let yaml = "domains: [a.example]\nmethod: standalone\n";
+    assert!(prepare_in_play(yaml, &["certbot"]).is_ok());
+    let err = prepare_in_play(yaml, &["nginx_vhost", "certbot"])
+        .err()
+        .expect("refused");
+    assert!(err.message.starts_with("site.yml:2:9:"), "{}", err.message);
+    assert!(err.message.contains("port 80"), "{}", err.message);
 }
 
 /// The action itself (the trait object hides it).
@@ -29,6 +45,7 @@ fn action_of(yaml: &str) -> CertbotAction {
         node: &n,
         playbook_dir: Path::new("."),
         vars: &Value::Null,
+        play_modules: &["certbot"],
     };
     action(&params).unwrap()
 }

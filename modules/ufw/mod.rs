@@ -402,6 +402,7 @@ mod tests {
             node: &n,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            play_modules: &[],
         };
         let p: UfwParams = params.parse()?;
         // Only the checks; the action's contents are read back through a second parse.

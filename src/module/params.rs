@@ -18,6 +18,8 @@ pub struct Params<'a> {
     pub playbook_dir: &'a Path,
     /// Every variable of the host (facts, item, vars), for modules that render templates.
     pub vars: &'a Value,
+    /// The modules of every task in the play, for checks that span tasks.
+    pub play_modules: &'a [&'static str],
 }
 
 impl Params<'_> {
@@ -224,6 +226,7 @@ mod tests {
             node: &n,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            play_modules: &[],
         };
         params.parse::<P>()
     }

@@ -241,7 +241,7 @@ impl HostRun<'_> {
     /// Restarts asked for by changed units that no handler or release performed.
     async fn flush_restarts(&mut self, restarts: &mut RestartBook) -> Result<(), TransportError> {
         for service in restarts.pending() {
-            let name = format!("restart {service} (unit changed)");
+            let name = format!("restart {service} (pending)");
             let started = Instant::now();
             let diff = format!(
                 "--- {host}:service {service} (current)\n+++ {host}:service {service} (desired)\n-restarted: no\n+restarted: yes\n",
