@@ -1,6 +1,7 @@
 //! The built-in modules, one folder each. The engine finds them through `registry`.
 
 pub mod apt;
+pub mod certbot;
 pub mod command;
 pub mod dir;
 pub mod file;
@@ -9,4 +10,5 @@ pub mod http_check;
 pub mod release;
 pub mod service;
 pub mod template;
+pub mod ufw;
 pub mod user;

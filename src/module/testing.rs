@@ -32,6 +32,7 @@ pub fn prepare(
         node: &node,
         playbook_dir,
         vars,
+        play_modules: &[],
     };
     module.prepare(&params).map_err(|e| e.message)
 }
@@ -54,6 +55,7 @@ pub fn parsed<T: serde::de::DeserializeOwned>(module: &dyn Module, yaml: &str) -
         node: &node,
         playbook_dir: Path::new("."),
         vars: &Value::Null,
+        play_modules: &[],
     };
     params.parse().unwrap_or_else(|e| panic!("{}", e.message))
 }

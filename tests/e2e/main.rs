@@ -7,6 +7,7 @@ mod support;
 mod scenario;
 
 mod apt;
+mod certbot;
 mod command;
 mod dir;
 mod engine;
@@ -15,4 +16,5 @@ mod http_check;
 mod release;
 mod service;
 mod template;
+mod ufw;
 mod user;
