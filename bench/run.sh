@@ -123,28 +123,31 @@ trips() { # KEY BEFORE RUNS: execs and connections per host and run since BEFORE
 # ---------------------------------------------------------------------------
 # measure KEY RUNS PREPARE SCRIPT: median wall time in seconds of RUNS runs of `bash SCRIPT`,
 # with `bash PREPARE` (or nothing: "") before each; stored in T[KEY]. A failing run aborts.
+# Measurements of more than one run start with one warmup run (not timed): reruns are
+# measured on hosts that have settled after the first run.
 declare -A T TRIPS
 measure() {
-    local key=$1 runs=$2 prepare=$3 script=$4 i t0 t1 times=() before
+    local key=$1 runs=$2 prepare=$3 script=$4 i t0 t1 times=() before warmup=0
+    ((runs > 1)) && warmup=1
     before=$(sshd_counts)
     if command -v hyperfine >/dev/null; then
-        local args=(--runs "$runs" --style none --export-json "$LOGS/$key.json" --shell=none)
+        local args=(--runs "$runs" --warmup "$warmup" --style none --export-json "$LOGS/$key.json" --shell=none)
         [[ -n $prepare ]] && args+=(--prepare "bash $prepare")
         hyperfine "${args[@]}" "bash $script" >"$LOGS/hyperfine-$key.txt" 2>&1 ||
             { cat "$LOGS/hyperfine-$key.txt" >&2; die "$key: a run failed (logs in $LOGS)"; }
         T[$key]=$("$VENV/bin/python" -c 'import json, sys; print("%.3f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$LOGS/$key.json")
     else
-        for ((i = 0; i < runs; i++)); do
+        for ((i = -warmup; i < runs; i++)); do
             [[ -n $prepare ]] && bash "$prepare"
             t0=$(date +%s.%N)
             bash "$script" || die "$key: a run failed (logs in $LOGS)"
             t1=$(date +%s.%N)
-            times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
+            ((i >= 0)) && times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
         done
         T[$key]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
     fi
     log "$key: ${T[$key]} s (median of $runs)"
-    trips "$key" "$before" "$runs"
+    trips "$key" "$before" "$((runs + warmup))"
 }
 
 # A script file per command, so every tool is timed the same way (`bash FILE`, output to a log).
@@ -194,6 +197,13 @@ run_converge() {
     measure "converge-rerun-$N" "$RUNS" "" "$rerun"
     grep -q 'changed=[1-9]' "$LOGS/converge-rerun-$N.log" && die "converge's rerun changed something"
     measure "converge-diff-$N" "$RUNS" "" "$diff"
+    # One drifted item per host (task 3 of 12: a directory's mode), repaired: one change.
+    local drift repair
+    drift=$(script cvg-drift "for h in ${NAMES[*]}; do '$TESTHOSTS' exec '$RUN_ID' \$h -- chmod 0700 /opt/benchapp/config; done; sleep 1")
+    repair=$(script cvg-repair "$cmd '$WL/site.yml' $inv -v >>'$LOGS/converge-repair-$N.log' 2>&1")
+    measure "converge-repair-$N" "$RUNS" "$drift" "$repair"
+    (($(grep -c ' ok=11 changed=1 failed=0 ' "$LOGS/converge-repair-$N.log") == N * (RUNS + 1))) ||
+        die "converge's repair run did not change exactly one task per host"
     check_state converge
     measure "floor-$N" "$RUNS" "" "$(floor_script "$WORK")"
     teardown
@@ -269,15 +279,15 @@ report() {
         "ansible $("$VENV/bin/pip" show ansible | awk '/^Version/ { print $2 }') (core $("$VENV/bin/pip" show ansible-core | awk '/^Version/ { print $2 }')), " \
         "pyinfra $("$VENV/bin/pip" show pyinfra | awk '/^Version/ { print $2 }'), $(ssh -V 2>&1)."
     echo "Workload: bench/workload (12 tasks per host, a 5 MiB binary). Wall time in seconds;"
-    echo "first run: one run on fresh hosts; rerun, diff, floor: median of $RUNS on converged hosts."
+    echo "first run: one run on fresh hosts; the others: median of $RUNS (after one warmup run) on converged hosts."
     echo
-    echo "| hosts | tool | first run | no-change rerun | diff (check mode) |"
-    echo "|---:|---|---:|---:|---:|"
+    echo "| hosts | tool | first run | no-change rerun | diff (check mode) | repair of 1 drifted task |"
+    echo "|---:|---|---:|---:|---:|---:|"
     for n in "${HOSTS[@]}"; do
-        echo "| $n | converge | $(val converge-first-$n) | $(val converge-rerun-$n) | $(val converge-diff-$n) |"
-        echo "| $n | ansible | $(val ansible-first-$n) | $(val ansible-rerun-$n) (warm ControlPersist: $(val ansible-warm-$n)) | - |"
-        echo "| $n | pyinfra | $(val pyinfra-first-$n) | $(val pyinfra-rerun-$n) | - |"
-        echo "| $n | floor (1 ssh exec/host) | - | $(val floor-$n) | - |"
+        echo "| $n | converge | $(val converge-first-$n) | $(val converge-rerun-$n) | $(val converge-diff-$n) | $(val converge-repair-$n) |"
+        echo "| $n | ansible | $(val ansible-first-$n) | $(val ansible-rerun-$n) (warm ControlPersist: $(val ansible-warm-$n)) | - | - |"
+        echo "| $n | pyinfra | $(val pyinfra-first-$n) | $(val pyinfra-rerun-$n) | - | - |"
+        echo "| $n | floor (1 ssh exec/host) | - | $(val floor-$n) | - | - |"
     done
     echo
     echo "| hosts | rerun converge/ansible | converge/pyinfra | converge/floor | first run converge/ansible | converge/pyinfra |"
@@ -291,8 +301,19 @@ report() {
     echo
     local k
     for n in "${HOSTS[@]}"; do
-        for k in converge-first converge-rerun converge-diff ansible-first ansible-rerun ansible-warm pyinfra-first pyinfra-rerun floor; do
+        for k in converge-first converge-rerun converge-diff converge-repair ansible-first ansible-rerun ansible-warm pyinfra-first pyinfra-rerun floor; do
             if [[ -n ${TRIPS[$k-$n]:-} ]]; then echo "- $n host(s), $k: ${TRIPS[$k-$n]}"; fi
+        done
+    done
+    echo
+    echo "converge -v's own count (\"HOST: N exec(s) over one connection\"), mean per host and run:"
+    echo
+    local f
+    for n in "${HOSTS[@]}"; do
+        for k in first rerun diff repair; do
+            f=$LOGS/converge-$k-$n.log
+            [[ -f $f ]] || continue
+            echo "- $n host(s), converge-$k: $(grep -o ': [0-9]* exec(s) over' "$f" | awk '{ s += $2; n++ } END { if (n) printf "%g execs", s / n; else print "not printed" }')"
         done
     done
     echo
