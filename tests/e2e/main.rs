@@ -13,6 +13,7 @@ mod dir;
 mod engine;
 mod group;
 mod http_check;
+mod json;
 mod release;
 mod service;
 mod template;
