@@ -3,7 +3,12 @@
 use crate::module::Module;
 use crate::modules;
 
-static MODULES: &[&dyn Module] = &[&modules::file::File];
+static MODULES: &[&dyn Module] = &[
+    &modules::file::File,
+    &modules::logrotate::Logrotate,
+    &modules::nginx_vhost::NginxVhost,
+    &modules::systemd_unit::SystemdUnit,
+];
 
 /// The module registered under `name` (a task's module key).
 pub fn find(name: &str) -> Option<&'static dyn Module> {

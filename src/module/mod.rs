@@ -11,6 +11,9 @@ mod diff;
 pub mod files;
 mod params;
 mod probe;
+pub mod systemd;
+#[cfg(test)]
+pub mod testing;
 
 pub use context::{Ctx, HostInfo, RestartBook};
 pub use diff::{Diff, metadata_lines};
