@@ -4,10 +4,19 @@
 //! hosts in parallel over a `transport`, `report` shows what happened. Modules live in
 //! `modules/`, one folder each, and are found through `registry`.
 
+// Input errors carry their source for miette; they are the cold path, so their size is fine.
+#![allow(clippy::result_large_err)]
+
+pub mod cli;
 pub mod error;
+pub mod inventory;
+pub mod lock;
 pub mod module;
+pub mod plan;
 pub mod playbook;
 pub mod registry;
+pub mod report;
+pub mod runner;
 pub mod transport;
 
 #[path = "../modules/mod.rs"]

@@ -3,7 +3,9 @@
 
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
-use crate::module::{Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resources};
+use crate::module::{
+    Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
+};
 use crate::transport::quote;
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -128,7 +130,7 @@ impl FileAction {
         };
         let desired = format!("link: {target}\n");
         if current.as_deref() == Some(&desired) {
-            return Ok(self.converge_metadata(state, ctx).await?);
+            return self.converge_metadata(state, ctx).await;
         }
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!(
@@ -166,7 +168,9 @@ impl FileAction {
         state: &FileState,
         ctx: &Ctx<'_>,
     ) -> Result<Outcome, Failure> {
-        if !state.exists() {
+        // In check mode the file may be one an earlier task would have written.
+        let assumed = !ctx.apply && ctx.assumes(&Resource::Path(self.path.clone()));
+        if !state.exists() && !assumed {
             return Err(Failure::new(format!(
                 "{} does not exist (give content, src or link to create it)",
                 self.path
@@ -220,7 +224,10 @@ impl FileAction {
 #[async_trait]
 impl Action for FileAction {
     fn resources(&self) -> Resources {
-        Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref())
+        let mut resources =
+            Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
+        resources.provides.push(Resource::Path(self.path.clone()));
+        resources
     }
 
     fn probe(&self) -> String {

@@ -1,4 +1,342 @@
-//! Playbooks: loading with locations, variables and templates.
+//! Playbooks: what the user wrote, loaded with locations, checked before anything runs.
 
 pub mod node;
 pub mod template;
+pub mod vars;
+
+use crate::error::{InputError, InputResult, SourceFile, Span};
+use crate::registry;
+use node::{Kind, Node};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Playbook {
+    pub path: PathBuf,
+    /// The folder relative paths start from.
+    pub dir: PathBuf,
+    pub plays: Vec<Play>,
+}
+
+#[derive(Debug)]
+pub struct Play {
+    pub name: String,
+    /// The `hosts:` pattern and where it was written.
+    pub hosts: (String, Span),
+    pub become_root: bool,
+    pub vars: Vec<(String, Node)>,
+    /// Each `vars_files` entry, loaded.
+    pub vars_files: Vec<Vec<(String, Node)>>,
+    pub secrets: Vec<String>,
+    pub tasks: Vec<TaskDef>,
+    pub handlers: Vec<TaskDef>,
+    pub span: Span,
+}
+
+/// A task as written, before loops and templates.
+#[derive(Debug)]
+pub struct TaskDef {
+    pub name: Option<Node>,
+    pub module: &'static dyn crate::module::Module,
+    /// The module key, to point at it.
+    pub module_key: Node,
+    pub params: Node,
+    pub when: Option<Node>,
+    pub loop_items: Option<Node>,
+    pub notify: Vec<(String, Span)>,
+    pub requires: Vec<(String, Span)>,
+    pub tags: Vec<String>,
+    pub become_root: Option<bool>,
+    pub no_log: bool,
+    /// `changed_when: false` (for `command`).
+    pub never_changed: bool,
+    pub is_handler: bool,
+    pub span: Span,
+}
+
+impl std::fmt::Debug for dyn crate::module::Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const PLAY_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "become",
+    "vars",
+    "vars_files",
+    "secrets",
+    "serial",
+    "max_fail_percentage",
+    "tasks",
+    "handlers",
+];
+
+const TASK_KEYS: &[&str] = &[
+    "name",
+    "when",
+    "loop",
+    "notify",
+    "requires",
+    "tags",
+    "become",
+    "no_log",
+    "changed_when",
+];
+
+/// Read a YAML file the user pointed at, as a [`Node`].
+pub fn load_yaml(path: &Path) -> InputResult<Node> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        InputError::new(format!("cannot read {}: {e}", path.display()))
+            .help("check the path; relative paths start at the playbook's folder")
+    })?;
+    node::parse(&SourceFile::new(
+        path.display().to_string(),
+        Arc::<str>::from(text),
+    ))
+}
+
+/// The closest known word, for "did you mean" hints.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn unknown_key(key: &Node, known: &[&str], what: &str) -> InputError {
+    let word = key.scalar_text().unwrap_or_default();
+    let mut err = key
+        .error(format!("unknown {what} key `{word}`"))
+        .label("unknown key");
+    err = match closest(&word, known.iter().copied()) {
+        Some(c) => err.help(format!("did you mean `{c}`?")),
+        None => err.help(format!("known keys: {}", known.join(", "))),
+    };
+    err
+}
+
+impl Playbook {
+    pub fn load(path: &Path) -> InputResult<Playbook> {
+        let root = load_yaml(path)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let plays = match &root.kind {
+            Kind::Seq(items) => items,
+            _ => {
+                return Err(root
+                    .error("a playbook is a list of plays")
+                    .help("start each play with `- name: ...` and `hosts: ...`"));
+            }
+        };
+        let mut errors = Vec::new();
+        let mut loaded = Vec::new();
+        for play in plays {
+            match load_play(play, &dir) {
+                Ok(p) => loaded.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(err) = InputError::combine(errors) {
+            return Err(err);
+        }
+        Ok(Playbook {
+            path: path.to_path_buf(),
+            dir,
+            plays: loaded,
+        })
+    }
+}
+
+fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
+    let mut play = Play {
+        name: String::new(),
+        hosts: (String::new(), node.span.clone()),
+        become_root: false,
+        vars: Vec::new(),
+        vars_files: Vec::new(),
+        secrets: Vec::new(),
+        tasks: Vec::new(),
+        handlers: Vec::new(),
+        span: node.span.clone(),
+    };
+    let mut has_hosts = false;
+    let mut errors = Vec::new();
+    for (key, key_node, value) in node.entries()? {
+        let result: InputResult<()> = (|| {
+            match key {
+                "name" => play.name = value.scalar_text()?,
+                "hosts" => {
+                    let pattern = match &value.kind {
+                        Kind::Seq(_) => value
+                            .string_list()?
+                            .into_iter()
+                            .map(|(s, _)| s)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        _ => value.scalar_text()?,
+                    };
+                    play.hosts = (pattern, value.span.clone());
+                    has_hosts = true;
+                }
+                "become" => play.become_root = value.as_bool()?,
+                "vars" => play.vars = owned_entries(value)?,
+                "vars_files" => {
+                    for (file, span) in value.string_list()? {
+                        let path = dir.join(&file);
+                        let loaded = load_yaml(&path).map_err(|e| {
+                            if e.span.is_none() {
+                                span.error(e.message)
+                                    .help("vars_files are relative to the playbook's folder")
+                            } else {
+                                e
+                            }
+                        })?;
+                        play.vars_files.push(owned_entries(&loaded)?);
+                    }
+                }
+                "secrets" => {
+                    play.secrets = value.string_list()?.into_iter().map(|(s, _)| s).collect()
+                }
+                "serial" | "max_fail_percentage" => {
+                    // Accepted for Ansible compatibility; every host runs in one batch.
+                }
+                "tasks" => play.tasks = load_tasks(value, false, &mut errors),
+                "handlers" => play.handlers = load_tasks(value, true, &mut errors),
+                _ => return Err(unknown_key(key_node, PLAY_KEYS, "play")),
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    if !has_hosts {
+        errors.push(
+            node.error("this play has no `hosts:`")
+                .help("add `hosts: all` or a group name from the inventory"),
+        );
+    }
+    if play.name.is_empty() {
+        play.name = play.hosts.0.clone();
+    }
+    match InputError::combine(errors) {
+        Some(e) => Err(e),
+        None => Ok(play),
+    }
+}
+
+fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
+    Ok(node
+        .entries()?
+        .into_iter()
+        .map(|(k, _, v)| (k.to_string(), v.clone()))
+        .collect())
+}
+
+fn load_tasks(node: &Node, is_handler: bool, errors: &mut Vec<InputError>) -> Vec<TaskDef> {
+    let items = match node.as_seq() {
+        Ok(items) => items,
+        Err(e) => {
+            errors.push(e.help("tasks are a list: start each with `- `"));
+            return Vec::new();
+        }
+    };
+    items
+        .iter()
+        .filter_map(|t| load_task(t, is_handler).map_err(|e| errors.push(e)).ok())
+        .collect()
+}
+
+fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
+    let mut name = None;
+    let mut module: Option<(&'static dyn crate::module::Module, Node, Node)> = None;
+    let mut when = None;
+    let mut loop_items = None;
+    let mut notify = Vec::new();
+    let mut requires = Vec::new();
+    let mut tags = Vec::new();
+    let mut become_root = None;
+    let mut no_log = false;
+    let mut never_changed = false;
+    for (key, key_node, value) in node
+        .entries()
+        .map_err(|e| e.help("a task is a mapping such as `- name: ...` with one module key"))?
+    {
+        match key {
+            "name" => name = Some(value.clone()),
+            "when" => when = Some(value.clone()),
+            "loop" => loop_items = Some(value.clone()),
+            "notify" => notify = value.string_list()?,
+            "requires" => requires = value.string_list()?,
+            "tags" => tags = value.string_list()?.into_iter().map(|(s, _)| s).collect(),
+            "become" => become_root = Some(value.as_bool()?),
+            "no_log" => no_log = value.as_bool()?,
+            "changed_when" => match value.kind {
+                Kind::Bool(false) => never_changed = true,
+                Kind::Bool(true) => {}
+                _ => {
+                    return Err(value
+                        .error("changed_when takes only `false`")
+                        .help("write `changed_when: false` for a command that only reads"));
+                }
+            },
+            _ => match registry::find(key) {
+                Some(m) => {
+                    if let Some((other, _, _)) = &module {
+                        return Err(key_node
+                            .error(format!(
+                                "a task has one module, this one has `{}` and `{key}`",
+                                other.name()
+                            ))
+                            .help("split it into two tasks"));
+                    }
+                    module = Some((m, key_node.clone(), value.clone()));
+                }
+                None => {
+                    let known: Vec<&str> =
+                        registry::names().chain(TASK_KEYS.iter().copied()).collect();
+                    let mut err = key_node
+                        .error(format!("unknown module or task key `{key}`"))
+                        .label("unknown module");
+                    err = match closest(key, known.iter().copied()) {
+                        Some(c) => err.help(format!("did you mean `{c}`?")),
+                        None => err.help(format!(
+                            "modules: {}",
+                            registry::names().collect::<Vec<_>>().join(", ")
+                        )),
+                    };
+                    return Err(err);
+                }
+            },
+        }
+    }
+    let Some((module, module_key, params)) = module else {
+        return Err(node.error("this task names no module").help(format!(
+            "add one module key, e.g. `file: {{ path: ... }}`; modules: {}",
+            registry::names().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    Ok(TaskDef {
+        name,
+        module,
+        module_key,
+        params,
+        when,
+        loop_items,
+        notify,
+        requires,
+        tags,
+        become_root,
+        no_log,
+        never_changed,
+        is_handler,
+        span: node.span.clone(),
+    })
+}

@@ -52,7 +52,7 @@ impl Engine {
 
     /// Render a value: exactly one `{{path}}` keeps the type of what it names.
     pub fn render_typed(&self, template: &str, ctx: &Value) -> Result<Value, String> {
-        if let Some(caps) = SINGLE_EXPRESSION.captures(template.trim()) {
+        if let Some(caps) = SINGLE_EXPRESSION.captures(template) {
             let path = &caps[1];
             if !is_helper(path) {
                 return lookup(ctx, path)
@@ -331,6 +331,10 @@ mod tests {
             json!(["a", "b"])
         );
         assert_eq!(e.render_typed("p{{port}}", &ctx()).unwrap(), json!("p8080"));
+        assert_eq!(
+            e.render_typed("{{app}}\n", &ctx()).unwrap(),
+            json!("myapp\n")
+        );
     }
 
     #[test]

@@ -44,14 +44,21 @@ impl Transport for LocalTransport {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TransportError::Io(format!("cannot start /bin/sh: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A script that ignores stdin may exit before reading it all: not an error.
-            let _ = stdin.write_all(script.stdin).await;
-        }
+        let mut stdin = child.stdin.take();
+        let input = script.stdin.to_vec();
+        // Fed while the output is read, so a script that writes a lot before reading
+        // all its input cannot deadlock on a full pipe.
+        let feed = tokio::spawn(async move {
+            if let Some(stdin) = stdin.as_mut() {
+                // A script that ignores stdin may exit before reading it all: not an error.
+                let _ = stdin.write_all(&input).await;
+            }
+        });
         let out = child
             .wait_with_output()
             .await
             .map_err(|e| TransportError::Io(format!("waiting for /bin/sh: {e}")))?;
+        let _ = feed.await;
         Ok(ExecOutput {
             status: out.status.code().unwrap_or(128),
             stdout: out.stdout,
@@ -71,4 +78,24 @@ impl Transport for LocalTransport {
     }
 
     async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn large_input_echoed_back_does_not_deadlock() {
+        let input = vec![b'x'; 4 << 20];
+        let out = LocalTransport::new()
+            .exec(Script {
+                body: "cat",
+                stdin: &input,
+                become_root: false,
+            })
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout.len(), input.len());
+    }
 }

@@ -3,9 +3,12 @@
 //! Every remote action is a POSIX `sh` script plus optional stdin bytes. Scripts are
 //! built with [`quote`] from this module, never by pasting user strings.
 
+mod known_hosts;
 mod local;
 mod quote;
 mod ssh;
+mod ssh_auth;
+mod ssh_config;
 
 pub use local::LocalTransport;
 pub use quote::{quote, quote_all};
@@ -99,4 +102,33 @@ pub trait Transport: Send + Sync + fmt::Debug {
 
     /// Close the connection politely.
     async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(become_root: bool) -> Script<'static> {
+        Script {
+            body: "echo 'hi' > /tmp/x",
+            stdin: b"",
+            become_root,
+        }
+    }
+
+    #[test]
+    fn become_as_non_root_goes_through_sudo() {
+        assert_eq!(
+            shell_command_line(&script(true), false),
+            r"sudo -n /bin/sh -c 'echo '\''hi'\'' > /tmp/x'"
+        );
+    }
+
+    #[test]
+    fn root_or_no_become_runs_plain_sh() {
+        let plain = r"/bin/sh -c 'echo '\''hi'\'' > /tmp/x'";
+        assert_eq!(shell_command_line(&script(true), true), plain);
+        assert_eq!(shell_command_line(&script(false), false), plain);
+        assert_eq!(shell_command_line(&script(false), true), plain);
+    }
 }

@@ -1,11 +1,22 @@
-//! SSH transport on russh. (Being written: see the transport brief.)
+//! SSH transport on russh: one connection per host, many channels on it.
 
-use super::{ExecOutput, Script, Stream, Transport, TransportError};
+use super::known_hosts::{self, KnownHosts, Verdict};
+use super::ssh_auth::{self, Sources};
+use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
+use super::{ExecOutput, Script, Stream, Transport, TransportError, shell_command_line};
 use async_trait::async_trait;
+use russh::client::{self, DisconnectReason, Handle};
+use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, Disconnect, Preferred, Sig};
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Where and how to connect; inventory values already merged over `~/.ssh/config`.
+/// Where and how to connect; inventory values win over `~/.ssh/config`.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
     /// Inventory host name, used in messages and as the `~/.ssh/config` Host alias.
@@ -19,31 +30,630 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// Trust on first use: append unknown keys to `~/.ssh/known_hosts`.
     pub accept_new_host_keys: bool,
+    /// The directory holding `.ssh/` (config, known_hosts, default keys); `None` is `$HOME`.
+    pub home: Option<PathBuf>,
+    /// The ssh-agent socket; `None` is `$SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
+}
+
+impl SshOptions {
+    /// Options for `alias` with everything else from `~/.ssh/config` and the defaults.
+    pub fn new(alias: impl Into<String>) -> SshOptions {
+        SshOptions {
+            alias: alias.into(),
+            address: None,
+            port: None,
+            user: None,
+            identity_file: None,
+            connect_timeout: Duration::from_secs(10),
+            accept_new_host_keys: false,
+            home: None,
+            agent_socket: None,
+        }
+    }
+}
+
+/// sshd's MaxSessions defaults to 10 session channels per connection, and sshd frees a
+/// closed session only after it has also read the requests queued behind our CLOSE: a new
+/// channel may briefly coexist with every channel just closed. Hence 2 x 5 <= 10.
+const MAX_SESSIONS: usize = 5;
+/// A server that still refuses sessions (a lower MaxSessions) gets fewer at once and a
+/// few retries before the refusal is reported.
+const SESSION_RETRIES: u32 = 5;
+/// Keepalives start only after authentication, so a host that stalls while keys are
+/// being offered would otherwise hang the run.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Three unanswered keepalives 15 s apart: a silent host is dropped within about a minute.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_MAX: usize = 3;
+const SYSTEM_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
+
+pub struct SshTransport {
+    handle: Handle<Client>,
+    target: String,
+    login_is_root: bool,
+    sessions: Semaphore,
+    /// How many permits `sessions` still has: the limit shrinks when the server refuses.
+    session_limit: AtomicUsize,
+    /// Why the connection ended, as the session task saw it.
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("target", &self.target)
+            .field("login_is_root", &self.login_is_root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The options resolved against `~/.ssh/config` and the environment.
+struct Resolved {
+    target: String,
+    host: String,
+    port: u16,
+    user: String,
+    home: Option<PathBuf>,
+    identity_files: Vec<PathBuf>,
+    identities_only: bool,
+    agent_socket: Option<PathBuf>,
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Resolved {
+    fn new(options: &SshOptions) -> Result<Resolved, TransportError> {
+        let alias = &options.alias;
+        let home = options
+            .home
+            .clone()
+            .or_else(|| env_nonempty("HOME").map(PathBuf::from));
+        let config = match &home {
+            Some(home) => ssh_config::load(&home.join(".ssh/config"), alias, Some(home)),
+            None => Ok(Default::default()),
+        }
+        .map_err(|reason| TransportError::Connect {
+            target: alias.clone(),
+            reason,
+        })?;
+
+        let local_user = env_nonempty("USER").unwrap_or_else(|| "root".to_string());
+        let user = options
+            .user
+            .clone()
+            .or(config.user)
+            .unwrap_or_else(|| local_user.clone());
+        let mut tokens = Tokens {
+            host: alias,
+            remote_user: &user,
+            local_user: &local_user,
+            home: home.as_deref(),
+        };
+        let host = options
+            .address
+            .clone()
+            .or_else(|| config.host_name.map(|h| expand_tokens(&h, &tokens)))
+            .unwrap_or_else(|| alias.clone());
+        tokens.host = &host;
+        let port = options.port.or(config.port).unwrap_or(22);
+
+        let identity_files = options
+            .identity_file
+            .iter()
+            .map(|p| expand_tilde(&p.to_string_lossy(), home.as_deref()))
+            .chain(
+                config
+                    .identity_files
+                    .iter()
+                    .map(|raw| expand_tilde(&expand_tokens(raw, &tokens), home.as_deref())),
+            )
+            .collect();
+
+        let target = if *alias == host && port == 22 {
+            alias.clone()
+        } else {
+            format!("{alias} ({host}:{port})")
+        };
+        Ok(Resolved {
+            target,
+            port,
+            user,
+            identity_files,
+            identities_only: config.identities_only.unwrap_or(false),
+            agent_socket: options
+                .agent_socket
+                .clone()
+                .or_else(|| env_nonempty("SSH_AUTH_SOCK").map(PathBuf::from)),
+            home,
+            host,
+        })
+    }
+
+    fn ssh_dir(&self) -> Option<PathBuf> {
+        self.home.as_ref().map(|h| h.join(".ssh"))
+    }
+}
+
+/// Host key algorithms with those known_hosts holds for this host first, so the server
+/// shows a key that can be checked rather than one that would look changed.
+fn host_key_preference(known: &[Algorithm]) -> Vec<Algorithm> {
+    let mut order: Vec<Algorithm> = Vec::new();
+    for algorithm in known {
+        if matches!(algorithm, Algorithm::Rsa { .. }) {
+            order.push(Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            });
+            order.push(Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            });
+        } else {
+            order.push(algorithm.clone());
+        }
+    }
+    for algorithm in Preferred::DEFAULT.key.iter() {
+        if !order.contains(algorithm) {
+            order.push(algorithm.clone());
+        }
+    }
+    order
+}
+
+/// Decides about the server's host key and remembers why the connection ended.
+struct Client {
+    known: KnownHosts,
+    /// The name a new key is recorded under: the address, in `[host]:port` form off port 22.
+    name: String,
+    /// The names the host is looked up under: `name`, then the alias.
+    names: Vec<String>,
+    /// Where a new key is saved when trusting on first use is allowed.
+    learn_into: Option<PathBuf>,
+    accept_new: bool,
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Debug)]
-pub struct SshTransport {}
+enum ClientError {
+    Ssh(russh::Error),
+    HostKey(String),
+}
+
+impl From<russh::Error> for ClientError {
+    fn from(e: russh::Error) -> Self {
+        ClientError::Ssh(e)
+    }
+}
+
+impl Client {
+    fn verify(&self, key: &PublicKey) -> Result<(), String> {
+        let shown = format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256));
+        let name = &self.name;
+        match self.known.check(&self.names, key) {
+            Verdict::Trusted => Ok(()),
+            Verdict::Revoked(at) => Err(format!("host key {shown} is marked @revoked at {at}")),
+            Verdict::Changed(at) => Err(format!(
+                "the host key has CHANGED: the server shows {shown} but {} records another \
+                 key for {name}; this may be an attack, or the host was reinstalled (then \
+                 remove the old entry with: ssh-keygen -R '{name}')",
+                at.join(", ")
+            )),
+            Verdict::Unknown if self.accept_new => {
+                let path = self.learn_into.as_deref().ok_or_else(|| {
+                    format!("cannot save the new host key {shown}: no home directory")
+                })?;
+                known_hosts::append(path, name, key)
+                    .map_err(|e| format!("cannot save host key to {}: {e}", path.display()))
+            }
+            Verdict::Unknown => Err(format!(
+                "unknown host key {shown} for {name}; run once with --accept-new-host-keys \
+                 or add it to known_hosts"
+            )),
+        }
+    }
+}
+
+impl client::Handler for Client {
+    type Error = ClientError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, ClientError> {
+        self.verify(&key.public_key())
+            .map_err(ClientError::HostKey)?;
+        Ok(true)
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<ClientError>,
+    ) -> Result<(), ClientError> {
+        let (why, result) = match reason {
+            DisconnectReason::ReceivedDisconnect(info) => (
+                format!(
+                    "the server disconnected ({:?}) {}",
+                    info.reason_code, info.message
+                ),
+                Ok(()),
+            ),
+            DisconnectReason::Error(e) => (
+                match &e {
+                    ClientError::Ssh(russh::Error::KeepaliveTimeout) => {
+                        "the host stopped answering keepalives".to_string()
+                    }
+                    ClientError::Ssh(e) => e.to_string(),
+                    ClientError::HostKey(reason) => reason.clone(),
+                },
+                Err(e),
+            ),
+        };
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.get_or_insert(why);
+        }
+        result
+    }
+}
 
 impl SshTransport {
-    pub async fn connect(_options: &SshOptions) -> Result<SshTransport, TransportError> {
-        unimplemented!("ssh transport")
+    pub async fn connect(options: &SshOptions) -> Result<SshTransport, TransportError> {
+        let resolved = Resolved::new(options)?;
+        let target = resolved.target.clone();
+        let connect_error = |reason: String| TransportError::Connect {
+            target: target.clone(),
+            reason,
+        };
+
+        let name = known_hosts::host_name(&resolved.host, resolved.port);
+        let mut names = vec![name.clone()];
+        let alias_name = known_hosts::host_name(&options.alias, resolved.port);
+        if alias_name != name {
+            names.push(alias_name);
+        }
+        let user_known_hosts = resolved.ssh_dir().map(|d| d.join("known_hosts"));
+        let files: Vec<PathBuf> = user_known_hosts
+            .iter()
+            .cloned()
+            .chain([PathBuf::from(SYSTEM_KNOWN_HOSTS)])
+            .collect();
+        let known = KnownHosts::load(&files);
+
+        let config = client::Config {
+            keepalive_interval: Some(KEEPALIVE_INTERVAL),
+            keepalive_max: KEEPALIVE_MAX,
+            inactivity_timeout: None,
+            preferred: Preferred {
+                key: host_key_preference(&known.algorithms(&names)).into(),
+                ..Preferred::DEFAULT
+            },
+            ..Default::default()
+        };
+        let lost = Arc::new(Mutex::new(None));
+        let client = Client {
+            known,
+            name,
+            names,
+            learn_into: user_known_hosts,
+            accept_new: options.accept_new_host_keys,
+            lost: lost.clone(),
+        };
+
+        // One budget for reaching the host and for its SSH handshake, like OpenSSH's
+        // ConnectTimeout, so a port that accepts but never speaks SSH fails as fast.
+        let timeout = options.connect_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let tcp = tokio::time::timeout_at(
+            deadline,
+            TcpStream::connect((resolved.host.as_str(), resolved.port)),
+        )
+        .await
+        .map_err(|_| connect_error(format!("no TCP connection within {timeout:?}")))?
+        .map_err(|e| connect_error(e.to_string()))?;
+        // Without it every small request waits for a delayed ACK (~40 ms per exec);
+        // russh applies Config::nodelay only to sockets it opens itself.
+        tcp.set_nodelay(true)
+            .map_err(|e| connect_error(format!("cannot set TCP_NODELAY: {e}")))?;
+        let mut handle = tokio::time::timeout_at(
+            deadline,
+            client::connect_stream(Arc::new(config), tcp, client),
+        )
+        .await
+        .map_err(|_| connect_error(format!("no SSH handshake within {timeout:?}")))?
+        .map_err(|e| match e {
+            ClientError::HostKey(reason) => TransportError::HostKey {
+                target: target.clone(),
+                reason,
+            },
+            ClientError::Ssh(e) => connect_error(format!("SSH handshake failed: {e}")),
+        })?;
+
+        let sources = Sources {
+            user: &resolved.user,
+            identity_files: &resolved.identity_files,
+            identities_only: resolved.identities_only,
+            agent_socket: resolved.agent_socket.as_deref(),
+            ssh_dir: resolved.ssh_dir(),
+        };
+        let auth_error = |reason: String| TransportError::Auth {
+            target: target.clone(),
+            user: resolved.user.clone(),
+            reason,
+        };
+        tokio::time::timeout(AUTH_TIMEOUT, ssh_auth::authenticate(&mut handle, &sources))
+            .await
+            .map_err(|_| auth_error(format!("no answer within {AUTH_TIMEOUT:?}")))?
+            .map_err(auth_error)?;
+
+        let mut transport = SshTransport {
+            handle,
+            target: target.clone(),
+            login_is_root: resolved.user == "root",
+            sessions: Semaphore::new(MAX_SESSIONS),
+            session_limit: AtomicUsize::new(MAX_SESSIONS),
+            lost,
+        };
+        if !transport.login_is_root {
+            transport.login_is_root = transport.uid_is_zero().await?;
+        }
+        Ok(transport)
     }
+
+    /// A login named otherwise can still be uid 0; one round trip settles it.
+    async fn uid_is_zero(&self) -> Result<bool, TransportError> {
+        let out = self
+            .exec(Script {
+                body: "id -u",
+                stdin: b"",
+                become_root: false,
+            })
+            .await?;
+        Ok(out.success() && out.stdout_text().trim() == "0")
+    }
+
+    /// A session channel and the permit that counts it.
+    async fn open_session(
+        &self,
+    ) -> Result<(Channel<client::Msg>, SemaphorePermit<'_>), TransportError> {
+        let mut refusals = 0;
+        loop {
+            let permit = self
+                .sessions
+                .acquire()
+                .await
+                .map_err(|e| self.lost_error(e))?;
+            match self.handle.channel_open_session().await {
+                Ok(channel) => return Ok((channel, permit)),
+                Err(russh::Error::ChannelOpenFailure(_)) if refusals < SESSION_RETRIES => {
+                    refusals += 1;
+                    let shrunk =
+                        self.session_limit
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                (n > 1).then(|| n - 1)
+                            });
+                    if shrunk.is_ok() {
+                        permit.forget();
+                    } else {
+                        drop(permit);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(refusals))).await;
+                }
+                Err(e) => return Err(self.open_error("a session", e)),
+            }
+        }
+    }
+
+    fn lost_error(&self, cause: impl fmt::Display) -> TransportError {
+        let recorded = self.lost.lock().ok().and_then(|l| l.clone());
+        TransportError::Lost {
+            target: self.target.clone(),
+            reason: recorded.unwrap_or_else(|| cause.to_string()),
+        }
+    }
+
+    fn open_error(&self, what: &str, e: russh::Error) -> TransportError {
+        match e {
+            russh::Error::ChannelOpenFailure(why) => TransportError::Io(format!(
+                "{}: the server refused {what}: {why:?}",
+                self.target
+            )),
+            e => self.lost_error(e),
+        }
+    }
+}
+
+/// The status a shell reports for a command killed by `signal`.
+fn signal_status(signal: &Sig) -> i32 {
+    let number = match signal {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        Sig::Custom(name) => match name.as_str() {
+            "TRAP" => 5,
+            "BUS" => 7,
+            "USR2" => 12,
+            "XCPU" => 24,
+            "XFSZ" => 25,
+            "SYS" => 31,
+            _ => return 255,
+        },
+    };
+    128 + number
 }
 
 #[async_trait]
 impl Transport for SshTransport {
-    async fn exec(&self, _script: Script<'_>) -> Result<ExecOutput, TransportError> {
-        unimplemented!()
+    async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        let (channel, _permit) = self.open_session().await?;
+        channel
+            .exec(true, shell_command_line(&script, self.login_is_root))
+            .await
+            .map_err(|e| self.lost_error(e))?;
+        let (mut reader, writer) = channel.split();
+
+        // Stdin is written while output is read: a command may fill its output window
+        // before it has consumed all of its input.
+        let stdin = script.stdin;
+        let send = async move {
+            if !stdin.is_empty() {
+                writer.data_bytes(stdin.to_vec()).await?;
+            }
+            writer.eof().await
+        };
+        tokio::pin!(send);
+        let mut sending = true;
+
+        let mut out = ExecOutput::default();
+        let mut status = None;
+        let mut refused = false;
+        let mut closed = false;
+        loop {
+            let msg = tokio::select! {
+                // A command that exits without reading its stdin leaves the rest unsent;
+                // like a local pipe, that is not an error: the exit status tells.
+                _ = &mut send, if sending => {
+                    sending = false;
+                    continue;
+                }
+                msg = reader.wait() => msg,
+            };
+            match msg {
+                None => break,
+                Some(ChannelMsg::Data { data }) => out.stdout.extend_from_slice(&data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    out.stderr.extend_from_slice(&data)
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    status = Some(i32::try_from(exit_status).unwrap_or(255))
+                }
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    status = Some(signal_status(&signal_name))
+                }
+                Some(ChannelMsg::Failure) => refused = true,
+                Some(ChannelMsg::Close) => closed = true,
+                Some(_) => {}
+            }
+        }
+        if !closed {
+            return Err(self.lost_error("the connection closed during a command"));
+        }
+        if refused {
+            return Err(TransportError::Io(format!(
+                "{}: the server refused to run the command",
+                self.target
+            )));
+        }
+        // OpenSSH's client also reports 255 when the server gives no exit status.
+        out.status = status.unwrap_or(255);
+        Ok(out)
     }
-    async fn connect_tcp(
-        &self,
-        _host: &str,
-        _port: u16,
-    ) -> Result<Box<dyn Stream>, TransportError> {
-        unimplemented!()
+
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| self.open_error(&format!("a connection to {host}:{port}"), e))?;
+        Ok(Box::new(channel.into_stream()))
     }
+
     fn login_is_root(&self) -> bool {
-        unimplemented!()
+        self.login_is_root
     }
-    async fn close(&self) {}
+
+    async fn close(&self) {
+        if let Ok(mut lost) = self.lost.lock() {
+            lost.get_or_insert_with(|| "converge closed the connection".to_string());
+        }
+        // Nothing is left to do if the connection is already gone.
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_key_types_come_first_and_rsa_uses_sha2() {
+        let rsa = Algorithm::Rsa { hash: None };
+        let order = host_key_preference(&[rsa]);
+        assert_eq!(
+            order[..2],
+            [
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512)
+                },
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha256)
+                }
+            ]
+        );
+        assert_eq!(order[2], Algorithm::Ed25519);
+        assert_eq!(order.len(), Preferred::DEFAULT.key.len());
+    }
+
+    #[test]
+    fn inventory_wins_over_ssh_config() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".ssh")).unwrap();
+        std::fs::write(
+            home.path().join(".ssh/config"),
+            "Host web1\n  HostName %h.example.com\n  User deploy\n  Port 2222\n  \
+             IdentityFile ~/.ssh/%r-%h\n",
+        )
+        .unwrap();
+        let mut options = SshOptions::new("web1");
+        options.home = Some(home.path().to_path_buf());
+
+        let from_config = Resolved::new(&options).unwrap();
+        assert_eq!(from_config.host, "web1.example.com");
+        assert_eq!(from_config.port, 2222);
+        assert_eq!(from_config.user, "deploy");
+        assert_eq!(
+            from_config.identity_files,
+            [home.path().join(".ssh/deploy-web1.example.com")]
+        );
+        assert_eq!(from_config.target, "web1 (web1.example.com:2222)");
+
+        options.address = Some("10.0.0.5".into());
+        options.port = Some(22);
+        options.user = Some("ops".into());
+        options.identity_file = Some("~/keys/ops".into());
+        let from_inventory = Resolved::new(&options).unwrap();
+        assert_eq!(from_inventory.host, "10.0.0.5");
+        assert_eq!(from_inventory.port, 22);
+        assert_eq!(from_inventory.user, "ops");
+        assert_eq!(
+            from_inventory.identity_files,
+            [
+                home.path().join("keys/ops"),
+                home.path().join(".ssh/ops-10.0.0.5")
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_without_config() {
+        let home = tempfile::tempdir().unwrap();
+        let mut options = SshOptions::new("web1");
+        options.home = Some(home.path().to_path_buf());
+        options.user = Some("root".into());
+        let r = Resolved::new(&options).unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("web1", 22));
+        assert_eq!(r.target, "web1");
+        assert!(r.identity_files.is_empty());
+    }
 }

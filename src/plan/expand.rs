@@ -1,0 +1,349 @@
+//! From a play's task definitions to one host's plan nodes.
+
+use super::dag::{EdgeKind, Graph};
+use super::{HostPlan, PlanNode};
+use crate::error::{InputError, InputResult};
+use crate::module::Params;
+use crate::playbook::node::{Kind, Node};
+use crate::playbook::template::engine;
+use crate::playbook::vars::{self, Layer};
+use crate::playbook::{Play, Playbook, TaskDef, closest};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Which tasks run: `-t` and `--skip-tags`.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+}
+
+impl Selection {
+    fn selects(&self, task: &TaskDef) -> bool {
+        let tagged = |wanted: &[String]| task.tags.iter().any(|t| wanted.contains(t));
+        (self.tags.is_empty() || tagged(&self.tags) || task.tags.iter().any(|t| t == "always"))
+            && !tagged(&self.skip_tags)
+    }
+}
+
+/// A host's variable layers, lowest precedence first, before the play's own.
+pub struct HostVars<'a> {
+    pub host: &'a str,
+    pub inventory: Vec<&'a [(String, Node)]>,
+    pub extra: &'a Layer,
+}
+
+/// Whether facts are known (after the first round trip) or not (validate, graph, and
+/// the check made before connecting).
+pub enum Expansion<'a> {
+    WithFacts(&'a Value),
+    WithoutFacts,
+}
+
+/// Placeholder facts, so names can be checked before connecting.
+fn placeholder_facts() -> Value {
+    serde_json::json!({
+        "os": {"id": "unresolved", "version_id": "unresolved"},
+        "arch": "unresolved", "hostname": "unresolved", "init": "unresolved"
+    })
+}
+
+fn mentions_facts(node: &Node) -> bool {
+    match &node.kind {
+        Kind::Str(s) => s.contains("facts"),
+        Kind::Seq(items) => items.iter().any(mentions_facts),
+        Kind::Map(entries) => entries.iter().any(|(_, v)| mentions_facts(v)),
+        _ => false,
+    }
+}
+
+fn task_mentions_facts(t: &TaskDef) -> bool {
+    [
+        Some(&t.params),
+        t.when.as_ref(),
+        t.loop_items.as_ref(),
+        t.name.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(mentions_facts)
+}
+
+fn item_text(item: &Value) -> String {
+    match item {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Build one host's plan for `play`.
+pub fn build(
+    playbook: &Playbook,
+    play: &Play,
+    host: &HostVars<'_>,
+    expansion: Expansion<'_>,
+    selection: &Selection,
+) -> InputResult<HostPlan> {
+    let facts_known = matches!(expansion, Expansion::WithFacts(_));
+    let facts = match expansion {
+        Expansion::WithFacts(f) => f.clone(),
+        Expansion::WithoutFacts => placeholder_facts(),
+    };
+    let mut base = Map::new();
+    base.insert(
+        "inventory_hostname".into(),
+        Value::String(host.host.to_string()),
+    );
+    base.insert("facts".into(), facts);
+    let mut layers: Vec<&[(String, Node)]> = host.inventory.clone();
+    layers.push(&play.vars);
+    layers.extend(play.vars_files.iter().map(Vec::as_slice));
+    layers.push(host.extra);
+    let ctx = vars::resolve(&layers, &base)?;
+    let secrets = play
+        .secrets
+        .iter()
+        .filter_map(|name| ctx.get(name))
+        .map(item_text)
+        .filter(|s| !s.is_empty())
+        .collect();
+
+    let defs: Vec<&TaskDef> = play.tasks.iter().chain(play.handlers.iter()).collect();
+    let mut nodes = Vec::new();
+    let mut task_names: Vec<String> = Vec::with_capacity(defs.len());
+    let mut errors = Vec::new();
+    for (index, def) in defs.iter().enumerate() {
+        let unresolved = !facts_known && task_mentions_facts(def);
+        match expand_task(playbook, play, def, index, &ctx, unresolved) {
+            Ok((name, task_nodes)) => {
+                task_names.push(name);
+                if def.is_handler || selection.selects(def) {
+                    nodes.extend(task_nodes);
+                }
+            }
+            Err(e) => {
+                task_names.push(String::new());
+                errors.push(e);
+            }
+        }
+    }
+    if let Some(e) = InputError::combine(errors) {
+        return Err(e);
+    }
+    let by_name = unique_names(&defs, &task_names)?;
+    let graph = Graph::new(&nodes);
+    let mut graph = graph;
+    add_explicit_edges(&defs, &by_name, &nodes, &mut graph)?;
+    graph.add_implicit_edges(&nodes);
+    let order = graph.order(&nodes)?;
+    Ok(HostPlan {
+        host: host.host.to_string(),
+        nodes,
+        graph,
+        order,
+        secrets,
+        vars: Value::Object(ctx),
+    })
+}
+
+fn expand_task(
+    playbook: &Playbook,
+    play: &Play,
+    def: &TaskDef,
+    index: usize,
+    ctx: &Map<String, Value>,
+    unresolved: bool,
+) -> InputResult<(String, Vec<PlanNode>)> {
+    let base = Value::Object(ctx.clone());
+    let items: Vec<Option<Value>> = match &def.loop_items {
+        None => vec![None],
+        Some(node) => match engine().render_node(node, &base)? {
+            Value::Array(items) => items.into_iter().map(Some).collect(),
+            _ if unresolved => vec![None],
+            other => {
+                return Err(node
+                    .error(format!("loop needs a list, this is {other}"))
+                    .help(
+                        "write `loop: [a, b]` or name a list variable: `loop: \"{{ names }}\"`",
+                    ));
+            }
+        },
+    };
+    let mut task_name = None;
+    let mut nodes = Vec::new();
+    for item in items {
+        let mut item_ctx = ctx.clone();
+        if let Some(item) = &item {
+            item_ctx.insert("item".into(), item.clone());
+        }
+        let item_ctx = Value::Object(item_ctx);
+        let name = task_display_name(def, &item_ctx)?;
+        task_name.get_or_insert_with(|| name.clone());
+        let shown = match &item {
+            Some(i) if def.name.is_some() || def.module.key_param().is_none() => {
+                format!("{name} [{}]", item_text(i))
+            }
+            _ => name.clone(),
+        };
+        let when_false = match &def.when {
+            Some(when) if !unresolved => {
+                let expression = when.scalar_text()?;
+                let truthy = engine().truthy(&expression, &item_ctx).map_err(|e| {
+                    when.error(format!("when: {e}"))
+                        .help(crate::playbook::template::template_help())
+                })?;
+                (!truthy).then(|| format!("when: {expression} is false"))
+            }
+            _ => None,
+        };
+        let become_root = def.become_root.unwrap_or(play.become_root);
+        let node_for = |action, phase: Option<&str>| PlanNode {
+            name: phase.map_or(shown.clone(), |p| format!("{shown} ({p})")),
+            task: index,
+            module: def.module.name(),
+            item: item.clone(),
+            action,
+            skip_reason: when_false.clone(),
+            unresolved,
+            is_handler: def.is_handler,
+            become_root,
+            no_log: def.no_log,
+            never_changed: def.never_changed,
+            span: def.span.clone(),
+        };
+        if when_false.is_some() || unresolved {
+            nodes.push(node_for(None, None));
+            continue;
+        }
+        let params = Params {
+            module: def.module.name(),
+            value: engine().render_node(&def.params, &item_ctx)?,
+            node: &def.params,
+            playbook_dir: &playbook.dir,
+            vars: &item_ctx,
+        };
+        for action in def.module.prepare(&params)? {
+            let phase = action.phase();
+            nodes.push(node_for(Some(action), phase));
+        }
+    }
+    Ok((
+        task_name.unwrap_or_else(|| def.module.name().to_string()),
+        nodes,
+    ))
+}
+
+/// The task's name: its `name:`, or `MODULE KEY` (e.g. `dir /opt/myapp`).
+fn task_display_name(def: &TaskDef, ctx: &Value) -> InputResult<String> {
+    if let Some(name) = &def.name {
+        let text = name.scalar_text()?;
+        return engine().render_text(&text, ctx).map_err(|e| {
+            name.error(e)
+                .help(crate::playbook::template::template_help())
+        });
+    }
+    let module = def.module.name();
+    let key = def.module.key_param().and_then(|k| match &def.params.kind {
+        Kind::Map(_) => def.params.key_node(k).map(|_| {
+            def.params
+                .find(&[crate::playbook::node::PathStep::Key(k.into())])
+        }),
+        _ => Some(&def.params),
+    });
+    Ok(match key {
+        Some(node) => {
+            let value = engine().render_node(node, ctx)?;
+            let text = match value {
+                Value::Array(items) => items.iter().map(item_text).collect::<Vec<_>>().join(","),
+                other => item_text(&other),
+            };
+            format!("{module} {text}")
+        }
+        None => module.to_string(),
+    })
+}
+
+fn unique_names(defs: &[&TaskDef], names: &[String]) -> InputResult<HashMap<String, usize>> {
+    let mut by_name = HashMap::new();
+    let mut errors = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        if let Some(first) = by_name.insert(name.clone(), index) {
+            let def = defs[index];
+            let at = def.name.as_ref().map_or(&def.module_key, |n| n);
+            errors.push(
+                at.error(format!("task name `{name}` is used twice in this play"))
+                    .help(format!(
+                        "rename one of them (the first is at {}); requires and notify name tasks",
+                        defs[first].span.position()
+                    )),
+            );
+        }
+    }
+    InputError::combine(errors).map_or(Ok(by_name), Err)
+}
+
+fn add_explicit_edges(
+    defs: &[&TaskDef],
+    by_name: &HashMap<String, usize>,
+    nodes: &[PlanNode],
+    graph: &mut Graph,
+) -> InputResult<()> {
+    let mut errors = Vec::new();
+    let nodes_of = |task: usize| {
+        nodes
+            .iter()
+            .enumerate()
+            .filter(move |(_, n)| n.task == task)
+            .map(|(i, _)| i)
+    };
+    let resolve = |name: &str, span: &crate::error::Span, handlers: bool| -> InputResult<usize> {
+        match by_name.get(name) {
+            Some(&t) if defs[t].is_handler == handlers || !handlers => Ok(t),
+            Some(_) => Err(span
+                .error(format!(
+                    "notify names `{name}`, which is a task, not a handler"
+                ))
+                .help("notify names handlers; use requires to order after a task")),
+            None => {
+                let candidates = by_name
+                    .iter()
+                    .filter(|(_, t)| !handlers || defs[**t].is_handler)
+                    .map(|(n, _)| n.as_str());
+                let hint = closest(name, candidates)
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .unwrap_or_else(|| "name a task (or handler) of this play".into());
+                let what = if handlers { "handler" } else { "task" };
+                Err(span
+                    .error(format!("no {what} named `{name}` in this play"))
+                    .help(hint))
+            }
+        }
+    };
+    for (task, def) in defs.iter().enumerate() {
+        for (name, span) in &def.requires {
+            match resolve(name, span, false) {
+                Ok(target) => {
+                    for from in nodes_of(target) {
+                        for to in nodes_of(task) {
+                            graph.add_edge(from, to, EdgeKind::Requires);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        for (name, span) in &def.notify {
+            match resolve(name, span, true) {
+                Ok(handler) => {
+                    for from in nodes_of(task) {
+                        for to in nodes_of(handler) {
+                            graph.add_edge(from, to, EdgeKind::Notify);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    InputError::combine(errors).map_or(Ok(()), Err)
+}

@@ -1,0 +1,47 @@
+//! One host's plan: the play's tasks expanded (loops, `when`, templates) into actions,
+//! ordered by a DAG of explicit and implicit edges.
+
+mod dag;
+mod expand;
+mod render;
+
+pub use dag::{EdgeKind, Graph};
+pub use expand::{Expansion, HostVars, Selection, build};
+pub use render::{render_dot, render_text};
+
+use crate::error::Span;
+use crate::module::Action;
+use serde_json::Value;
+
+/// One action of one task (item) on one host.
+pub struct PlanNode {
+    /// The name shown to the user: `NAME [ITEM]`, `NAME (PHASE)`.
+    pub name: String,
+    /// The task this node belongs to (index into the play's tasks, then handlers).
+    pub task: usize,
+    pub module: &'static str,
+    pub item: Option<Value>,
+    /// What to do; None when `when:` is false or the node could not be resolved without facts.
+    pub action: Option<Box<dyn Action>>,
+    /// Why the node will not run (`when:` false), known before connecting.
+    pub skip_reason: Option<String>,
+    /// Not resolvable without facts (graph and validate only).
+    pub unresolved: bool,
+    pub is_handler: bool,
+    pub become_root: bool,
+    pub no_log: bool,
+    pub never_changed: bool,
+    pub span: Span,
+}
+
+pub struct HostPlan {
+    pub host: String,
+    pub nodes: Vec<PlanNode>,
+    pub graph: Graph,
+    /// Node indices in the order they run.
+    pub order: Vec<usize>,
+    /// Values of the play's `secrets:`, redacted from all output.
+    pub secrets: Vec<String>,
+    /// The host's variables (for connection settings).
+    pub vars: Value,
+}

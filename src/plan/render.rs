@@ -1,0 +1,69 @@
+//! `converge graph`: each host's DAG as text or Graphviz DOT.
+
+use super::HostPlan;
+use std::fmt::Write;
+
+fn marker(plan: &HostPlan, i: usize) -> &'static str {
+    let node = &plan.nodes[i];
+    if node.unresolved {
+        " [unresolved: needs facts]"
+    } else if node.skip_reason.is_some() {
+        " [skipped: when]"
+    } else if node.is_handler {
+        " [handler]"
+    } else {
+        ""
+    }
+}
+
+/// Nodes in run order, each with what it waits for.
+pub fn render_text(play: &str, plan: &HostPlan) -> String {
+    let mut out = format!("{} / {}\n", plan.host, play);
+    for (position, &i) in plan.order.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:>2}. {}{}",
+            position + 1,
+            plan.nodes[i].name,
+            marker(plan, i)
+        );
+        for (dep, kind) in plan.graph.dependencies(i) {
+            let _ = writeln!(
+                out,
+                "        after {} ({})",
+                plan.nodes[dep].name,
+                kind.describe()
+            );
+        }
+    }
+    out
+}
+
+pub fn render_dot(play: &str, plan: &HostPlan) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut out = format!(
+        "digraph {} {{\n  rankdir=TB;\n",
+        quote(&format!("{} / {play}", plan.host))
+    );
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let style = if node.unresolved || node.skip_reason.is_some() {
+            ", style=dashed"
+        } else if node.is_handler {
+            ", shape=box"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  n{i} [label={}{style}];",
+            quote(&format!("{}{}", node.name, marker(plan, i)))
+        );
+    }
+    for &i in &plan.order {
+        for (dep, kind) in plan.graph.dependencies(i) {
+            let _ = writeln!(out, "  n{dep} -> n{i} [label={}];", quote(&kind.describe()));
+        }
+    }
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,152 @@
+//! A host's variables: the layers of the spec's precedence, with templates in values
+//! resolved against each other.
+
+use super::node::{Kind, Node};
+use super::template::engine;
+use crate::error::{InputError, InputResult, SourceFile, Span};
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// Variables by layer, lowest precedence first.
+pub type Layer = Vec<(String, Node)>;
+
+fn has_template(node: &Node) -> bool {
+    match &node.kind {
+        Kind::Str(s) => s.contains("{{"),
+        Kind::Seq(items) => items.iter().any(has_template),
+        Kind::Map(entries) => entries.iter().any(|(_, v)| has_template(v)),
+        _ => false,
+    }
+}
+
+/// Merge `layers` (later wins) over `base` (facts, item, inventory_hostname), then
+/// render values that hold templates until they stop changing. A value whose template
+/// cannot be resolved is an error located at that value.
+pub fn resolve(
+    layers: &[&[(String, Node)]],
+    base: &Map<String, Value>,
+) -> InputResult<Map<String, Value>> {
+    let mut winners: IndexMap<&str, &Node> = IndexMap::new();
+    for layer in layers {
+        for (name, node) in layer.iter() {
+            winners.insert(name, node);
+        }
+    }
+    let mut ctx = base.clone();
+    for (name, node) in &winners {
+        ctx.insert(name.to_string(), node.to_value());
+    }
+    let templated: Vec<(&str, &Node)> = winners
+        .iter()
+        .filter(|(_, n)| has_template(n))
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    // Each pass resolves one more level of vars that name other vars.
+    for _ in 0..=templated.len().min(16) {
+        let mut changed = false;
+        let snapshot = Value::Object(ctx.clone());
+        for (name, node) in &templated {
+            if let Ok(value) = engine().render_node(node, &snapshot)
+                && ctx.get(*name) != Some(&value)
+            {
+                ctx.insert(name.to_string(), value);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let snapshot = Value::Object(ctx.clone());
+    for (_, node) in &templated {
+        let value = engine().render_node(node, &snapshot)?;
+        if value.to_string().contains("{{") {
+            return Err(node
+                .error("this variable refers to itself, directly or through others")
+                .help("break the cycle between the variables"));
+        }
+    }
+    Ok(ctx)
+}
+
+/// `-e KEY=VALUE` (a string, as in Ansible) or `-e @FILE` (typed values from YAML).
+pub fn extra_vars(args: &[String]) -> InputResult<Layer> {
+    let mut layer = Vec::new();
+    for arg in args {
+        if let Some(file) = arg.strip_prefix('@') {
+            let node = super::load_yaml(Path::new(file))?;
+            for (k, _, v) in node.entries()? {
+                layer.push((k.to_string(), v.clone()));
+            }
+            continue;
+        }
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(
+                InputError::new(format!("-e {arg}: expected KEY=VALUE or @FILE"))
+                    .help("for example: -e version=v1.2.0, or -e @vars/prod.yml"),
+            );
+        };
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return Err(
+                InputError::new(format!("-e {arg}: `{key}` is not a variable name"))
+                    .help("variable names are letters, digits and underscores"),
+            );
+        }
+        let file = SourceFile::new(format!("-e {arg}"), arg.as_str());
+        let node = Node {
+            kind: Kind::Str(value.to_string()),
+            span: Span {
+                file,
+                offset: key.len() + 1,
+                len: value.len(),
+            },
+        };
+        layer.push((key.to_string(), node));
+    }
+    Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::node::parse;
+
+    fn layer(yaml: &str) -> Layer {
+        let node = parse(&SourceFile::new("v.yml", yaml)).unwrap();
+        node.entries()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn later_layers_win_and_templates_chain() {
+        let low = layer("app: low\nport: 1\n");
+        let high = layer(
+            "app: myapp\nhome: \"/opt/{{app}}\"\nlog: \"{{home}}/log\"\nports: \"{{port}}\"\n",
+        );
+        let ctx = resolve(&[&low[..], &high[..]], &Map::new()).unwrap();
+        assert_eq!(ctx["home"], "/opt/myapp");
+        assert_eq!(ctx["log"], "/opt/myapp/log");
+        assert_eq!(ctx["ports"], 1);
+    }
+
+    #[test]
+    fn undefined_variables_in_vars_are_located() {
+        let l = layer("a: 1\nb: \"{{nope}}\"\n");
+        let err = resolve(&[&l[..]], &Map::new()).unwrap_err();
+        assert!(err.message.starts_with("v.yml:2:4:"), "{}", err.message);
+        assert!(err.message.contains("undefined variable `nope`"));
+    }
+
+    #[test]
+    fn extra_vars_are_strings() {
+        let l = extra_vars(&["version=1.10".to_string()]).unwrap();
+        let ctx = resolve(&[&l[..]], &Map::new()).unwrap();
+        assert_eq!(ctx["version"], "1.10");
+        assert!(extra_vars(&["novalue".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! What the user reads: per-task status lines with diffs, the recap, or one JSON document.
+
+mod human;
+mod json;
+
+pub use human::Human;
+pub use json::Json;
+
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Ok,
+    Changed,
+    Failed,
+    Skipped,
+}
+
+impl TaskStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            TaskStatus::Ok => "ok",
+            TaskStatus::Changed => "changed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One task (one loop item) on one host, already redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub name: String,
+    pub module: String,
+    pub item: Option<serde_json::Value>,
+    pub status: TaskStatus,
+    pub diff: Option<String>,
+    pub error: Option<String>,
+    pub skip_reason: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostReport {
+    #[serde(skip)]
+    pub host: String,
+    pub tasks: Vec<TaskReport>,
+    #[serde(skip)]
+    pub unreachable: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Recap {
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub unreachable: bool,
+}
+
+impl HostReport {
+    pub fn recap(&self) -> Recap {
+        let count = |s: TaskStatus| self.tasks.iter().filter(|t| t.status == s).count();
+        Recap {
+            ok: count(TaskStatus::Ok),
+            changed: count(TaskStatus::Changed),
+            failed: count(TaskStatus::Failed),
+            skipped: count(TaskStatus::Skipped),
+            unreachable: self.unreachable.is_some(),
+        }
+    }
+
+    /// Merge the reports of one host across plays.
+    pub fn absorb(&mut self, other: HostReport) {
+        self.tasks.extend(other.tasks);
+        if self.unreachable.is_none() {
+            self.unreachable = other.unreachable;
+        }
+    }
+}
+
+/// Receives results as hosts produce them.
+pub trait Reporter: Send + Sync {
+    /// A host started a task (for a live progress line).
+    fn progress(&self, _host: &str, _done: usize, _total: usize, _task: &str) {}
+    fn task(&self, host: &str, task: &TaskReport);
+    fn unreachable(&self, host: &str, reason: &str);
+    /// All hosts done, in inventory order.
+    fn finish(&self, hosts: &[HostReport], check_mode: bool, elapsed: Duration);
+}
+
+/// Replace every secret value in `text` by `<secret>`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    // Longest first, so a secret containing another is replaced whole.
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in sorted {
+        out = out.replace(s.as_str(), "<secret>");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_replaces_every_secret() {
+        let secrets = vec!["hunter2".to_string(), "hunter2-long".to_string()];
+        assert_eq!(
+            redact("pw=hunter2-long x=hunter2", &secrets),
+            "pw=<secret> x=<secret>"
+        );
+    }
+}

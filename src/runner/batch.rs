@@ -1,0 +1,131 @@
+//! Many probes in one exec: each runs in its own subshell and is followed by a marker
+//! line with a per-run nonce, so one round trip reads the state of every task.
+
+use crate::module::Probed;
+use std::collections::HashMap;
+
+/// The facts script: `facts.*` in one go, POSIX sh only.
+pub const FACTS: &str = "if [ -r /etc/os-release ]; then . /etc/os-release; fi; \
+    echo \"os_id=${ID:-unknown}\"; echo \"os_version_id=${VERSION_ID:-}\"; \
+    echo \"arch=$(uname -m)\"; echo \"hostname=$(uname -n)\"; \
+    if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi";
+
+pub fn facts_value(text: &str) -> serde_json::Value {
+    let fields: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |k: &str| fields.get(k).copied().unwrap_or("").to_string();
+    serde_json::json!({
+        "os": {"id": get("os_id"), "version_id": get("os_version_id")},
+        "arch": get("arch"),
+        "hostname": get("hostname"),
+        "init": get("init"),
+    })
+}
+
+pub struct Batch {
+    nonce: String,
+    script: String,
+    keys: Vec<usize>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        let nonce = format!("{:016x}", rand_u64());
+        Batch {
+            nonce,
+            script: String::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Add a probe under `key` (a plan node index).
+    pub fn add(&mut self, key: usize, probe: &str) {
+        self.script.push_str(&format!(
+            "(\n{probe}\n) 2>/dev/null </dev/null\nprintf '\\n@@converge:{}:{key}:%s\\n' \"$?\"\n",
+            self.nonce
+        ));
+        self.keys.push(key);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn script(&self) -> &str {
+        &self.script
+    }
+
+    /// Split the batch's stdout back into each probe's output.
+    pub fn split(&self, stdout: &str) -> HashMap<usize, Probed> {
+        let prefix = format!("@@converge:{}:", self.nonce);
+        let mut results = HashMap::new();
+        let mut current = String::new();
+        for line in stdout.split_inclusive('\n') {
+            if let Some(rest) = line.trim_end_matches('\n').strip_prefix(&prefix) {
+                let mut parts = rest.splitn(2, ':');
+                let key = parts.next().and_then(|k| k.parse::<usize>().ok());
+                let status = parts
+                    .next()
+                    .and_then(|s| s.parse::<i32>().ok())
+                    .unwrap_or(-1);
+                if let Some(key) = key {
+                    // The marker is printed after a newline of its own.
+                    let text = current.strip_suffix('\n').unwrap_or(&current).to_string();
+                    results.insert(
+                        key,
+                        Probed {
+                            stdout: text,
+                            status,
+                        },
+                    );
+                }
+                current.clear();
+            } else {
+                current.push_str(line);
+            }
+        }
+        results
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded per process from the OS: enough for an unguessable marker.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_split_back_with_their_status() {
+        let mut b = Batch::new();
+        b.add(3, "echo a=1; echo b=2");
+        b.add(7, "printf 'no newline'; exit 4");
+        b.add(9, "exit 0");
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(b.script())
+            .output()
+            .unwrap();
+        let results = b.split(&String::from_utf8(out.stdout).unwrap());
+        assert_eq!(results[&3].stdout, "a=1\nb=2\n");
+        assert_eq!(results[&7].stdout, "no newline");
+        assert_eq!(results[&7].status, 4);
+        assert_eq!(results[&9].stdout, "");
+    }
+
+    #[test]
+    fn facts_parse() {
+        let f =
+            facts_value("os_id=debian\nos_version_id=12\narch=x86_64\nhostname=h1\ninit=systemd\n");
+        assert_eq!(f["os"]["id"], "debian");
+        assert_eq!(f["init"], "systemd");
+    }
+}

@@ -1,0 +1,301 @@
+//! One host's run: probe everything in one batch, walk the DAG, converge each node.
+
+use super::RunSettings;
+use super::batch::Batch;
+use crate::module::{Ctx, Failure, HostInfo, Probed, Resource, RestartBook, Status};
+use crate::plan::{EdgeKind, HostPlan};
+use crate::report::{HostReport, TaskReport, TaskStatus, redact};
+use crate::transport::{Script, Transport, TransportError, quote};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Ran,
+    /// Failed, or skipped because something it needs failed: its dependents skip too.
+    Blocked,
+}
+
+struct HostRun<'a> {
+    plan: &'a HostPlan,
+    transport: &'a dyn Transport,
+    settings: &'a RunSettings<'a>,
+    info: HostInfo,
+    report: HostReport,
+}
+
+/// Run one host's plan; its report, with `unreachable` set if the connection broke.
+pub async fn converge_host(
+    plan: &HostPlan,
+    transport: &dyn Transport,
+    facts: serde_json::Value,
+    settings: &RunSettings<'_>,
+) -> HostReport {
+    let mut run = HostRun {
+        plan,
+        transport,
+        settings,
+        info: HostInfo {
+            name: plan.host.clone(),
+            facts,
+            secrets: plan.secrets.clone(),
+        },
+        report: HostReport {
+            host: plan.host.clone(),
+            ..HostReport::default()
+        },
+    };
+    if let Err(e) = run.walk().await {
+        let reason = redact(&e.to_string(), &plan.secrets);
+        settings.reporter.unreachable(&plan.host, &reason);
+        run.report.unreachable = Some(reason);
+    }
+    run.report
+}
+
+impl HostRun<'_> {
+    async fn walk(&mut self) -> Result<(), TransportError> {
+        let plan = self.plan;
+        let mut done: HashMap<usize, Done> = HashMap::new();
+        let mut notified: HashSet<usize> = HashSet::new();
+        let mut restarts = RestartBook::default();
+        let mut changed: HashSet<Resource> = HashSet::new();
+        let runnable =
+            |i: usize| plan.nodes[i].action.is_some() && plan.nodes[i].skip_reason.is_none();
+        let mut probes = self
+            .probe(
+                plan.order
+                    .iter()
+                    .copied()
+                    .filter(|&i| runnable(i) && !plan.nodes[i].is_handler),
+            )
+            .await?;
+        let mut stale = false;
+        let total = plan.order.len();
+        for (position, &i) in plan.order.iter().enumerate() {
+            if self.settings.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let node = &plan.nodes[i];
+            if node.is_handler && !notified.contains(&i) {
+                continue;
+            }
+            self.settings
+                .reporter
+                .progress(&plan.host, position, total, &node.name);
+            let blocked_by = plan
+                .graph
+                .dependencies(i)
+                .filter(|(_, kind)| **kind != EdgeKind::Notify)
+                .find(|(d, _)| done.get(d) == Some(&Done::Blocked))
+                .map(|(d, _)| d);
+            if let Some(dep) = blocked_by {
+                done.insert(i, Done::Blocked);
+                let reason = format!("`{}` failed", plan.nodes[dep].name);
+                self.record(i, TaskStatus::Skipped, None, None, Some(reason), 0);
+                continue;
+            }
+            if let Some(reason) = &node.skip_reason {
+                done.insert(i, Done::Ran);
+                self.record(i, TaskStatus::Skipped, None, None, Some(reason.clone()), 0);
+                continue;
+            }
+            let Some(action) = &node.action else {
+                continue;
+            };
+            if stale || (node.is_handler && !probes.contains_key(&i)) {
+                let rest = plan.order[position..]
+                    .iter()
+                    .copied()
+                    .filter(|&j| runnable(j));
+                probes = self.probe(rest).await?;
+                stale = false;
+            }
+            let probed = probes.remove(&i).unwrap_or_default();
+            let started = Instant::now();
+            let mut ctx = Ctx::new(
+                !self.settings.check,
+                &self.info,
+                self.transport,
+                node.become_root,
+                &mut restarts,
+                &changed,
+            );
+            let result = action.converge(&probed, &mut ctx).await;
+            let elapsed = started.elapsed().as_millis() as u64;
+            match result {
+                Ok(outcome) => {
+                    done.insert(i, Done::Ran);
+                    let diff_text: String = outcome
+                        .diffs
+                        .iter()
+                        .map(|d| d.unified(&plan.host))
+                        .collect();
+                    let diff = (!diff_text.is_empty()).then_some(diff_text);
+                    let (status, skip) = match outcome.status {
+                        Status::Changed if node.never_changed => (TaskStatus::Ok, None),
+                        Status::Changed => (TaskStatus::Changed, None),
+                        Status::Ok => (TaskStatus::Ok, None),
+                        Status::Skipped(reason) => (TaskStatus::Skipped, Some(reason)),
+                    };
+                    if status == TaskStatus::Changed {
+                        for (to, kind) in plan.graph.dependents(i) {
+                            if *kind == EdgeKind::Notify {
+                                notified.insert(to);
+                                if let Some(service) =
+                                    plan.nodes[to].action.as_ref().and_then(|a| a.restarts())
+                                {
+                                    restarts.request(service);
+                                }
+                            }
+                        }
+                        changed.extend(action.resources().provides);
+                        stale = !self.settings.check;
+                    }
+                    self.record(i, status, diff, None, skip, elapsed);
+                }
+                Err(Failure::Task(message)) => {
+                    done.insert(i, Done::Blocked);
+                    self.record(i, TaskStatus::Failed, None, Some(message), None, elapsed);
+                }
+                Err(Failure::Connection(e)) => {
+                    self.record(
+                        i,
+                        TaskStatus::Failed,
+                        None,
+                        Some(e.to_string()),
+                        None,
+                        elapsed,
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        if !self.settings.interrupted.load(Ordering::SeqCst) {
+            self.flush_restarts(&restarts).await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts asked for by changed units that no handler or release performed.
+    async fn flush_restarts(&mut self, restarts: &RestartBook) -> Result<(), TransportError> {
+        for service in restarts.pending() {
+            let name = format!("restart {service} (unit changed)");
+            let started = Instant::now();
+            let diff = format!(
+                "--- {host}:service {service} (current)\n+++ {host}:service {service} (desired)\n-restarted: no\n+restarted: yes\n",
+                host = self.plan.host
+            );
+            let mut error = None;
+            if !self.settings.check {
+                let out = self
+                    .transport
+                    .exec(Script {
+                        body: &format!("systemctl try-restart {}", quote(&service)),
+                        stdin: &[],
+                        become_root: true,
+                    })
+                    .await?;
+                if !out.success() {
+                    error = Some(out.stderr_text());
+                }
+            }
+            let status = if error.is_some() {
+                TaskStatus::Failed
+            } else {
+                TaskStatus::Changed
+            };
+            let report = TaskReport {
+                name,
+                module: "service".into(),
+                item: None,
+                status,
+                diff: Some(diff),
+                error,
+                skip_reason: None,
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+            self.settings.reporter.task(&self.plan.host, &report);
+            self.report.tasks.push(report);
+        }
+        Ok(())
+    }
+
+    /// Probe the given nodes: one exec per privilege level (usually exactly one).
+    async fn probe(
+        &self,
+        nodes: impl Iterator<Item = usize>,
+    ) -> Result<HashMap<usize, Probed>, TransportError> {
+        let mut batches: [Batch; 2] = [Batch::new(), Batch::new()];
+        for i in nodes {
+            let node = &self.plan.nodes[i];
+            if let Some(action) = &node.action {
+                batches[usize::from(node.become_root)].add(i, &action.probe());
+            }
+        }
+        let mut results = HashMap::new();
+        for (become_root, batch) in batches.iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let out = self
+                .transport
+                .exec(Script {
+                    body: batch.script(),
+                    stdin: &[],
+                    become_root: become_root == 1,
+                })
+                .await?;
+            if !out.success() && out.stdout.is_empty() {
+                return Err(TransportError::Io(format!(
+                    "reading the host's state failed (exit {}): {}",
+                    out.status,
+                    out.stderr_text()
+                )));
+            }
+            results.extend(batch.split(&out.stdout_text()));
+        }
+        Ok(results)
+    }
+
+    fn record(
+        &mut self,
+        i: usize,
+        status: TaskStatus,
+        diff: Option<String>,
+        error: Option<String>,
+        skip_reason: Option<String>,
+        duration_ms: u64,
+    ) {
+        let node = &self.plan.nodes[i];
+        let secrets = &self.plan.secrets;
+        let hide = |text: Option<String>| {
+            text.map(|t| {
+                if node.no_log {
+                    "<secret>".to_string()
+                } else {
+                    redact(&t, secrets)
+                }
+            })
+        };
+        let report = TaskReport {
+            name: redact(&node.name, secrets),
+            module: node.module.to_string(),
+            item: node.item.as_ref().map(|item| {
+                if node.no_log {
+                    serde_json::Value::String("<secret>".into())
+                } else {
+                    serde_json::from_str(&redact(&item.to_string(), secrets)).unwrap_or_default()
+                }
+            }),
+            status,
+            diff: hide(diff),
+            error: hide(error),
+            skip_reason,
+            duration_ms,
+        };
+        self.settings.reporter.task(&self.plan.host, &report);
+        self.report.tasks.push(report);
+    }
+}

@@ -1,0 +1,279 @@
+//! Converging hosts: connect and gather facts everywhere, render every plan (a bad
+//! template stops the run before any host changes), then run each host's plan over its
+//! one connection, hosts in parallel.
+
+mod batch;
+mod host;
+
+pub use batch::{FACTS, facts_value};
+pub use host::converge_host;
+
+use crate::report::Reporter;
+use crate::transport::{LocalTransport, SshOptions, SshTransport, Transport, TransportError};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// How to reach a host.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    Local,
+    Ssh(SshOptions),
+}
+
+impl Connection {
+    pub async fn open(&self) -> Result<Arc<dyn Transport>, TransportError> {
+        Ok(match self {
+            Connection::Local => Arc::new(LocalTransport::new()),
+            Connection::Ssh(options) => Arc::new(SshTransport::connect(options).await?),
+        })
+    }
+}
+
+/// Settings shared by every host of a run.
+pub struct RunSettings<'a> {
+    /// Check mode (`converge diff`): compute and report, change nothing.
+    pub check: bool,
+    pub reporter: &'a dyn Reporter,
+    /// Set on Ctrl-C: finish the task in progress, start no other.
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// Gather facts over an open connection.
+pub async fn gather_facts(transport: &dyn Transport) -> Result<serde_json::Value, TransportError> {
+    let out = transport
+        .exec(crate::transport::Script {
+            body: FACTS,
+            stdin: &[],
+            become_root: false,
+        })
+        .await?;
+    Ok(facts_value(&out.stdout_text()))
+}
+
+use crate::error::{InputError, InputResult};
+use crate::inventory::Inventory;
+use crate::plan::{self, Expansion, HostPlan, HostVars, Selection};
+use crate::playbook::vars::Layer;
+use crate::playbook::{Play, Playbook};
+use crate::report::HostReport;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Everything a run needs besides the playbook and inventory.
+pub struct RunOptions {
+    pub limit: Option<String>,
+    pub selection: Selection,
+    pub extra: Layer,
+    pub forks: usize,
+    pub timeout: Duration,
+    pub accept_new_host_keys: bool,
+    pub verbose: bool,
+}
+
+/// The hosts a play runs on, in inventory order, after `-l`.
+pub fn play_hosts<'i>(
+    inventory: &'i Inventory,
+    play: &Play,
+    limit: Option<&str>,
+) -> InputResult<Vec<&'i crate::inventory::Host>> {
+    let selected = inventory.select(&play.hosts.0, Some(&play.hosts.1))?;
+    let allowed: Option<Vec<&str>> = match limit {
+        Some(l) => Some(
+            inventory
+                .limit(l)?
+                .into_iter()
+                .map(|h| h.name.as_str())
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok(selected
+        .hosts
+        .into_iter()
+        .filter(|h| {
+            allowed
+                .as_ref()
+                .is_none_or(|a| a.contains(&h.name.as_str()))
+        })
+        .collect())
+}
+
+/// Build every host's plan for a play; all errors at once.
+pub fn plans(
+    playbook: &Playbook,
+    play: &Play,
+    inventory: &Inventory,
+    hosts: &[&crate::inventory::Host],
+    options: &RunOptions,
+    facts: Option<&HashMap<String, serde_json::Value>>,
+) -> InputResult<Vec<HostPlan>> {
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for host in hosts {
+        let vars = HostVars {
+            host: &host.name,
+            inventory: inventory.var_layers(host),
+            extra: &options.extra,
+        };
+        let expansion = match facts.and_then(|f| f.get(&host.name)) {
+            Some(f) => Expansion::WithFacts(f),
+            None => Expansion::WithoutFacts,
+        };
+        match plan::build(playbook, play, &vars, expansion, &options.selection) {
+            Ok(p) => plans.push(p),
+            // The same mistake on every host is reported once.
+            Err(e) if errors.iter().any(|x: &InputError| x.message == e.message) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    InputError::combine(errors).map_or(Ok(plans), Err)
+}
+
+/// How a run ended, before the exit code is chosen.
+pub struct RunResult {
+    pub hosts: Vec<HostReport>,
+}
+
+/// A host we are connected to, with its facts.
+type Reached = (Arc<dyn Transport>, serde_json::Value);
+
+/// Converge (or, in check mode, diff) every play of the playbook.
+pub async fn run_playbook(
+    playbook: &Playbook,
+    inventory: &Inventory,
+    options: &RunOptions,
+    settings: &RunSettings<'_>,
+) -> InputResult<RunResult> {
+    // Everything that needs no facts is checked for every play before connecting.
+    let mut targets = Vec::new();
+    for play in &playbook.plays {
+        let hosts = play_hosts(inventory, play, options.limit.as_deref())?;
+        let pre = plans(playbook, play, inventory, &hosts, options, None)?;
+        targets.push((play, hosts, pre));
+    }
+    if options.limit.is_some() && targets.iter().all(|(_, hosts, _)| hosts.is_empty()) {
+        return Err(InputError::new("the limit matches no host of any play")
+            .help("check -l against the inventory and the plays' hosts:"));
+    }
+    let mut connections: HashMap<String, Result<Reached, String>> = HashMap::new();
+    let mut reports: indexmap::IndexMap<String, HostReport> = indexmap::IndexMap::new();
+    for host in inventory.hosts() {
+        if targets
+            .iter()
+            .any(|(_, hosts, _)| hosts.iter().any(|h| h.name == host.name))
+        {
+            reports.insert(
+                host.name.clone(),
+                HostReport {
+                    host: host.name.clone(),
+                    ..HostReport::default()
+                },
+            );
+        }
+    }
+    let forks = Arc::new(Semaphore::new(options.forks.max(1)));
+    for (play, hosts, pre) in &targets {
+        // Connect and gather facts on the hosts not reached yet, in parallel.
+        let mut pending = Vec::new();
+        for (host, plan) in hosts.iter().zip(pre) {
+            if connections.contains_key(&host.name) {
+                continue;
+            }
+            let (connection, warnings) = inventory.connection(host, &plan.vars)?;
+            if options.verbose {
+                for w in warnings {
+                    eprintln!("warning: {}: {w}", host.name);
+                }
+            }
+            let spec = if connection.local {
+                Connection::Local
+            } else {
+                Connection::Ssh(SshOptions {
+                    alias: host.name.clone(),
+                    address: connection.address.clone(),
+                    port: connection.port,
+                    user: connection.user.clone(),
+                    identity_file: connection.identity_file.clone(),
+                    connect_timeout: connection
+                        .timeout
+                        .map_or(options.timeout, Duration::from_secs),
+                    accept_new_host_keys: options.accept_new_host_keys,
+                    home: None,
+                    agent_socket: None,
+                })
+            };
+            let name = host.name.clone();
+            let forks = forks.clone();
+            pending.push(async move {
+                let _permit = forks.acquire().await;
+                let result = async {
+                    let transport = spec.open().await?;
+                    let facts = gather_facts(transport.as_ref()).await?;
+                    Ok::<_, TransportError>((transport, facts))
+                }
+                .await;
+                (name, result.map_err(|e| e.to_string()))
+            });
+        }
+        for (name, result) in futures::future::join_all(pending).await {
+            if let Err(reason) = &result {
+                settings.reporter.unreachable(&name, reason);
+            }
+            connections.insert(name, result);
+        }
+        let reachable: Vec<&crate::inventory::Host> = hosts
+            .iter()
+            .copied()
+            .filter(|h| matches!(connections.get(&h.name), Some(Ok(_))))
+            .collect();
+        for host in hosts {
+            if let Some(Err(reason)) = connections.get(&host.name)
+                && let Some(r) = reports.get_mut(&host.name)
+            {
+                r.unreachable.get_or_insert_with(|| reason.clone());
+            }
+        }
+        let facts: HashMap<String, serde_json::Value> = reachable
+            .iter()
+            .filter_map(|h| match connections.get(&h.name) {
+                Some(Ok((_, f))) => Some((h.name.clone(), f.clone())),
+                _ => None,
+            })
+            .collect();
+        // With facts known, render again; a mistake here still stops before any change.
+        let final_plans = plans(playbook, play, inventory, &reachable, options, Some(&facts))?;
+        let mut runs = Vec::new();
+        for plan in &final_plans {
+            let Some(Ok((transport, facts))) = connections.get(&plan.host) else {
+                continue;
+            };
+            let forks = forks.clone();
+            let transport = transport.clone();
+            let facts = facts.clone();
+            runs.push(async move {
+                let _permit = forks.acquire().await;
+                converge_host(plan, transport.as_ref(), facts, settings).await
+            });
+        }
+        for report in futures::future::join_all(runs).await {
+            if report.unreachable.is_some() {
+                connections.insert(
+                    report.host.clone(),
+                    Err(report.unreachable.clone().unwrap_or_default()),
+                );
+            }
+            if let Some(r) = reports.get_mut(&report.host) {
+                r.absorb(report);
+            }
+        }
+    }
+    for (_, c) in connections {
+        if let Ok((transport, _)) = c {
+            transport.close().await;
+        }
+    }
+    Ok(RunResult {
+        hosts: reports.into_values().collect(),
+    })
+}

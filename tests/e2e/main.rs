@@ -1,0 +1,9 @@
+//! End-to-end tests: the real binary, real SSH, real Debian hosts in containers.
+//! Run serially (nextest test group `hosts`): each test boots its own hosts.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod scenario;
+
+mod engine;

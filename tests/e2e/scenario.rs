@@ -1,0 +1,149 @@
+//! A fluent builder for end-to-end runs of the real `converge` binary against real
+//! container hosts: `Scenario::new(3).playbook(..).converge().expect_changed(..)`.
+
+use crate::support::hosts::TestHosts;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Scenario {
+    pub hosts: TestHosts,
+    dir: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+/// What one `converge` invocation printed and returned.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Scenario {
+    /// `n` fresh hosts `h1..hN`, an empty playbook folder with their inventory, and a
+    /// HOME whose known_hosts trusts exactly their keys.
+    pub fn new(n: usize) -> Scenario {
+        let hosts = TestHosts::up(n);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = tempfile::tempdir().expect("temp home");
+        std::fs::copy(hosts.inventory(), dir.path().join("inventory.yml")).expect("inventory");
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir_all(&ssh).expect(".ssh");
+        std::fs::copy(hosts.known_hosts(), ssh.join("known_hosts")).expect("known_hosts");
+        Scenario { hosts, dir, home }
+    }
+
+    /// Write `site.yml`.
+    pub fn playbook(&self, yaml: &str) -> &Scenario {
+        self.file("site.yml", yaml)
+    }
+
+    /// Write a file beside the playbook.
+    pub fn file(&self, relative: &str, content: &str) -> &Scenario {
+        let path = self.dir.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("parent");
+        }
+        std::fs::write(path, content).expect("write");
+        self
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Run `converge ARGS` in the playbook folder.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.home.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run converge");
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!(
+            "$ converge {}\n{}{}(exit {})",
+            args.join(" "),
+            run.stdout,
+            run.stderr,
+            run.code
+        );
+        run
+    }
+
+    pub fn converge(&self) -> Run {
+        self.run(&["site.yml"])
+    }
+
+    pub fn diff(&self) -> Run {
+        self.run(&["diff", "site.yml"])
+    }
+
+    pub fn sh(&self, host: &str, cmd: &str) -> String {
+        self.hosts.sh(host, cmd)
+    }
+}
+
+impl Run {
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// The recap line of `host`, parsed: (ok, changed, failed, skipped, unreachable).
+    pub fn recap(&self, host: &str) -> (usize, usize, usize, usize, usize) {
+        let prefix = format!("{host}  ok=");
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no recap line for {host} in:\n{}", self.stdout));
+        let numbers: Vec<usize> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|kv| {
+                kv.split_once('=')
+                    .and_then(|(_, v)| v.parse().ok())
+                    .expect("recap number")
+            })
+            .collect();
+        (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4])
+    }
+
+    pub fn expect_changed(&self, host: &str, changed: usize) -> &Run {
+        assert_eq!(
+            self.recap(host).1,
+            changed,
+            "changed on {host}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    pub fn expect_stdout_contains(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    pub fn expect_stderr_contains(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
