@@ -472,25 +472,16 @@ impl VhostAction {
         }
     }
 
-    /// The host as the `https` part will find it. The batched probe ran before the `http`
-    /// part and certbot: in apply mode, when either changed something, look again; in
-    /// check mode, take what the `http` part would have written.
-    async fn seen_now(&self, probed: &Probed, ctx: &Ctx<'_>) -> Result<Seen, Failure> {
+    /// The host as this part finds it. In apply mode the engine probes again after any
+    /// change, so the probe is current. In check mode nothing changed: the `https` part
+    /// diffs against what the `http` part would have written.
+    fn seen_now(&self, probed: &Probed, ctx: &Ctx<'_>) -> Seen {
         let seen = Seen::from_probe(probed);
-        let earlier_changed =
-            ctx.assumes(&self.challenge()) || self.cert_resource().is_some_and(|c| ctx.assumes(&c));
-        if self.role != Role::Https || !earlier_changed {
-            return Ok(seen);
-        }
-        if ctx.apply {
-            let stdout = ctx.run_ok("probing the site again", &self.probe()).await?;
-            return Ok(Seen::from_probe(&Probed { stdout, status: 0 }));
-        }
-        if !ctx.assumes(&self.challenge()) {
-            return Ok(seen);
+        if ctx.apply || self.role != Role::Https || !ctx.assumes(&self.challenge()) {
+            return seen;
         }
         let content = self.http_part_content(seen.cert).as_bytes().to_vec();
-        Ok(Seen {
+        Seen {
             file: FileState {
                 kind: Kind::File,
                 mode: Some("0644".into()),
@@ -507,7 +498,7 @@ impl VhostAction {
             },
             webroot: true,
             ..seen
-        })
+        }
     }
 }
 
@@ -551,8 +542,8 @@ impl Action for VhostAction {
         if let Some((cert, key)) = &site.cert_files {
             s.push_str(&format!(
                 "if [ -s {} ] && [ -s {} ]; then echo cert=yes; else echo cert=no; fi\n",
-                quote(&cert),
-                quote(&key)
+                quote(cert),
+                quote(key)
             ));
         }
         s
@@ -560,7 +551,7 @@ impl Action for VhostAction {
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
         let site = &self.site;
-        let seen = self.seen_now(probed, ctx).await?;
+        let seen = self.seen_now(probed, ctx);
         for (state, path) in [(&seen.file, &site.available), (&seen.link, &site.enabled)] {
             if state.kind == Kind::Dir {
                 return Err(Failure::new(format!("{path} is a directory")));

@@ -42,7 +42,13 @@ impl TestHosts {
     pub fn up(n: usize) -> TestHosts {
         let run_id = new_run_id();
         let mut cmd = Command::new(SCRIPT);
-        cmd.args(["up", &run_id, &n.to_string(), "--wait", &LOCK_WAIT_SECS.to_string()]);
+        cmd.args([
+            "up",
+            &run_id,
+            &n.to_string(),
+            "--wait",
+            &LOCK_WAIT_SECS.to_string(),
+        ]);
         if let Ok(subnet) = std::env::var("CONVERGE_TESTHOSTS_SUBNET") {
             cmd.args(["--subnet", &subnet]);
         }
@@ -61,13 +67,27 @@ impl TestHosts {
             stdout
                 .lines()
                 .last()
-                .unwrap_or_else(|| panic!("testhosts up printed no run dir; stderr:\n{}", String::from_utf8_lossy(&out.stderr)))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "testhosts up printed no run dir; stderr:\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
                 .trim(),
         );
         // From here on, Drop tears the run down even if parsing fails.
-        let mut hosts = TestHosts { run_dir, hosts: Vec::new(), run_id };
+        let mut hosts = TestHosts {
+            run_dir,
+            hosts: Vec::new(),
+            run_id,
+        };
         hosts.hosts = read_hosts(&hosts.run_dir.join("hosts.json"));
-        assert_eq!(hosts.hosts.len(), n, "hosts.json lists {} hosts, expected {n}", hosts.hosts.len());
+        assert_eq!(
+            hosts.hosts.len(),
+            n,
+            "hosts.json lists {} hosts, expected {n}",
+            hosts.hosts.len()
+        );
         hosts
     }
 
@@ -193,9 +213,10 @@ fn base36(mut v: u128) -> String {
 }
 
 fn read_hosts(path: &Path) -> Vec<TestHost> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let value: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()));
     value
         .as_array()
         .unwrap_or_else(|| panic!("{} is not a JSON array", path.display()))
