@@ -349,7 +349,7 @@ impl UnitAction {
             Some(State::Started) if !status.is_active() => {
                 if let Some(bin) = self.missing_binary(probed) {
                     let reason = format!(
-                        "start skipped: {bin} does not exist yet (the release that deploys it starts it)"
+                        "start skipped: {bin} does not exist yet; the release that deploys it starts the service"
                     );
                     return Ok((Some(("no", format!("no ({reason})"))), Some(reason)));
                 }

@@ -213,7 +213,7 @@ async fn a_fresh_host_gets_the_unit_but_the_release_starts_it() {
     -enabled: no
     -active: no
     +enabled: yes
-    +active: no (start skipped: /opt/myapp/current/myapp does not exist yet (the release that deploys it starts it))
+    +active: no (start skipped: /opt/myapp/current/myapp does not exist yet; the release that deploys it starts the service)
     ");
     assert!(host.ran("systemctl daemon-reload"));
     assert!(host.ran("systemctl enable -- myapp.service"));

@@ -7,3 +7,6 @@ mod support;
 mod scenario;
 
 mod engine;
+mod logrotate;
+mod nginx_vhost;
+mod systemd_unit;
