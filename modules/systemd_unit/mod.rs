@@ -332,6 +332,7 @@ impl UnitAction {
             check.output.status,
             &check.output.stderr_text(),
             &self.exec_start,
+            |unit| !ctx.apply && ctx.assumes(&Resource::unit(unit)),
         )
         .map_err(Failure::new)
     }

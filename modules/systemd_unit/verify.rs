@@ -12,6 +12,8 @@
 //!   command that is not executable. One of them is expected and not an error:
 //!   `NAME.service: Command BIN is not executable: No such file or directory` for the
 //!   `ExecStart=` binary, which a `release` deploys later (fresh host, check mode).
+//!   In check mode a unit that an earlier task would install (`Requires=` on it: `Unit
+//!   X.service not found`) is excused too.
 //! - Lines about other units (the host's own) are not ours to judge.
 
 /// The shell line verifying the candidate at `%s`; dependencies' problems are the host's
@@ -21,7 +23,8 @@ pub const COMMAND: &str = "opt=; systemd-analyze verify --help 2>/dev/null | gre
 
 /// What `systemd-analyze verify` said about the candidate `unit` (e.g. `myapp.service`)
 /// verified at `candidate`: Ok, or the lines that make it unfit, naming `real_path`.
-/// `exec_start` holds the absolute binaries of `ExecStart=` that may not exist yet.
+/// `exec_start` holds the absolute binaries of `ExecStart=` that may not exist yet;
+/// `assumed_unit` says whether a missing unit would have been installed by now.
 pub fn verdict(
     unit: &str,
     candidate: &str,
@@ -29,6 +32,7 @@ pub fn verdict(
     status: i32,
     stderr: &str,
     exec_start: &[String],
+    assumed_unit: impl Fn(&str) -> bool,
 ) -> Result<(), String> {
     let file_prefix = format!("{candidate}:");
     let unit_prefix = format!("{unit}: ");
@@ -41,7 +45,11 @@ pub fn verdict(
     let mut excused = 0;
     let mut errors = Vec::new();
     for line in stderr.lines() {
-        if missing_binary(line) {
+        let missing_unit = line
+            .strip_prefix(&unit_prefix)
+            .and_then(|rest| rest.split_once(": Unit "))
+            .and_then(|(_, rest)| rest.strip_suffix(" not found."));
+        if missing_binary(line) || missing_unit.is_some_and(&assumed_unit) {
             excused += 1;
         } else if line.starts_with(&file_prefix) {
             if line.to_ascii_lowercase().contains("ignoring") {
@@ -92,6 +100,10 @@ mod tests {
     const CAND: &str = "/tmp/tmp.X/myapp.service";
     const REAL: &str = "/etc/systemd/system/myapp.service";
 
+    fn none(_: &str) -> bool {
+        false
+    }
+
     fn bins() -> Vec<String> {
         vec!["/opt/myapp/current/myapp".to_string()]
     }
@@ -106,14 +118,14 @@ mod tests {
     fn a_missing_exec_start_binary_is_excused_and_advice_passes() {
         let stderr = "/tmp/tmp.X/myapp.service:7: Special user nobody configured, this is not safe!\n\
                       myapp.service: Command /opt/myapp/current/myapp is not executable: No such file or directory\n";
-        assert_eq!(verdict(UNIT, CAND, REAL, 1, stderr, &bins()), Ok(()));
+        assert_eq!(verdict(UNIT, CAND, REAL, 1, stderr, &bins(), none), Ok(()));
     }
 
     #[test]
     fn other_missing_commands_are_errors() {
         let stderr = "myapp.service: Command /opt/c/d is not executable: No such file or directory\n\
                       myapp.service: Command /opt/myapp/current/myapp is not executable: No such file or directory\n";
-        let err = verdict(UNIT, CAND, REAL, 1, stderr, &bins()).unwrap_err();
+        let err = verdict(UNIT, CAND, REAL, 1, stderr, &bins(), none).unwrap_err();
         assert!(err.contains("/opt/c/d"), "{err}");
         assert!(!err.contains("current/myapp"), "{err}");
     }
@@ -121,22 +133,31 @@ mod tests {
     #[test]
     fn ignored_settings_are_errors_even_with_exit_0() {
         let stderr = "/tmp/tmp.X/myapp.service:9: Failed to parse service restart specifier, ignoring: sometimes\n";
-        insta::assert_snapshot!(verdict(UNIT, CAND, REAL, 0, stderr, &bins()).unwrap_err(), @r"
+        insta::assert_snapshot!(verdict(UNIT, CAND, REAL, 0, stderr, &bins(), none).unwrap_err(), @r"
         systemd-analyze verify rejects /etc/systemd/system/myapp.service; it was not installed:
         /etc/systemd/system/myapp.service:9: Failed to parse service restart specifier, ignoring: sometimes
         ");
         let stderr = "/tmp/tmp.X/myapp.service:3: Unknown section 'Servic'. Ignoring.\n\
                       myapp.service: Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.\n\
                       Unit myapp.service has a bad unit file setting.\n";
-        let err = verdict(UNIT, CAND, REAL, 1, stderr, &bins()).unwrap_err();
+        let err = verdict(UNIT, CAND, REAL, 1, stderr, &bins(), none).unwrap_err();
         assert_eq!(err.lines().count(), 4, "{err}");
+    }
+
+    #[test]
+    fn a_required_unit_is_excused_only_when_an_earlier_task_installs_it() {
+        let stderr =
+            "myapp.service: Failed to create myapp.service/start: Unit db.service not found.\n";
+        assert!(verdict(UNIT, CAND, REAL, 1, stderr, &bins(), none).is_err());
+        let db = |u: &str| u == "db.service";
+        assert_eq!(verdict(UNIT, CAND, REAL, 1, stderr, &bins(), db), Ok(()));
     }
 
     #[test]
     fn other_units_are_not_ours_to_judge() {
         let stderr =
             "/lib/systemd/system/foo.service:3: Unknown key 'X' in section [Service], ignoring.\n";
-        assert_eq!(verdict(UNIT, CAND, REAL, 0, stderr, &bins()), Ok(()));
+        assert_eq!(verdict(UNIT, CAND, REAL, 0, stderr, &bins(), none), Ok(()));
     }
 
     #[test]
@@ -148,6 +169,7 @@ mod tests {
             127,
             "sh: 1: systemd-analyze: not found",
             &[],
+            none,
         )
         .unwrap_err();
         assert!(err.ends_with("sh: 1: systemd-analyze: not found"), "{err}");
