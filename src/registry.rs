@@ -8,6 +8,11 @@ static MODULES: &[&dyn Module] = &[
     &modules::logrotate::Logrotate,
     &modules::nginx_vhost::NginxVhost,
     &modules::systemd_unit::SystemdUnit,
+    &modules::dir::Dir,
+    &modules::template::Template,
+    &modules::user::User,
+    &modules::group::Group,
+    &modules::command::Command,
 ];
 
 /// The module registered under `name` (a task's module key).

@@ -2,9 +2,10 @@
 //! symlink, or nothing at all; with owner, group and mode.
 
 use crate::error::InputResult;
-use crate::module::files::{self, DesiredFile, FileState, Kind};
+use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
+    Action, Ctx, Diff, Failure, ManagedFile, Mode, Module, Outcome, Params, Probed, Resource,
+    Resources, State,
 };
 use crate::transport::quote;
 use async_trait::async_trait;
@@ -27,14 +28,6 @@ struct FileParams {
     validate: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    #[default]
-    Present,
-    Absent,
-}
-
 impl Module for File {
     fn name(&self) -> &'static str {
         "file"
@@ -55,10 +48,8 @@ impl Module for File {
                 .error_at("path", "give only one of content, src and link")
                 .help("content is inline text, src a local file to copy, link a symlink target"));
         }
-        let what = if p.state == State::Absent {
-            What::Absent
-        } else if let Some(target) = p.link {
-            What::Link(target)
+        let content = if p.state == State::Absent {
+            None
         } else if let Some(src) = &p.src {
             let local = params.local_path(src);
             let bytes = std::fs::read(&local).map_err(|e| {
@@ -66,11 +57,29 @@ impl Module for File {
                     .error_at("src", format!("cannot read {}: {e}", local.display()))
                     .help("src is a file on this machine, relative to the playbook's folder")
             })?;
-            What::Content(bytes)
-        } else if let Some(content) = p.content {
-            What::Content(content.into_bytes())
+            Some(bytes)
         } else {
-            What::MetadataOnly
+            p.content.map(String::into_bytes)
+        };
+        if let Some(content) = content {
+            return Ok(vec![Box::new(ManagedFile {
+                path: p.path,
+                content,
+                owner: p.owner,
+                group: p.group,
+                mode: p.mode,
+                validate: p.validate,
+            })]);
+        }
+        if p.validate.is_some() {
+            return Err(params
+                .error_at("validate", "only applies to content or src")
+                .help("validate checks a new file's content before it goes live"));
+        }
+        let what = match (p.state, p.link) {
+            (State::Absent, _) => What::Absent,
+            (State::Present, Some(target)) => What::Link(target),
+            (State::Present, None) => What::MetadataOnly,
         };
         Ok(vec![Box::new(FileAction {
             path: p.path,
@@ -78,14 +87,12 @@ impl Module for File {
             owner: p.owner,
             group: p.group,
             mode: p.mode,
-            validate: p.validate,
         })])
     }
 }
 
 #[derive(Debug)]
 enum What {
-    Content(Vec<u8>),
     Link(String),
     /// Only owner/group/mode of an existing file.
     MetadataOnly,
@@ -99,22 +106,9 @@ struct FileAction {
     owner: Option<String>,
     group: Option<String>,
     mode: Option<Mode>,
-    validate: Option<String>,
 }
 
 impl FileAction {
-    fn desired_file<'a>(&'a self, content: &'a [u8], ctx: &Ctx<'_>) -> DesiredFile<'a> {
-        DesiredFile {
-            path: &self.path,
-            content,
-            mode: self.mode,
-            owner: self.owner.as_deref(),
-            group: self.group.as_deref(),
-            validate: self.validate.as_deref(),
-            secret: ctx.is_secret(content),
-        }
-    }
-
     async fn converge_link(
         &self,
         target: &str,
@@ -231,23 +225,12 @@ impl Action for FileAction {
     }
 
     fn probe(&self) -> String {
-        files::probe("f", &self.path, matches!(self.what, What::Content(_)))
+        files::probe("f", &self.path, matches!(self.what, What::Absent))
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
         let state = FileState::from_probe(probed, "f");
         match &self.what {
-            What::Content(content) => {
-                let desired = self.desired_file(content, ctx);
-                let diffs = files::diff(&state, &desired);
-                if state.kind == Kind::Dir {
-                    return Err(Failure::new(format!("{} is a directory", self.path)));
-                }
-                if !diffs.is_empty() && ctx.apply {
-                    files::write(ctx, &desired).await?;
-                }
-                Ok(Outcome::from_diffs(diffs))
-            }
             What::Link(target) => self.converge_link(target, &state, ctx).await,
             What::MetadataOnly => self.converge_metadata(&state, ctx).await,
             What::Absent => {

@@ -1,16 +1,9 @@
 use super::*;
 use crate::module::Status;
 use crate::module::testing::{self, FakeHost, TestParams, output};
-use crate::transport::LocalTransport;
-
-fn prepare(yaml: &str) -> InputResult<Vec<Box<dyn Action>>> {
-    Logrotate.prepare(&TestParams::new("logrotate", yaml).params())
-}
 
 fn action(yaml: &str) -> Box<dyn Action> {
-    prepare(yaml)
-        .unwrap_or_else(|e| panic!("{}", e.message))
-        .remove(0)
+    testing::one(&Logrotate, yaml)
 }
 
 fn stanza(yaml: &str) -> String {
@@ -100,13 +93,10 @@ fn input_errors_point_at_the_parameter() {
         ("name: a\npaths: /a\nrotate: -1\n", "3:9", "invalid value"),
     ];
     for (yaml, at, message) in cases {
-        let err = prepare(yaml)
-            .err()
-            .unwrap_or_else(|| panic!("accepted: {yaml}"));
+        let err = testing::refused(&Logrotate, yaml);
         assert!(
-            err.message.starts_with(&format!("play.yml:{at}:")) && err.message.contains(message),
-            "{yaml}: {}",
-            err.message
+            err.starts_with(&format!("play.yml:{at}:")) && err.contains(message),
+            "{yaml}: {err}"
         );
     }
 }
@@ -232,11 +222,9 @@ async fn a_converged_stanza_is_ok() {
 /// The real `logrotate -d` of this machine on a candidate, in check mode (the candidate
 /// goes to a temp dir that is removed; nothing is installed).
 async fn check_here(action: &dyn Action, assumed: &[Resource]) -> Result<Outcome, Failure> {
-    let probe =
-        testing::probe_locally(&action.probe()).replace("conf.type=file", "conf.type=absent");
-    testing::converge(action, &probe, false, assumed, &LocalTransport::new())
-        .await
-        .0
+    let mut local = testing::Local::default();
+    local.assumed = assumed.iter().cloned().collect();
+    local.run(action, false).await
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 use super::*;
 use crate::module::Status;
 use crate::module::testing::{self, FakeHost, TestParams, output};
-use crate::transport::LocalTransport;
 use base64::Engine as _;
 
 fn site(yaml: &str) -> Site {
@@ -10,9 +9,8 @@ fn site(yaml: &str) -> Site {
 }
 
 fn actions(yaml: &str) -> Vec<Box<dyn Action>> {
-    NginxVhost
-        .prepare(&TestParams::new("nginx_vhost", yaml).params())
-        .unwrap_or_else(|e| panic!("{}", e.message))
+    testing::prepare(&NginxVhost, yaml, std::path::Path::new("."), &Value::Null)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 const SEEDS: &str = r#"
@@ -149,14 +147,10 @@ fn input_errors_point_at_the_parameter() {
         ),
     ];
     for (yaml, at, message) in cases {
-        let err = NginxVhost
-            .prepare(&TestParams::new("nginx_vhost", yaml).params())
-            .err()
-            .unwrap_or_else(|| panic!("accepted: {yaml}"));
+        let err = testing::refused(&NginxVhost, yaml);
         assert!(
-            err.message.starts_with(&format!("play.yml:{at}:")) && err.message.contains(message),
-            "{yaml}: {}",
-            err.message
+            err.starts_with(&format!("play.yml:{at}:")) && err.contains(message),
+            "{yaml}: {err}"
         );
     }
 }
@@ -328,8 +322,8 @@ async fn a_changed_site_with_its_certificate_is_written_once_by_the_http_part() 
         testing::converge(&*a[0], &probe(Some(&old), true, true, true), true, &[], &h).await;
     let text = testing::diff_text(&out.unwrap());
     insta::assert_snapshot!(text, @r#"
-    --- web1:/etc/nginx/sites-available/myapp (current)
-    +++ web1:/etc/nginx/sites-available/myapp (desired)
+    --- host:/etc/nginx/sites-available/myapp (current)
+    +++ host:/etc/nginx/sites-available/myapp (desired)
     @@ -24,7 +24,7 @@
          add_header Strict-Transport-Security "max-age=63072000; includeSubDomains; preload" always;
      
@@ -382,10 +376,7 @@ async fn nginx_t_here(yaml: &str) -> Result<Outcome, Failure> {
     let before = std::fs::read_dir("/etc/nginx/sites-enabled")
         .unwrap()
         .count();
-    let probed = testing::probe_locally(&action.probe());
-    let result = testing::converge(&**action, &probed, false, &[], &LocalTransport::new())
-        .await
-        .0;
+    let result = testing::Local::default().run(&**action, false).await;
     assert_eq!(
         std::fs::read_dir("/etc/nginx/sites-enabled")
             .unwrap()

@@ -1,15 +1,8 @@
 use super::*;
 use crate::module::testing::{self, FakeHost, TestParams, output};
-use crate::transport::LocalTransport;
-
-fn prepare(yaml: &str) -> InputResult<Vec<Box<dyn Action>>> {
-    SystemdUnit.prepare(&TestParams::new("systemd_unit", yaml).params())
-}
 
 fn action(yaml: &str) -> Box<dyn Action> {
-    prepare(yaml)
-        .unwrap_or_else(|e| panic!("{}", e.message))
-        .remove(0)
+    testing::one(&SystemdUnit, yaml)
 }
 
 fn unit_of(yaml: &str) -> String {
@@ -145,13 +138,10 @@ fn input_errors_point_at_the_parameter() {
         ),
     ];
     for (yaml, at, message) in cases {
-        let err = prepare(yaml)
-            .err()
-            .unwrap_or_else(|| panic!("accepted: {yaml}"));
+        let err = testing::refused(&SystemdUnit, yaml);
         assert!(
-            err.message.starts_with(&format!("play.yml:{at}:")) && err.message.contains(message),
-            "{yaml}: {}",
-            err.message
+            err.starts_with(&format!("play.yml:{at}:")) && err.contains(message),
+            "{yaml}: {err}"
         );
     }
 }
@@ -206,9 +196,9 @@ async fn a_fresh_host_gets_the_unit_but_the_release_starts_it() {
         text.contains("+ExecStart=/opt/myapp/current/myapp\n"),
         "{text}"
     );
-    insta::assert_snapshot!(text.split("--- web1:myapp.service").nth(1).unwrap(), @r"
+    insta::assert_snapshot!(text.split("--- host:myapp.service").nth(1).unwrap(), @r"
      (current)
-    +++ web1:myapp.service (desired)
+    +++ host:myapp.service (desired)
     @@ -1,2 +1,2 @@
     -enabled: no
     -active: no
@@ -265,8 +255,8 @@ async fn a_changed_unit_of_a_running_service_asks_for_one_restart() {
     .await;
     let text = testing::diff_text(&out.unwrap());
     insta::assert_snapshot!(text, @r#"
-    --- web1:/etc/systemd/system/myapp.service (current)
-    +++ web1:/etc/systemd/system/myapp.service (desired)
+    --- host:/etc/systemd/system/myapp.service (current)
+    +++ host:/etc/systemd/system/myapp.service (desired)
     @@ -10,7 +10,7 @@
      Environment="GIN_MODE=release"
      Environment="PORT=8080"
@@ -327,10 +317,7 @@ async fn a_rejected_unit_is_not_installed() {
 /// The real `systemd-analyze verify` of this machine, in check mode (nothing is written:
 /// the candidate goes to a temp dir that is removed).
 async fn verify_here(yaml: &str) -> Result<Outcome, Failure> {
-    let a = action(yaml);
-    let probe = testing::probe_locally(&a.probe());
-    let host = LocalTransport::new();
-    testing::converge(&*a, &probe, false, &[], &host).await.0
+    testing::Local::default().run(&*action(yaml), false).await
 }
 
 #[tokio::test]

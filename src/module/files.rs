@@ -329,7 +329,7 @@ pub fn chown_chmod_script(
         (None, None) => {}
     }
     if let Some(mode) = mode {
-        s.push_str(&format!("chmod {} {p}\n", mode.text()));
+        s.push_str(&format!("chmod {} {p}\n", mode.chmod_arg()));
     }
     s
 }

@@ -6,18 +6,23 @@
 //! the diff and — only when `ctx.apply` — change. Check mode is the same code path
 //! stopped before the change, so `converge diff` cannot lie.
 
+pub mod account;
+mod change;
 mod context;
 mod diff;
 pub mod files;
+mod managed_file;
 mod params;
 mod probe;
 pub mod systemd;
 #[cfg(test)]
 pub mod testing;
 
+pub use change::Change;
 pub use context::{Ctx, HostInfo, RestartBook};
 pub use diff::{Diff, metadata_lines};
-pub use params::{Mode, Params, one_or_many};
+pub use managed_file::ManagedFile;
+pub use params::{Mode, Params, State, one_or_many, opt_number};
 pub use probe::Probed;
 
 use crate::error::InputResult;

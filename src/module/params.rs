@@ -109,6 +109,12 @@ impl Mode {
     pub fn text(self) -> String {
         format!("{:04o}", self.0)
     }
+
+    /// The argument for `chmod`: five digits, because GNU chmod keeps a directory's
+    /// setuid/setgid bits for a four-digit mode (`chmod 0755` leaves a 2755 dir at 2755).
+    pub fn chmod_arg(self) -> String {
+        format!("{:05o}", self.0)
+    }
 }
 
 impl<'de> Deserialize<'de> for Mode {
@@ -133,6 +139,36 @@ impl<'de> Deserialize<'de> for Mode {
                 )))
             }
         }
+    }
+}
+
+/// `state: present | absent`, the usual switch of a module that manages one thing.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// An optional id (uid, gid) written as a number or as a decimal string, since
+/// `-e uid=1001` gives a string.
+pub fn opt_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("`{n}` is not a number from 0 to 4294967295"))),
+        Value::String(s) => {
+            s.trim().parse::<u32>().map(Some).map_err(|_| {
+                D::Error::custom(format!("`{s}` is not a number from 0 to 4294967295"))
+            })
+        }
+        other => Err(D::Error::custom(format!(
+            "expected a number, found {other}"
+        ))),
     }
 }
 
@@ -197,6 +233,21 @@ mod tests {
             parse("path: /a\nmode: \"0640\"\n").unwrap().mode,
             Some(Mode(0o640))
         );
+    }
+
+    #[test]
+    fn numbers_may_be_written_as_strings() {
+        #[derive(Debug, Deserialize)]
+        struct N {
+            #[serde(default, deserialize_with = "opt_number")]
+            id: Option<u32>,
+        }
+        let n = |v: Value| serde_json::from_value::<N>(v).map(|n| n.id);
+        assert_eq!(n(serde_json::json!({"id": 1001})).unwrap(), Some(1001));
+        assert_eq!(n(serde_json::json!({"id": "1001"})).unwrap(), Some(1001));
+        assert_eq!(n(serde_json::json!({})).unwrap(), None);
+        assert!(n(serde_json::json!({"id": -1})).is_err());
+        assert!(n(serde_json::json!({"id": "x"})).is_err());
     }
 
     #[test]

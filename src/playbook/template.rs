@@ -50,6 +50,16 @@ impl Engine {
             .map_err(|e| describe(&e))
     }
 
+    /// Render a template file; a failure says where in the file handlebars found it.
+    pub fn render_file(&self, template: &str, ctx: &Value) -> Result<String, RenderFailure> {
+        self.registry
+            .render_template(template, ctx)
+            .map_err(|e| RenderFailure {
+                message: describe(&e),
+                position: position(&e),
+            })
+    }
+
     /// Render a value: exactly one `{{path}}` keeps the type of what it names.
     pub fn render_typed(&self, template: &str, ctx: &Value) -> Result<Value, String> {
         if let Some(caps) = SINGLE_EXPRESSION.captures(template) {
@@ -90,6 +100,22 @@ impl Engine {
             }
             _ => node.to_value(),
         })
+    }
+}
+
+/// Why a template file did not render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderFailure {
+    pub message: String,
+    /// 1-based line and column in the template, when handlebars knows them.
+    pub position: Option<(usize, usize)>,
+}
+
+fn position(error: &RenderError) -> Option<(usize, usize)> {
+    match (error.line_no, error.column_no, error.reason()) {
+        (Some(line), Some(column), _) => Some((line, column)),
+        (_, _, RenderErrorReason::TemplateError(e)) => e.pos(),
+        _ => None,
     }
 }
 
@@ -361,6 +387,24 @@ mod tests {
         assert_eq!(e.render_text("{{default nope 3}}", &ctx()).unwrap(), "3");
         assert_eq!(e.render_text("{{default app 3}}", &ctx()).unwrap(), "myapp");
         assert!(!e.truthy("(default enable_tls false)", &ctx()).unwrap());
+    }
+
+    #[test]
+    fn file_errors_know_their_line() {
+        let e = engine();
+        let at = |t: &str| e.render_file(t, &ctx()).unwrap_err();
+        let missing = at("a: {{app}}\nb: {{nope}}\n");
+        assert_eq!(missing.message, "undefined variable `nope`");
+        assert_eq!(missing.position, Some((2, 4)));
+        let nested = at("x\n{{#if flag}}{{else}}\n  {{upper nope}}\n{{/if}}\n");
+        assert_eq!(nested.position.map(|p| p.0), Some(3));
+        let syntax = at("x\ny {{#if flag}}\n");
+        assert!(syntax.message.contains("syntax"), "{}", syntax.message);
+        assert!(syntax.position.is_some());
+        assert_eq!(
+            e.render_file("port {{port}}\n", &ctx()).unwrap(),
+            "port 8080\n"
+        );
     }
 
     #[test]

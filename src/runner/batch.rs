@@ -39,6 +39,8 @@ impl Batch {
 
     /// Add a probe under `key` (a plan node index).
     pub fn add(&mut self, key: usize, probe: &str) {
+        // An empty subshell `( )` is a syntax error that would break the whole batch.
+        let probe = if probe.trim().is_empty() { ":" } else { probe };
         self.script.push_str(&format!(
             "(\n{probe}\n) 2>/dev/null </dev/null\nprintf '\\n@@converge:{}:{key}:%s\\n' \"$?\"\n",
             self.nonce
@@ -109,6 +111,7 @@ mod tests {
         b.add(3, "echo a=1; echo b=2");
         b.add(7, "printf 'no newline'; exit 4");
         b.add(9, "exit 0");
+        b.add(11, "");
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(b.script())

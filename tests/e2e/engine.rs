@@ -65,8 +65,9 @@ fn converge_rerun_and_drift_on_three_hosts() {
     let drift = s.diff();
     drift
         .expect_code(2)
-        .expect_stdout_contains("+tampered")
-        .expect_stdout_contains("-mode: 0666");
+        .expect_stdout_contains("-tampered")
+        .expect_stdout_contains("-mode: 0666")
+        .expect_stdout_contains("+mode: 0640");
     drift
         .expect_changed("h1", 0)
         .expect_changed("h2", 1)

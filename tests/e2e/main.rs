@@ -6,7 +6,12 @@ mod support;
 
 mod scenario;
 
+mod command;
+mod dir;
 mod engine;
+mod group;
 mod logrotate;
 mod nginx_vhost;
 mod systemd_unit;
+mod template;
+mod user;

@@ -10,8 +10,10 @@
 //!
 //! Environment: `CONVERGE_TESTHOSTS_SUBNET` (default 198.51.100) picks the
 //! subnet; `CONVERGE_KEEP_HOSTS=1` leaves the hosts up after the test (the
-//! run dir is printed) for debugging. Runs on one subnet are serialised by the
-//! harness: `up` waits for a previous run on the same subnet to go away.
+//! run dir is printed) for debugging, until `testhosts down RUNID` or the next
+//! `up` on that subnet. Runs on one subnet are serialised by the harness: `up`
+//! waits for a previous run on the same subnet to go away, and tears down at
+//! once a run whose test process died without dropping it (`--owner-pid`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -48,6 +50,10 @@ impl TestHosts {
             &n.to_string(),
             "--wait",
             &LOCK_WAIT_SECS.to_string(),
+            // Ties the run to this test process: if it dies without Drop,
+            // the next `up` on the subnet removes the orphaned hosts.
+            "--owner-pid",
+            &std::process::id().to_string(),
         ]);
         if let Ok(subnet) = std::env::var("CONVERGE_TESTHOSTS_SUBNET") {
             cmd.args(["--subnet", &subnet]);

@@ -1,0 +1,71 @@
+//! `template`: a local handlebars file rendered with the host's variables, then
+//! managed exactly like `file` with that content.
+
+use crate::error::InputResult;
+use crate::module::{Action, ManagedFile, Mode, Module, Params};
+use crate::playbook::template::{engine, template_help};
+use serde::Deserialize;
+
+pub struct Template;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateParams {
+    src: String,
+    dest: String,
+    owner: Option<String>,
+    group: Option<String>,
+    mode: Option<Mode>,
+    validate: Option<String>,
+}
+
+impl Module for Template {
+    fn name(&self) -> &'static str {
+        "template"
+    }
+
+    fn key_param(&self) -> Option<&'static str> {
+        Some("dest")
+    }
+
+    fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
+        let p: TemplateParams = params.parse()?;
+        if !p.dest.starts_with('/') {
+            return Err(params.error_at("dest", "must be an absolute path"));
+        }
+        let local = params.local_path(&p.src);
+        let bytes = std::fs::read(&local).map_err(|e| {
+            params
+                .error_at("src", format!("cannot read {}: {e}", local.display()))
+                .help("src is a handlebars file on this machine, relative to the playbook's folder")
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            params
+                .error_at("src", format!("{} is not UTF-8 text", p.src))
+                .help("copy binary files with `file: {path: ..., src: ...}`")
+        })?;
+        let content = engine()
+            .render_file(&text, params.vars)
+            .map_err(|failure| {
+                let at = match failure.position {
+                    Some((line, column)) => format!("{}:{line}:{column}", p.src),
+                    None => p.src.clone(),
+                };
+                params
+                    .error_at("src", format!("{at}: {}", failure.message))
+                    .label("in this template")
+                    .help(template_help())
+            })?;
+        Ok(vec![Box::new(ManagedFile {
+            path: p.dest,
+            content: content.into_bytes(),
+            owner: p.owner,
+            group: p.group,
+            mode: p.mode,
+            validate: p.validate,
+        })])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! A regular file with given content: the action behind `file` (content or src) and
+//! `template`, so both diff and write a file the same way.
+
+use super::files::{self, DesiredFile, FileState, Kind};
+use super::{Action, Ctx, Failure, Mode, Outcome, Probed, Resource, Resources};
+use async_trait::async_trait;
+
+#[derive(Debug)]
+pub struct ManagedFile {
+    pub path: String,
+    pub content: Vec<u8>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<Mode>,
+    /// A shell line run on the candidate (`%s`) before it goes live.
+    pub validate: Option<String>,
+}
+
+impl ManagedFile {
+    fn desired(&self, secret: bool) -> DesiredFile<'_> {
+        DesiredFile {
+            path: &self.path,
+            content: &self.content,
+            mode: self.mode,
+            owner: self.owner.as_deref(),
+            group: self.group.as_deref(),
+            validate: self.validate.as_deref(),
+            secret,
+        }
+    }
+}
+
+#[async_trait]
+impl Action for ManagedFile {
+    fn resources(&self) -> Resources {
+        let mut resources =
+            Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
+        resources.provides.push(Resource::Path(self.path.clone()));
+        resources
+    }
+
+    fn probe(&self) -> String {
+        files::probe("f", &self.path, true)
+    }
+
+    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+        let state = FileState::from_probe(probed, "f");
+        if state.kind == Kind::Dir {
+            return Err(Failure::new(format!("{} is a directory", self.path)));
+        }
+        let desired = self.desired(ctx.is_secret(&self.content));
+        let diffs = files::diff(&state, &desired);
+        if !diffs.is_empty() && ctx.apply {
+            files::write(ctx, &desired).await?;
+        }
+        Ok(Outcome::from_diffs(diffs))
+    }
+}
