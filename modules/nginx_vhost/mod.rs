@@ -255,53 +255,7 @@ impl Site {
         if !acme_webroot.starts_with('/') {
             return Err(params.error_at("acme_webroot", "must be an absolute path"));
         }
-        let mut locations = Vec::new();
-        if let Some(upstream) = &p.upstream {
-            locations.push(json!({"path": "/", "root": null, "proxy": proxy_url(upstream)}));
-        }
-        for (i, l) in p.locations.iter().enumerate() {
-            let at = |msg: String| {
-                params
-                    .node
-                    .find(&[PathStep::Key("locations".into()), PathStep::Index(i)])
-                    .error(format!("nginx_vhost: `locations.{i}`: {msg}"))
-            };
-            if !is_token(&l.path) {
-                return Err(at(format!("`{}` is not a location path", l.path)));
-            }
-            let target = match (&l.root, &l.proxy) {
-                (Some(root), None) if root.starts_with('/') && is_token(root) => {
-                    json!({"root": root, "proxy": null})
-                }
-                (None, Some(proxy)) if is_token(proxy) => {
-                    json!({"root": null, "proxy": proxy_url(proxy)})
-                }
-                (Some(_), Some(_)) | (None, None) => {
-                    return Err(at(
-                        "give either root (a directory) or proxy (an upstream)".into()
-                    ));
-                }
-                _ => return Err(at("root must be an absolute path, proxy one word".into())),
-            };
-            if locations.iter().any(|loc| loc["path"] == l.path.as_str()) {
-                return Err(at(format!(
-                    "location `{}` is given twice{}",
-                    l.path,
-                    if l.path == "/" && p.upstream.is_some() {
-                        " (upstream is location /)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-            locations
-                .push(json!({"path": l.path, "root": target["root"], "proxy": target["proxy"]}));
-        }
-        if locations.is_empty() {
-            return Err(params
-                .error_at("name", "nothing to serve: give upstream or locations")
-                .help("upstream: \"127.0.0.1:8080\" proxies everything to the app"));
-        }
+        let locations = locations(&p, params)?;
         let tls = p.tls.clone();
         if let Some(Tls::Files { cert, key }) = &tls {
             for (what, path) in [("cert", cert), ("key", key)] {
@@ -393,6 +347,52 @@ impl Site {
             full,
         })
     }
+}
+
+/// The locations as the template wants them: the upstream as `/`, then the user's.
+fn locations(p: &VhostParams, params: &Params<'_>) -> InputResult<Vec<Value>> {
+    let mut locations = Vec::new();
+    if let Some(upstream) = &p.upstream {
+        locations.push(json!({"path": "/", "root": null, "proxy": proxy_url(upstream)}));
+    }
+    for (i, l) in p.locations.iter().enumerate() {
+        let at = |msg: String| {
+            params
+                .node
+                .find(&[PathStep::Key("locations".into()), PathStep::Index(i)])
+                .error(format!("nginx_vhost: `locations.{i}`: {msg}"))
+        };
+        if !is_token(&l.path) {
+            return Err(at(format!("`{}` is not a location path", l.path)));
+        }
+        let (root, proxy) = match (&l.root, &l.proxy) {
+            (Some(root), None) if root.starts_with('/') && is_token(root) => {
+                (Some(root.clone()), None)
+            }
+            (None, Some(proxy)) if is_token(proxy) => (None, Some(proxy_url(proxy))),
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(at(
+                    "give either root (a directory) or proxy (an upstream)".into()
+                ));
+            }
+            _ => return Err(at("root must be an absolute path, proxy one word".into())),
+        };
+        if locations.iter().any(|loc| loc["path"] == l.path.as_str()) {
+            let why = if l.path == "/" && p.upstream.is_some() {
+                " (upstream is location /)"
+            } else {
+                ""
+            };
+            return Err(at(format!("location `{}` is given twice{why}", l.path)));
+        }
+        locations.push(json!({"path": l.path, "root": root, "proxy": proxy}));
+    }
+    if locations.is_empty() {
+        return Err(params
+            .error_at("name", "nothing to serve: give upstream or locations")
+            .help("upstream: \"127.0.0.1:8080\" proxies everything to the app"));
+    }
+    Ok(locations)
 }
 
 /// An upstream as `proxy_pass` wants it: `127.0.0.1:8080` means `http://127.0.0.1:8080`.

@@ -449,8 +449,15 @@ impl Action for UnitAction {
             before.push(("daemon-reload", Some("needed".into())));
         }
         if let Some(enabled) = self.enabled {
-            before.push(("enabled", Some(status.enabled_text())));
-            after.push(("enabled", Some(if enabled { "yes" } else { "no" }.into())));
+            let want = if enabled { "yes" } else { "no" }.to_string();
+            // What systemd says (`masked`, `static`) is shown only when it is to change.
+            let now = if status.is_enabled() == enabled {
+                want.clone()
+            } else {
+                status.enabled_text()
+            };
+            before.push(("enabled", Some(now)));
+            after.push(("enabled", Some(want)));
             if ctx.apply && status.is_enabled() != enabled {
                 ctx.run_ok(
                     &format!("enabling {}", self.unit),
