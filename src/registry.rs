@@ -13,6 +13,10 @@ static MODULES: &[&dyn Module] = &[
     &modules::user::User,
     &modules::group::Group,
     &modules::command::Command,
+    &modules::apt::Apt,
+    &modules::service::Service,
+    &modules::http_check::HttpCheck,
+    &modules::release::Release,
 ];
 
 /// The module registered under `name` (a task's module key).

@@ -7,9 +7,9 @@
 //! in a temp directory and staged in /etc (same filesystem) for the atomic rename.
 
 use crate::error::InputResult;
-use crate::module::files::{self, DesiredFile, FileState, Kind};
+use crate::module::files::{self, DesiredFile, FileState, Findings, Kind};
 use crate::module::{
-    Action, Ctx, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+    Action, Ctx, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
 };
 use crate::playbook::template::engine;
 use async_trait::async_trait;
@@ -243,15 +243,7 @@ const CHECK: &str = "command -v logrotate >/dev/null || { echo 'logrotate: comma
 
 impl LogrotateAction {
     fn desired<'a>(&'a self, ctx: &Ctx<'_>) -> DesiredFile<'a> {
-        DesiredFile {
-            path: &self.path,
-            content: self.content.as_bytes(),
-            mode: Some(Mode(0o644)),
-            owner: Some("root"),
-            group: Some("root"),
-            validate: None,
-            secret: ctx.is_secret(self.content.as_bytes()),
-        }
+        DesiredFile::system_config(&self.path, self.content.as_bytes(), ctx)
     }
 
     async fn check(&self, ctx: &Ctx<'_>) -> Result<(), Failure> {
@@ -283,8 +275,7 @@ fn verdict(
     stderr: &str,
     assumed_account: impl Fn(&str) -> bool,
 ) -> Result<(), String> {
-    let mut excused = 0;
-    let mut errors = Vec::new();
+    let mut found = Findings::default();
     for line in stderr.lines().filter(|l| l.starts_with("error:")) {
         let missing_log = line.starts_with("error: stat of ")
             && line.ends_with("failed: No such file or directory");
@@ -294,28 +285,13 @@ fn verdict(
             .and_then(|(_, rest)| rest.split_once('\''))
             .map(|(name, _)| name);
         if missing_log || account.is_some_and(&assumed_account) {
-            excused += 1;
+            found.excused += 1;
         } else if !line.starts_with("error: found error in ") {
             // "found error in ..., skipping" only repeats the error before it.
-            errors.push(line.replace(candidate, real_path));
+            found.errors.push(line.replace(candidate, real_path));
         }
     }
-    if errors.is_empty() && status != 0 && excused == 0 {
-        let all = stderr.trim();
-        errors.push(if all.is_empty() {
-            format!("logrotate -d exited with {status}")
-        } else {
-            all.replace(candidate, real_path)
-        });
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "logrotate -d rejects {real_path}; it was not installed:\n{}",
-            errors.join("\n")
-        ))
-    }
+    found.verdict("logrotate -d", status, stderr, candidate, real_path)
 }
 
 #[async_trait]

@@ -92,13 +92,7 @@ fn input_errors_point_at_the_parameter() {
         ),
         ("name: a\npaths: /a\nrotate: -1\n", "3:9", "invalid value"),
     ];
-    for (yaml, at, message) in cases {
-        let err = testing::refused(&Logrotate, yaml);
-        assert!(
-            err.starts_with(&format!("play.yml:{at}:")) && err.contains(message),
-            "{yaml}: {err}"
-        );
-    }
+    testing::assert_refused_at(&Logrotate, &cases);
 }
 
 #[test]
@@ -164,15 +158,16 @@ fn verdicts_read_the_error_lines() {
 #[tokio::test]
 async fn apply_stages_the_temp_file_outside_logrotate_d() {
     let a = action(SEEDS);
-    let host = FakeHost::new(|script, _| {
+    let host = FakeHost::answering(|script, _| {
         if script.contains("logrotate -d") {
             output(0, "candidate=/tmp/t/myapp\n", "")
         } else {
             output(0, "", "")
         }
     });
-    let (out, _) =
-        testing::converge(&*a, "conf.type=absent\nlogrotate=yes\n", true, &[], &host).await;
+    let (out, _) = host
+        .converge(&*a, "conf.type=absent\nlogrotate=yes\n", true, &[])
+        .await;
     assert!(out.unwrap().changed());
     let sent = host.sent();
     assert_eq!(sent.len(), 2, "{sent:?}");
@@ -191,14 +186,14 @@ async fn without_logrotate_only_check_mode_may_go_on() {
     let a = action(SEEDS);
     let probe = "conf.type=absent\nlogrotate=no\n";
     let host = FakeHost::ok();
-    let (out, _) = testing::converge(&*a, probe, true, &[], &host).await;
+    let (out, _) = host.converge(&*a, probe, true, &[]).await;
     assert!(
         out.unwrap_err()
             .to_string()
             .contains("logrotate is not installed")
     );
     let assumed = [Resource::Package("logrotate".into())];
-    let (out, _) = testing::converge(&*a, probe, false, &assumed, &host).await;
+    let (out, _) = host.converge(&*a, probe, false, &assumed).await;
     assert!(out.unwrap().changed());
     assert!(host.sent().is_empty());
 }
@@ -214,7 +209,7 @@ async fn a_converged_stanza_is_ok() {
         base64::engine::general_purpose::STANDARD.encode(&content)
     );
     let host = FakeHost::ok();
-    let (out, _) = testing::converge(&*a, &probe, true, &[], &host).await;
+    let (out, _) = host.converge(&*a, &probe, true, &[]).await;
     assert_eq!(out.unwrap().status, Status::Ok);
     assert!(host.sent().is_empty());
 }

@@ -12,8 +12,7 @@ mod check;
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
-    one_or_many,
+    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
 };
 use crate::playbook::node::PathStep;
 use crate::playbook::template::engine;
@@ -558,15 +557,7 @@ impl Action for VhostAction {
             }
         }
         let content = self.desired_content(&seen);
-        let desired = DesiredFile {
-            path: &site.available,
-            content: content.as_bytes(),
-            mode: Some(Mode(0o644)),
-            owner: Some("root"),
-            group: Some("root"),
-            validate: None,
-            secret: ctx.is_secret(content.as_bytes()),
-        };
+        let desired = DesiredFile::system_config(&site.available, content.as_bytes(), ctx);
         let mut diffs = Vec::new();
         let makes_webroot = self.role != Role::Https && !seen.webroot;
         if makes_webroot {

@@ -146,13 +146,7 @@ fn input_errors_point_at_the_parameter() {
             "unknown parameter `subdomains`",
         ),
     ];
-    for (yaml, at, message) in cases {
-        let err = testing::refused(&NginxVhost, yaml);
-        assert!(
-            err.starts_with(&format!("play.yml:{at}:")) && err.contains(message),
-            "{yaml}: {err}"
-        );
-    }
+    testing::assert_refused_at(&NginxVhost, &cases);
 }
 
 #[test]
@@ -216,8 +210,9 @@ async fn a_fresh_host_gets_the_http_part_first() {
     let a = actions(SEEDS);
     let s = site(SEEDS);
     let h = FakeHost::ok();
-    let (out, _) =
-        testing::converge(&*a[0], &probe(None, false, false, false), true, &[], &h).await;
+    let (out, _) = h
+        .converge(&*a[0], &probe(None, false, false, false), true, &[])
+        .await;
     let out = out.unwrap();
     let text = testing::diff_text(&out);
     assert!(text.contains("+type: directory\n"), "{text}");
@@ -242,7 +237,7 @@ async fn a_fresh_host_gets_the_http_part_first() {
     // Then the https part, on the engine's fresh probe after certbot's change.
     let h = FakeHost::ok();
     let fresh = probe(Some(&s.http_only), true, true, true);
-    let (out, _) = testing::converge(&*a[1], &fresh, true, &[], &h).await;
+    let (out, _) = h.converge(&*a[1], &fresh, true, &[]).await;
     let text = testing::diff_text(&out.unwrap());
     assert!(text.contains("+    listen 443 ssl http2;\n"), "{text}");
     assert!(!text.contains("link"), "{text}");
@@ -258,7 +253,7 @@ async fn the_https_part_waits_for_its_certificate() {
     let s = site(SEEDS);
     let h = FakeHost::ok();
     let p = probe(Some(&s.http_only), true, true, false);
-    let (out, _) = testing::converge(&*a[1], &p, true, &[], &h).await;
+    let (out, _) = h.converge(&*a[1], &p, true, &[]).await;
     let err = out.unwrap_err().to_string();
     assert_eq!(
         err,
@@ -274,20 +269,15 @@ async fn check_mode_on_a_fresh_host_shows_both_parts_exactly() {
     let s = site(SEEDS);
     let fresh = probe(None, false, false, false);
     let h = FakeHost::ok();
-    let (http, _) = testing::converge(
-        &*a[0],
-        &fresh,
-        false,
-        &[Resource::Package("nginx".into())],
-        &h,
-    )
-    .await;
+    let (http, _) = h
+        .converge(&*a[0], &fresh, false, &[Resource::Package("nginx".into())])
+        .await;
     assert!(http.unwrap().changed());
     let assumed = [
         Resource::AcmeChallenge("api.example.com".into()),
         Resource::Cert("api.example.com".into()),
     ];
-    let (https, _) = testing::converge(&*a[1], &fresh, false, &assumed, &h).await;
+    let (https, _) = h.converge(&*a[1], &fresh, false, &assumed).await;
     let https = https.unwrap();
     // The https part diffs against what the http part would have written.
     assert_eq!(https.diffs.len(), 1);
@@ -306,7 +296,7 @@ async fn a_converged_site_is_ok_in_both_parts() {
     let p = probe(s.full.as_deref(), true, true, true);
     for action in &a {
         let h = FakeHost::ok();
-        let (out, _) = testing::converge(&**action, &p, true, &[], &h).await;
+        let (out, _) = h.converge(&**action, &p, true, &[]).await;
         assert_eq!(out.unwrap().status, Status::Ok);
         assert!(h.sent().is_empty());
     }
@@ -318,8 +308,9 @@ async fn a_changed_site_with_its_certificate_is_written_once_by_the_http_part() 
     let old = site(&SEEDS.replace("8080", "8081")).full.unwrap();
     let s = site(SEEDS);
     let h = FakeHost::ok();
-    let (out, _) =
-        testing::converge(&*a[0], &probe(Some(&old), true, true, true), true, &[], &h).await;
+    let (out, _) = h
+        .converge(&*a[0], &probe(Some(&old), true, true, true), true, &[])
+        .await;
     let text = testing::diff_text(&out.unwrap());
     insta::assert_snapshot!(text, @r#"
     --- host:/etc/nginx/sites-available/myapp (current)
@@ -336,14 +327,14 @@ async fn a_changed_site_with_its_certificate_is_written_once_by_the_http_part() 
     "#);
     // The https part then finds it done.
     let h = FakeHost::ok();
-    let (out, _) = testing::converge(
-        &*a[1],
-        &probe(s.full.as_deref(), true, true, true),
-        true,
-        &[],
-        &h,
-    )
-    .await;
+    let (out, _) = h
+        .converge(
+            &*a[1],
+            &probe(s.full.as_deref(), true, true, true),
+            true,
+            &[],
+        )
+        .await;
     assert_eq!(out.unwrap().status, Status::Ok);
     assert!(h.sent().is_empty());
 }
@@ -351,7 +342,7 @@ async fn a_changed_site_with_its_certificate_is_written_once_by_the_http_part() 
 #[tokio::test]
 async fn a_rejected_site_changes_nothing() {
     let a = actions("name: myapp\nserver_name: a\nupstream: b\n");
-    let h = FakeHost::new(|script, _| {
+    let h = FakeHost::answering(|script, _| {
         if script.contains("nginx -t") {
             output(
                 1,
@@ -362,7 +353,9 @@ async fn a_rejected_site_changes_nothing() {
             output(0, "", "")
         }
     });
-    let (out, _) = testing::converge(&*a[0], &probe(None, false, true, false), true, &[], &h).await;
+    let (out, _) = h
+        .converge(&*a[0], &probe(None, false, true, false), true, &[])
+        .await;
     let err = out.unwrap_err().to_string();
     assert!(err.starts_with("nginx -t with the new site (nothing live was changed) failed (exit 1): nginx: [emerg] host not found"), "{err}");
     assert_eq!(h.sent().len(), 1);

@@ -7,10 +7,9 @@ mod verify;
 
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
-use crate::module::systemd::{self, UnitStatus};
+use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
-    one_or_many,
+    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
 };
 use crate::playbook::template::engine;
 use crate::transport::quote;
@@ -112,21 +111,16 @@ impl Module for SystemdUnit {
     fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
         let p: UnitParams = params.parse()?;
         let name = p.name.trim_end_matches(".service").to_string();
-        let valid_name = !name.is_empty()
-            && !name.starts_with(['.', '-'])
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b":_.@-\\".contains(&b));
-        if !valid_name {
-            return Err(params
-                .error_at("name", format!("`{}` is not a unit name", p.name))
-                .help("letters, digits and `:_.@-`, e.g. `myapp` for myapp.service"));
-        }
+        systemd::check_unit_name(&name).map_err(|m| {
+            params
+                .error_at("name", m)
+                .help("e.g. `myapp` for myapp.service")
+        })?;
         let content = unit_text(&p, &name, params)?;
         Ok(vec![Box::new(UnitAction {
             exec_start: verify::exec_start_binaries(&content),
             path: format!("/etc/systemd/system/{name}.service"),
-            unit: systemd::unit_name(&name),
+            unit: format!("{name}.service"),
             content,
             user: p.user,
             group: p.group,
@@ -238,8 +232,13 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         ("wants", &p.wants),
         ("wanted_by", &p.wanted_by),
     ] {
-        if let Some(bad) = list.iter().flatten().find(|u| !is_unit_word(u)) {
-            return Err(params.error_at(key, format!("`{bad}` is not a unit name")));
+        if let Some(Err(m)) = list
+            .iter()
+            .flatten()
+            .map(|u| systemd::check_unit_name(u))
+            .find(Result::is_err)
+        {
+            return Err(params.error_at(key, m));
         }
     }
     let mut environment = Vec::new();
@@ -281,12 +280,6 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         .map_err(|e| params.error_at("name", format!("rendering unit.hbs: {e}")))
 }
 
-fn is_unit_word(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b":_.@-\\".contains(&b))
-}
-
 /// A value inside `Environment="K=V"`: systemd unquotes C-style and expands `%` specifiers.
 fn escape_env(value: &str) -> String {
     value
@@ -310,15 +303,7 @@ struct UnitAction {
 
 impl UnitAction {
     fn desired<'a>(&'a self, ctx: &Ctx<'_>) -> DesiredFile<'a> {
-        DesiredFile {
-            path: &self.path,
-            content: self.content.as_bytes(),
-            mode: Some(Mode(0o644)),
-            owner: Some("root"),
-            group: Some("root"),
-            validate: None,
-            secret: ctx.is_secret(self.content.as_bytes()),
-        }
+        DesiredFile::system_config(&self.path, self.content.as_bytes(), ctx)
     }
 
     async fn verify(&self, ctx: &Ctx<'_>) -> Result<(), Failure> {
@@ -341,42 +326,46 @@ impl UnitAction {
     /// was skipped.
     async fn converge_state(
         &self,
-        status: &UnitStatus,
+        unit: &UnitState,
         reloaded: bool,
         probed: &Probed,
         ctx: &mut Ctx<'_>,
-    ) -> Result<(Option<(&'static str, String)>, Option<String>), Failure> {
+    ) -> Result<(Option<(String, String)>, Option<String>), Failure> {
         match self.state {
-            Some(State::Started) if !status.is_active() => {
+            Some(State::Started) if !unit.is_active() => {
                 if let Some(bin) = self.missing_binary(probed) {
                     let reason = format!(
                         "start skipped: {bin} does not exist yet; the release that deploys it starts the service"
                     );
-                    return Ok((Some(("no", format!("no ({reason})"))), Some(reason)));
+                    return Ok((
+                        Some((unit.active_text(), format!("no ({reason})"))),
+                        Some(reason),
+                    ));
                 }
                 if ctx.apply {
                     ctx.run_ok(
                         &format!("starting {}", self.unit),
-                        &systemd::start_script(&self.unit, true),
+                        &systemd::systemctl("start", &self.unit),
                     )
                     .await?;
                 }
                 // A fresh start runs the new unit: pending restarts are folded in.
                 ctx.restarts.mark_restarted(&self.unit);
-                Ok((Some(("no", "yes".into())), None))
+                Ok((Some((unit.active_text(), yes_no(true))), None))
             }
-            Some(State::Stopped) if status.is_active() => {
+            // A unit waiting to be restarted by `Restart=` is not stopped yet.
+            Some(State::Stopped) if !unit.is_stopped() => {
                 if ctx.apply {
                     ctx.run_ok(
                         &format!("stopping {}", self.unit),
-                        &systemd::start_script(&self.unit, false),
+                        &systemd::systemctl("stop", &self.unit),
                     )
                     .await?;
                 }
-                Ok((Some(("yes", "no".into())), None))
+                Ok((Some((unit.active_text(), yes_no(false))), None))
             }
             _ => {
-                if status.is_active() && reloaded {
+                if !unit.is_stopped() && reloaded {
                     // The running service still runs the old unit: one merged restart picks it up.
                     ctx.restarts.request(&self.unit);
                 }
@@ -405,7 +394,7 @@ impl Action for UnitAction {
 
     fn probe(&self) -> String {
         let mut s = files::probe("unit", &self.path, true);
-        s.push_str(&systemd::status_probe("svc", &self.unit));
+        s.push_str(&systemd::show_probe("svc", &self.unit));
         for (i, bin) in self.exec_start.iter().enumerate() {
             s.push_str(&format!(
                 "if [ -e {} ]; then echo bin.{i}=yes; else echo bin.{i}=no; fi\n",
@@ -417,11 +406,11 @@ impl Action for UnitAction {
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
         let file = FileState::from_probe(probed, "unit");
-        let status = UnitStatus::from_probe(probed, "svc");
         if file.kind == Kind::Dir {
             return Err(Failure::new(format!("{} is a directory", self.path)));
         }
-        if !status.systemd && (self.enabled.is_some() || self.state.is_some()) {
+        let systemd = UnitState::from_probe(probed, "svc");
+        if systemd.is_none() && (self.enabled.is_some() || self.state.is_some()) {
             return Err(Failure::new(
                 "the host does not run systemd: cannot enable, start or stop the unit",
             ));
@@ -430,6 +419,19 @@ impl Action for UnitAction {
         let mut diffs = files::diff(&file, &desired);
         let content_changed =
             file.kind != Kind::File || file.sha256 != Some(files::sha256_hex(desired.content));
+        // A unit systemd does not know yet, or whose mask (a link to /dev/null at this
+        // path) the new file replaces, is the one this task installs.
+        let unit = systemd
+            .clone()
+            .filter(|u| u.found() && !(content_changed && u.masked()))
+            .unwrap_or_else(UnitState::assumed_new);
+        // What systemd loaded is what this task replaces when the file changes.
+        if !content_changed
+            && (self.enabled == Some(true) || self.state == Some(State::Started))
+            && let Some(why) = unit.unusable(&self.unit)
+        {
+            return Err(Failure::new(why));
+        }
         if content_changed {
             self.verify(ctx).await?;
         }
@@ -437,7 +439,7 @@ impl Action for UnitAction {
             files::write(ctx, &desired).await?;
         }
         // A stale unit (a run that died before its daemon-reload) is reloaded too.
-        let reload = status.systemd && (content_changed || status.need_reload);
+        let reload = systemd.is_some() && (content_changed || unit.need_reload);
         if ctx.apply && reload {
             ctx.run_ok("systemctl daemon-reload", "systemctl daemon-reload")
                 .await?;
@@ -445,28 +447,23 @@ impl Action for UnitAction {
 
         let mut before: Vec<(&str, Option<String>)> = Vec::new();
         let mut after: Vec<(&str, Option<String>)> = Vec::new();
-        if status.need_reload && !content_changed {
+        if unit.need_reload && !content_changed {
             before.push(("daemon-reload", Some("needed".into())));
         }
-        if let Some(enabled) = self.enabled {
-            let want = if enabled { "yes" } else { "no" }.to_string();
-            // What systemd says (`masked`, `static`) is shown only when it is to change.
-            let now = if status.is_enabled() == enabled {
-                want.clone()
-            } else {
-                status.enabled_text()
-            };
-            before.push(("enabled", Some(now)));
-            after.push(("enabled", Some(want)));
-            if ctx.apply && status.is_enabled() != enabled {
+        // Static and generated units have no install section to switch: left as they are.
+        if let (Some(want), Some(is)) = (self.enabled, unit.enabled()) {
+            before.push(("enabled", Some(yes_no(is))));
+            after.push(("enabled", Some(yes_no(want))));
+            if ctx.apply && is != want {
+                let verb = if want { "enable" } else { "disable" };
                 ctx.run_ok(
-                    &format!("enabling {}", self.unit),
-                    &systemd::enable_script(&self.unit, enabled),
+                    &format!("{verb} {}", self.unit),
+                    &systemd::systemctl(verb, &self.unit),
                 )
                 .await?;
             }
         }
-        let (active, skipped_start) = self.converge_state(&status, reload, probed, ctx).await?;
+        let (active, skipped_start) = self.converge_state(&unit, reload, probed, ctx).await?;
         if let Some(reason) = skipped_start {
             // Nothing but the start left to the release: no change to report on each run.
             if diffs.is_empty() && Diff::of_metadata("", &before, &after).is_none() {
@@ -474,7 +471,7 @@ impl Action for UnitAction {
             }
         }
         if let Some((was, will)) = active {
-            before.push(("active", Some(was.into())));
+            before.push(("active", Some(was)));
             after.push(("active", Some(will)));
         }
         diffs.extend(Diff::of_metadata(self.unit.clone(), &before, &after));

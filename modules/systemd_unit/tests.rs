@@ -117,7 +117,7 @@ fn input_errors_point_at_the_parameter() {
         (
             "name: a/b\nexec_start: /bin/a\n",
             "1:7",
-            "`a/b` is not a unit name",
+            "`a/b` is not a systemd unit name",
         ),
         ("name: a\n", "1:7", "missing parameter `exec_start`"),
         (
@@ -137,13 +137,7 @@ fn input_errors_point_at_the_parameter() {
             "unknown variant `running`",
         ),
     ];
-    for (yaml, at, message) in cases {
-        let err = testing::refused(&SystemdUnit, yaml);
-        assert!(
-            err.starts_with(&format!("play.yml:{at}:")) && err.contains(message),
-            "{yaml}: {err}"
-        );
-    }
+    testing::assert_refused_at(&SystemdUnit, &cases);
 }
 
 #[test]
@@ -156,7 +150,7 @@ fn edges_provide_the_unit_and_need_its_user() {
 /// The probe of a unit that is not installed, on a host running systemd.
 fn fresh_host_probe(binary_present: bool) -> String {
     format!(
-        "unit.type=absent\nsvc.systemd=yes\nsvc.LoadState=not-found\nsvc.ActiveState=inactive\n\
+        "unit.type=absent\nsvc.LoadState=not-found\nsvc.ActiveState=inactive\n\
          svc.UnitFileState=\nsvc.NeedDaemonReload=no\nbin.0={}\n",
         if binary_present { "yes" } else { "no" }
     )
@@ -166,7 +160,7 @@ fn installed_probe(content: &str, active: &str, enabled: &str) -> String {
     use base64::Engine as _;
     format!(
         "unit.type=file\nunit.mode=644\nunit.owner=root\nunit.group=root\nunit.sha256={}\n\
-         unit.content:b64={}\nsvc.systemd=yes\nsvc.LoadState=loaded\nsvc.ActiveState={active}\n\
+         unit.content:b64={}\nsvc.LoadState=loaded\nsvc.ActiveState={active}\n\
          svc.UnitFileState={enabled}\nsvc.NeedDaemonReload=no\nbin.0=yes\n",
         files::sha256_hex(content.as_bytes()),
         base64::engine::general_purpose::STANDARD.encode(content)
@@ -175,7 +169,7 @@ fn installed_probe(content: &str, active: &str, enabled: &str) -> String {
 
 /// A host whose `systemd-analyze verify` accepts everything.
 fn verifying_host() -> FakeHost {
-    FakeHost::new(|script, _| {
+    FakeHost::answering(|script, _| {
         if script.contains("systemd-analyze") {
             output(0, "candidate=/tmp/t/myapp.service\n", "")
         } else {
@@ -188,7 +182,9 @@ fn verifying_host() -> FakeHost {
 async fn a_fresh_host_gets_the_unit_but_the_release_starts_it() {
     let a = action(SEEDS);
     let host = verifying_host();
-    let (out, restarts) = testing::converge(&*a, &fresh_host_probe(false), true, &[], &host).await;
+    let (out, restarts) = host
+        .converge(&*a, &fresh_host_probe(false), true, &[])
+        .await;
     let out = out.unwrap();
     assert!(out.changed());
     let text = testing::diff_text(&out);
@@ -217,7 +213,7 @@ async fn a_skipped_start_alone_is_not_a_change() {
     let content = unit_of(SEEDS);
     let probe = installed_probe(&content, "inactive", "enabled").replace("bin.0=yes", "bin.0=no");
     let host = FakeHost::ok();
-    let (out, _) = testing::converge(&*a, &probe, true, &[], &host).await;
+    let (out, _) = host.converge(&*a, &probe, true, &[]).await;
     let out = out.unwrap();
     assert!(
         matches!(out.status, crate::module::Status::Skipped(ref r) if r.contains("start skipped"))
@@ -229,7 +225,9 @@ async fn a_skipped_start_alone_is_not_a_change() {
 async fn check_mode_runs_only_the_verification() {
     let a = action(SEEDS);
     let host = verifying_host();
-    let (out, _) = testing::converge(&*a, &fresh_host_probe(true), false, &[], &host).await;
+    let (out, _) = host
+        .converge(&*a, &fresh_host_probe(true), false, &[])
+        .await;
     let text = testing::diff_text(&out.unwrap());
     assert!(
         text.ends_with("-enabled: no\n-active: no\n+enabled: yes\n+active: yes\n"),
@@ -245,14 +243,9 @@ async fn a_changed_unit_of_a_running_service_asks_for_one_restart() {
     let a = action(SEEDS);
     let old = unit_of(SEEDS).replace("Restart=always", "Restart=on-failure");
     let host = verifying_host();
-    let (out, restarts) = testing::converge(
-        &*a,
-        &installed_probe(&old, "active", "enabled"),
-        true,
-        &[],
-        &host,
-    )
-    .await;
+    let (out, restarts) = host
+        .converge(&*a, &installed_probe(&old, "active", "enabled"), true, &[])
+        .await;
     let text = testing::diff_text(&out.unwrap());
     insta::assert_snapshot!(text, @r#"
     --- host:/etc/systemd/system/myapp.service (current)
@@ -274,12 +267,15 @@ async fn a_changed_unit_of_a_running_service_asks_for_one_restart() {
 #[tokio::test]
 async fn a_converged_unit_is_ok_and_runs_nothing() {
     let a = action(SEEDS);
-    let host = FakeHost::ok();
-    let probe = installed_probe(&unit_of(SEEDS), "active", "enabled");
-    let (out, restarts) = testing::converge(&*a, &probe, true, &[], &host).await;
-    assert_eq!(out.unwrap().status, crate::module::Status::Ok);
-    assert!(host.sent().is_empty());
-    assert!(restarts.pending().is_empty());
+    // A static unit (no [Install] section) has nothing to enable: no change on every run.
+    for enabled in ["enabled", "static"] {
+        let host = FakeHost::ok();
+        let probe = installed_probe(&unit_of(SEEDS), "active", enabled);
+        let (out, restarts) = host.converge(&*a, &probe, true, &[]).await;
+        assert_eq!(out.unwrap().status, crate::module::Status::Ok);
+        assert!(host.sent().is_empty());
+        assert!(restarts.pending().is_empty());
+    }
 }
 
 #[tokio::test]
@@ -288,7 +284,7 @@ async fn a_stale_unit_is_reloaded_and_restarted() {
     let host = FakeHost::ok();
     let probe = installed_probe(&unit_of(SEEDS), "active", "enabled")
         .replace("NeedDaemonReload=no", "NeedDaemonReload=yes");
-    let (out, restarts) = testing::converge(&*a, &probe, true, &[], &host).await;
+    let (out, restarts) = host.converge(&*a, &probe, true, &[]).await;
     assert!(testing::diff_text(&out.unwrap()).contains("-daemon-reload: needed"));
     assert!(host.ran("systemctl daemon-reload"));
     assert_eq!(restarts.pending(), vec!["myapp".to_string()]);
@@ -297,7 +293,7 @@ async fn a_stale_unit_is_reloaded_and_restarted() {
 #[tokio::test]
 async fn a_rejected_unit_is_not_installed() {
     let a = action(SEEDS);
-    let host = FakeHost::new(|script, _| {
+    let host = FakeHost::answering(|script, _| {
         if script.contains("systemd-analyze") {
             output(
                 1,
@@ -308,7 +304,7 @@ async fn a_rejected_unit_is_not_installed() {
             output(0, "", "")
         }
     });
-    let (out, _) = testing::converge(&*a, &fresh_host_probe(true), true, &[], &host).await;
+    let (out, _) = host.converge(&*a, &fresh_host_probe(true), true, &[]).await;
     let err = out.unwrap_err().to_string();
     assert!(err.contains("Permission denied"), "{err}");
     assert_eq!(host.sent().len(), 1);
@@ -366,4 +362,27 @@ async fn real_verify_rejects_a_unit_without_exec_start() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("has no ExecStart="), "{err}");
+}
+
+#[tokio::test]
+async fn a_masked_unit_is_refused_unless_the_task_replaces_it() {
+    let a = action(SEEDS);
+    let host = FakeHost::ok();
+    let probe = installed_probe(&unit_of(SEEDS), "inactive", "masked")
+        .replace("LoadState=loaded", "LoadState=masked");
+    let (out, _) = host.converge(&*a, &probe, true, &[]).await;
+    let err = out.unwrap_err().to_string();
+    assert!(err.contains("myapp.service is masked"), "{err}");
+    assert!(host.sent().is_empty());
+
+    // The mask was the file this task writes (a link to /dev/null): replacing it unmasks.
+    let host = verifying_host();
+    let probe = fresh_host_probe(true)
+        .replace("unit.type=absent", "unit.type=link")
+        .replace("LoadState=not-found", "LoadState=masked")
+        .replace("UnitFileState=\n", "UnitFileState=masked\n");
+    let (out, _) = host.converge(&*a, &probe, true, &[]).await;
+    assert!(out.unwrap().changed());
+    assert!(host.ran("systemctl daemon-reload"));
+    assert!(host.ran("systemctl enable -- myapp.service"));
 }

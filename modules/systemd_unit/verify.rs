@@ -16,6 +16,8 @@
 //!   X.service not found`) is excused too.
 //! - Lines about other units (the host's own) are not ours to judge.
 
+use crate::module::files::Findings;
+
 /// The shell line verifying the candidate at `%s`; dependencies' problems are the host's
 /// (`--recursive-errors=no`, where systemd is new enough to have it).
 pub const COMMAND: &str = "opt=; systemd-analyze verify --help 2>/dev/null | grep -q -- --recursive-errors \
@@ -42,40 +44,29 @@ pub fn verdict(
             line == format!("{unit}: Command {bin} is not executable: No such file or directory")
         })
     };
-    let mut excused = 0;
-    let mut errors = Vec::new();
+    let mut found = Findings::default();
     for line in stderr.lines() {
         let missing_unit = line
             .strip_prefix(&unit_prefix)
             .and_then(|rest| rest.split_once(": Unit "))
             .and_then(|(_, rest)| rest.strip_suffix(" not found."));
         if missing_binary(line) || missing_unit.is_some_and(&assumed_unit) {
-            excused += 1;
+            found.excused += 1;
         } else if line.starts_with(&file_prefix) {
             if line.to_ascii_lowercase().contains("ignoring") {
-                errors.push(line.replacen(candidate, real_path, 1));
+                found.errors.push(line.replacen(candidate, real_path, 1));
             }
         } else if status != 0 && (line.starts_with(&unit_prefix) || line.starts_with(&unit_line)) {
-            errors.push(line.to_string());
+            found.errors.push(line.to_string());
         }
     }
-    if errors.is_empty() && status != 0 && excused == 0 {
-        // A failure that names nothing of ours (systemd-analyze missing, say): show all.
-        let all = stderr.trim();
-        errors.push(if all.is_empty() {
-            format!("systemd-analyze verify exited with {status}")
-        } else {
-            all.replace(candidate, real_path)
-        });
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "systemd-analyze verify rejects {real_path}; it was not installed:\n{}",
-            errors.join("\n")
-        ))
-    }
+    found.verdict(
+        "systemd-analyze verify",
+        status,
+        stderr,
+        candidate,
+        real_path,
+    )
 }
 
 /// The absolute binaries of the `ExecStart=` lines of a unit's text (`-`, `@`, `+`, `!`,

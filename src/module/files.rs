@@ -107,6 +107,22 @@ pub struct DesiredFile<'a> {
     pub secret: bool,
 }
 
+impl<'a> DesiredFile<'a> {
+    /// A system configuration file (a unit, a logrotate stanza, an nginx site): root's,
+    /// mode 0644, diffed without lines when it holds a secret.
+    pub fn system_config(path: &'a str, content: &'a [u8], ctx: &Ctx<'_>) -> DesiredFile<'a> {
+        DesiredFile {
+            path,
+            content,
+            mode: Some(Mode(0o644)),
+            owner: Some("root"),
+            group: Some("root"),
+            validate: None,
+            secret: ctx.is_secret(content),
+        }
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -295,6 +311,45 @@ pub async fn check_candidate(
     Ok(CandidateCheck { path, output })
 }
 
+/// What a checker's messages about a candidate came to: the lines that reject it (naming
+/// the real path) and how many failures were excused.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub errors: Vec<String>,
+    pub excused: usize,
+}
+
+impl Findings {
+    /// Ok without errors, else the errors under "`checker` rejects `real_path`". A check
+    /// that failed with nothing of ours to show, rejected or excused (the checker missing,
+    /// say), shows all of its stderr.
+    pub fn verdict(
+        mut self,
+        checker: &str,
+        status: i32,
+        stderr: &str,
+        candidate: &str,
+        real_path: &str,
+    ) -> Result<(), String> {
+        if self.errors.is_empty() && status != 0 && self.excused == 0 {
+            let all = stderr.trim();
+            self.errors.push(if all.is_empty() {
+                format!("{checker} exited with {status}")
+            } else {
+                all.replace(candidate, real_path)
+            });
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{checker} rejects {real_path}; it was not installed:\n{}",
+                self.errors.join("\n")
+            ))
+        }
+    }
+}
+
 /// The script making `path` a symlink to `target`: a new link under a hidden temp name
 /// (`.NAME.converge~`, skipped by nginx's and logrotate's `*` includes) renamed over the
 /// old one, so `path` never disappears. Fails on a directory at `path`.
@@ -466,9 +521,9 @@ mod tests {
 
     #[tokio::test]
     async fn candidates_are_checked_under_their_name_and_removed() {
-        let host = crate::transport::LocalTransport::new();
-        let mut t = crate::module::testing::TestCtx::new(&[]);
-        let ctx = t.ctx(false, &host);
+        let local = crate::module::testing::Local::default();
+        let mut restarts = crate::module::RestartBook::default();
+        let ctx = local.ctx(&mut restarts);
         let check = check_candidate(
             &ctx,
             "my app.service",

@@ -11,6 +11,7 @@ mod change;
 mod context;
 mod diff;
 pub mod files;
+pub mod http;
 mod managed_file;
 mod params;
 mod probe;

@@ -1,145 +1,273 @@
-//! A systemd unit's state as `systemctl show` reports it, and the commands that change
-//! it: shared by the modules that manage services (systemd_unit, service).
+//! systemd units as modules see them: one `systemctl show` in the probe, one state type,
+//! the unit-name rule, and the `systemctl` lines that change a unit. Used by `service`,
+//! `release` and `systemd_unit`.
 
 use super::Probed;
 use crate::transport::quote;
 
-/// The unit's full name: `.service` is added to a bare name.
-pub fn unit_name(name: &str) -> String {
-    if name.ends_with(".service") {
-        name.to_string()
-    } else {
-        format!("{name}.service")
-    }
-}
+/// The properties every unit probe reads.
+const PROPERTIES: &str = "ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload";
 
-/// A probe snippet printing the unit's state as `TAG.Key=value` lines, and `TAG.systemd=no`
-/// on a host not running systemd (where `systemctl show` cannot answer).
-pub fn status_probe(tag: &str, unit: &str) -> String {
+/// A probe snippet printing the unit's state as `TAG.Property=value` lines; nothing on a
+/// host without a running systemd (systemctl cannot answer there).
+pub fn show_probe(tag: &str, unit: &str) -> String {
     format!(
-        "if [ -d /run/systemd/system ]; then echo {tag}.systemd=yes; \
-         systemctl show -p LoadState,ActiveState,UnitFileState,NeedDaemonReload -- {} 2>/dev/null \
-         | sed 's/^/{tag}./'; else echo {tag}.systemd=no; fi\n",
+        "systemctl show -p {PROPERTIES} -- {} 2>/dev/null | sed 's/^/{tag}./'\n",
         quote(unit)
     )
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnitStatus {
-    /// The host runs systemd.
-    pub systemd: bool,
-    /// `loaded`, `not-found`, `masked`, ...
+/// What `systemctl show` said about a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitState {
+    /// `loaded`, `not-found`, `masked`, `error`, `bad-setting`.
     pub load: String,
-    /// `active`, `inactive`, `failed`, `activating`, ...
+    /// `active`, `reloading`, `inactive`, `failed`, `activating`, `deactivating`.
     pub active: String,
-    /// `enabled`, `disabled`, `static`, `masked`, ... (empty when there is no unit file)
+    /// `enabled`, `disabled`, `static`, `masked`, ... or empty for a unit without a file.
     pub file_state: String,
+    pub main_pid: u32,
     /// The unit file changed on disk since systemd read it.
     pub need_reload: bool,
 }
 
-impl UnitStatus {
-    /// Read the fields [`status_probe`] printed under `tag`.
-    pub fn from_probe(probed: &Probed, tag: &str) -> UnitStatus {
+impl UnitState {
+    /// The state [`show_probe`] printed under `tag`; None when systemctl printed
+    /// nothing (no systemd running on the host).
+    pub fn from_probe(probed: &Probed, tag: &str) -> Option<UnitState> {
         let fields = probed.fields();
-        let get = |k: &str| {
+        let text = |k: &str| {
             fields
                 .get(&format!("{tag}.{k}"))
                 .map(|v| String::from_utf8_lossy(v).trim().to_string())
-                .unwrap_or_default()
         };
-        UnitStatus {
-            systemd: get("systemd") == "yes",
-            load: get("LoadState"),
-            active: get("ActiveState"),
-            file_state: get("UnitFileState"),
-            need_reload: get("NeedDaemonReload") == "yes",
+        Some(UnitState {
+            load: text("LoadState")?,
+            active: text("ActiveState").unwrap_or_default(),
+            file_state: text("UnitFileState").unwrap_or_default(),
+            main_pid: text("MainPID").and_then(|p| p.parse().ok()).unwrap_or(0),
+            need_reload: text("NeedDaemonReload").as_deref() == Some("yes"),
+        })
+    }
+
+    /// The state of a unit not installed yet, once it is: by an earlier task in this
+    /// (check mode) run, or by the task itself.
+    pub fn assumed_new() -> UnitState {
+        UnitState {
+            load: "loaded".into(),
+            active: "inactive".into(),
+            file_state: "disabled".into(),
+            main_pid: 0,
+            need_reload: false,
         }
     }
 
-    /// Running or on its way there: `activating` covers a unit waiting to be restarted
-    /// by `Restart=`, which a start would not change.
+    pub fn found(&self) -> bool {
+        self.load != "not-found"
+    }
+
+    pub fn masked(&self) -> bool {
+        self.load == "masked" || self.file_state.starts_with("masked")
+    }
+
+    /// A unit file systemd could not load (`error`, `bad-setting`).
+    pub fn broken(&self) -> bool {
+        self.found() && !self.masked() && self.load != "loaded"
+    }
+
+    /// Running (or reloading). `activating` is not: a crash-looping service sits in
+    /// `activating (auto-restart)` and must not pass for started.
     pub fn is_active(&self) -> bool {
-        matches!(
-            self.active.as_str(),
-            "active" | "reloading" | "activating" | "refreshing"
-        )
+        matches!(self.active.as_str(), "active" | "reloading")
     }
 
-    pub fn is_enabled(&self) -> bool {
-        matches!(self.file_state.as_str(), "enabled" | "enabled-runtime")
+    /// Nothing runs and nothing is about to: `activating` is not stopped either, since
+    /// `Restart=` brings a unit waiting in `auto-restart` back by itself.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.active.as_str(), "inactive" | "failed")
     }
 
-    /// The `active:` line of a diff.
-    pub fn active_text(&self) -> &'static str {
-        if self.is_active() { "yes" } else { "no" }
+    /// The `active:` line of a state diff: yes, no, or what systemd says in between
+    /// (`activating`, `deactivating`).
+    pub fn active_text(&self) -> String {
+        if self.is_active() {
+            yes_no(true)
+        } else if self.is_stopped() {
+            yes_no(false)
+        } else {
+            self.active.clone()
+        }
     }
 
-    /// The `enabled:` line of a diff: yes or no, or what else systemd says (`masked`, `static`).
-    pub fn enabled_text(&self) -> String {
+    /// Some(enabled) for a unit `systemctl enable/disable` can switch; None for static,
+    /// indirect, generated or transient units, which have no install section to switch.
+    /// `enabled-runtime` (in /run only) counts as disabled: enabling makes it persistent.
+    pub fn enabled(&self) -> Option<bool> {
         match self.file_state.as_str() {
-            _ if self.is_enabled() => "yes".into(),
-            "" | "disabled" => "no".into(),
-            other => other.into(),
+            "enabled" | "alias" | "linked" => Some(true),
+            "disabled" | "enabled-runtime" | "linked-runtime" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Why the unit cannot be managed at all, if it cannot.
+    pub fn unusable(&self, unit: &str) -> Option<String> {
+        if self.masked() {
+            Some(format!(
+                "{} is masked (systemctl unmask {} to use it)",
+                unit_file(unit),
+                quote(unit)
+            ))
+        } else if self.broken() {
+            Some(format!(
+                "{} cannot be loaded (LoadState={}); see systemctl status {}",
+                unit_file(unit),
+                self.load,
+                quote(unit)
+            ))
+        } else {
+            None
         }
     }
 }
 
-/// The command enabling or disabling a unit.
-pub fn enable_script(unit: &str, enabled: bool) -> String {
-    let verb = if enabled { "enable" } else { "disable" };
-    format!("systemctl {verb} -- {}", quote(unit))
+/// `yes` / `no`, as state diffs show booleans.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
 }
 
-/// The command starting or stopping a unit.
-pub fn start_script(unit: &str, start: bool) -> String {
-    let verb = if start { "start" } else { "stop" };
-    format!("systemctl {verb} -- {}", quote(unit))
+/// The unit's file name: a bare name means a `.service`.
+pub fn unit_file(unit: &str) -> String {
+    const TYPES: &[&str] = &[
+        "service",
+        "socket",
+        "target",
+        "timer",
+        "mount",
+        "automount",
+        "path",
+        "slice",
+        "scope",
+        "device",
+        "swap",
+    ];
+    match unit.rsplit_once('.') {
+        Some((_, suffix)) if TYPES.contains(&suffix) => unit.to_string(),
+        _ => format!("{unit}.service"),
+    }
+}
+
+/// Whether `name` is a unit name systemd accepts (`[A-Za-z0-9:_.@\-]`, no leading
+/// `-` or `.`): an error message when it is not.
+pub fn check_unit_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c);
+    if name.is_empty() || name.len() > 255 {
+        return Err("a unit name must have 1 to 255 characters".into());
+    }
+    if name.starts_with(['-', '.']) || !name.chars().all(allowed) {
+        return Err(format!(
+            "`{name}` is not a systemd unit name (letters, digits and `:_.@-\\` only)"
+        ));
+    }
+    Ok(())
+}
+
+/// `systemctl VERB -- UNIT`; on failure the unit's status goes to stderr after
+/// systemctl's own message, so the task's error says why.
+pub fn systemctl(verb: &str, unit: &str) -> String {
+    let u = quote(unit);
+    format!(
+        "systemctl {verb} -- {u} || {{ rc=$?; systemctl status --no-pager --lines=10 -- {u} >&2 || true; exit $rc; }}\n"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_get_their_suffix_once() {
-        assert_eq!(unit_name("myapp"), "myapp.service");
-        assert_eq!(unit_name("myapp.service"), "myapp.service");
+    fn state(stdout: &str, tag: &str) -> Option<UnitState> {
+        let probed = Probed {
+            stdout: stdout.into(),
+            status: 0,
+        };
+        UnitState::from_probe(&probed, tag)
     }
 
     #[test]
-    fn status_from_systemctl_show() {
-        let probed = Probed {
-            stdout: "s.systemd=yes\ns.LoadState=loaded\ns.ActiveState=activating\n\
-                     s.UnitFileState=masked\ns.NeedDaemonReload=yes\n"
-                .into(),
-            status: 0,
-        };
-        let st = UnitStatus::from_probe(&probed, "s");
-        assert!(st.systemd && st.need_reload && st.is_active());
-        assert_eq!(st.enabled_text(), "masked");
-        let missing = Probed {
-            stdout: "s.systemd=yes\ns.LoadState=not-found\ns.ActiveState=inactive\n\
-                     s.UnitFileState=\ns.NeedDaemonReload=no\n"
-                .into(),
-            status: 0,
-        };
-        let st = UnitStatus::from_probe(&missing, "s");
-        assert_eq!((st.active_text(), st.enabled_text().as_str()), ("no", "no"));
+    fn show_output_is_parsed() {
+        let out = "unit.MainPID=812\nunit.LoadState=loaded\nunit.ActiveState=active\nunit.UnitFileState=enabled\nunit.NeedDaemonReload=no\n";
+        let s = state(out, "unit").unwrap();
+        assert_eq!(s.main_pid, 812);
+        assert!(s.found() && s.is_active() && !s.masked() && !s.broken() && !s.need_reload);
+        assert_eq!(s.enabled(), Some(true));
+        assert_eq!(s.active_text(), "yes");
+
+        let missing = "unit.LoadState=not-found\nunit.ActiveState=inactive\nunit.UnitFileState=\nunit.MainPID=0\n";
+        let s = state(missing, "unit").unwrap();
+        assert!(!s.found() && !s.is_active() && s.is_stopped());
+        assert_eq!(s.enabled(), None);
+        assert_eq!(s.active_text(), "no");
+
+        assert_eq!(state("", "unit"), None);
+    }
+
+    #[test]
+    fn a_stale_unit_needs_a_daemon_reload() {
+        let s = state("s.LoadState=loaded\ns.NeedDaemonReload=yes\n", "s").unwrap();
+        assert!(s.need_reload);
+    }
+
+    #[test]
+    fn static_and_masked_units() {
+        let s = state("u.LoadState=masked\nu.UnitFileState=masked\n", "u").unwrap();
+        assert!(s.unusable("app").unwrap().contains("app.service is masked"));
+        let s = state("u.LoadState=loaded\nu.UnitFileState=static\n", "u").unwrap();
+        assert_eq!(s.enabled(), None);
+        assert_eq!(s.unusable("app"), None);
+        let s = state("u.LoadState=bad-setting\n", "u").unwrap();
+        assert!(s.unusable("app").unwrap().contains("LoadState=bad-setting"));
+        let s = state("u.LoadState=loaded\nu.UnitFileState=enabled-runtime\n", "u").unwrap();
+        assert_eq!(s.enabled(), Some(false));
+    }
+
+    #[test]
+    fn crash_looping_is_neither_active_nor_stopped() {
+        let s = state("u.LoadState=loaded\nu.ActiveState=activating\n", "u").unwrap();
+        assert!(!s.is_active() && !s.is_stopped());
+        assert_eq!(s.active_text(), "activating");
+    }
+
+    #[test]
+    fn unit_names() {
+        assert!(check_unit_name("myapp").is_ok());
+        assert!(check_unit_name("getty@tty1.service").is_ok());
+        assert!(check_unit_name("").is_err());
+        assert!(check_unit_name("-rf").is_err());
+        assert!(check_unit_name("a b").is_err());
+        assert!(check_unit_name("x;reboot").is_err());
+        assert_eq!(unit_file("myapp"), "myapp.service");
+        assert_eq!(unit_file("nginx.service"), "nginx.service");
+        assert_eq!(unit_file("php8.2-fpm"), "php8.2-fpm.service");
+    }
+
+    #[test]
+    fn the_probe_quotes_the_name() {
+        insta::assert_snapshot!(show_probe("unit", "my app"), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- 'my app' 2>/dev/null | sed 's/^/unit./'");
     }
 
     #[test]
     fn the_probe_is_posix_sh_and_quiet_without_systemd() {
-        // This machine may or may not run systemd: the probe must print one of the two forms.
+        // This machine may or may not run systemd: either it answers for the unit (not
+        // found) or the probe prints nothing.
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(status_probe("s", "no-such-unit-for-converge-tests"))
+            .arg(show_probe("s", "no-such-unit-for-converge-tests"))
             .output()
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            text.starts_with("s.systemd=yes\n") || text == "s.systemd=no\n",
-            "{text}"
-        );
+        match state(&text, "s") {
+            Some(s) => assert!(!s.found() && s.is_stopped(), "{text}"),
+            None => assert_eq!(text, "", "{text}"),
+        }
     }
 }

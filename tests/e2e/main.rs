@@ -6,12 +6,16 @@ mod support;
 
 mod scenario;
 
+mod apt;
 mod command;
 mod dir;
 mod engine;
 mod group;
+mod http_check;
 mod logrotate;
 mod nginx_vhost;
+mod release;
+mod service;
 mod systemd_unit;
 mod template;
 mod user;

@@ -1,0 +1,287 @@
+use super::Service;
+use crate::module::testing::{FakeHost, diff_text, one, refused};
+use crate::module::{Action, Failure, Outcome, Resource, RestartBook, Status};
+use std::collections::HashSet;
+
+/// A host whose systemd knows `myapp` in the given state (`active`, `enabled`).
+fn host(active: &str, enabled: &str) -> FakeHost {
+    let host = FakeHost::new();
+    host.fake(
+        "systemctl",
+        &format!(
+            "case \"$1\" in\n\
+             show) printf 'MainPID=0\\nLoadState=loaded\\nActiveState={active}\\nUnitFileState={enabled}\\n' ;;\n\
+             start) if [ -e \"$(dirname \"$0\")/../fail\" ]; then echo 'Job for myapp.service failed.' >&2; exit 1; fi ;;\n\
+             esac"
+        ),
+    );
+    host
+}
+
+fn action(yaml: &str) -> Box<dyn Action> {
+    one(&Service, yaml)
+}
+
+async fn run(
+    host: &FakeHost,
+    yaml: &str,
+    apply: bool,
+    book: &mut RestartBook,
+) -> Result<Outcome, Failure> {
+    host.run(&*action(yaml), apply, book, &HashSet::new()).await
+}
+
+/// The changing calls the fakes saw (the probe's `show` left out).
+fn calls(host: &FakeHost) -> String {
+    host.log()
+        .lines()
+        .filter(|l| !l.starts_with("systemctl show"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[tokio::test]
+async fn starts_and_enables_a_stopped_service() {
+    let host = host("inactive", "disabled");
+    let mut book = RestartBook::default();
+    book.request("myapp");
+    let out = run(
+        &host,
+        "{name: myapp, state: started, enabled: true}",
+        true,
+        &mut book,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, Status::Changed);
+    insta::assert_snapshot!(diff_text(&out), @r"
+    --- host:service myapp (current)
+    +++ host:service myapp (desired)
+    @@ -1,2 +1,2 @@
+    -active: no
+    -enabled: no
+    +active: yes
+    +enabled: yes
+    ");
+    assert_eq!(
+        calls(&host),
+        "systemctl enable -- myapp\nsystemctl start -- myapp\n"
+    );
+    // A fresh start folds in the pending restart.
+    assert!(book.was_restarted("myapp") && !book.is_pending("myapp"));
+}
+
+#[tokio::test]
+async fn a_running_enabled_service_is_ok() {
+    let host = host("active", "enabled");
+    let mut book = RestartBook::default();
+    let out = run(
+        &host,
+        "{name: myapp, state: started, enabled: true}",
+        true,
+        &mut book,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, Status::Ok);
+    assert_eq!(calls(&host), "");
+    assert!(!book.was_restarted("myapp"));
+}
+
+#[tokio::test]
+async fn check_mode_changes_nothing() {
+    let host = host("active", "enabled");
+    let out = run(
+        &host,
+        "{name: myapp, state: stopped, enabled: false}",
+        false,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, Status::Changed);
+    assert!(diff_text(&out).contains("-active: yes\n-enabled: yes\n+active: no\n+enabled: no\n"));
+    assert_eq!(calls(&host), "");
+}
+
+#[tokio::test]
+async fn restarted_always_restarts_unless_merged() {
+    let host = host("active", "enabled");
+    let yaml = "{name: myapp.service, state: restarted}";
+    assert_eq!(action(yaml).restarts(), Some("myapp.service"));
+
+    // As a plain task: always changed, no diff for a running service.
+    let mut book = RestartBook::default();
+    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    assert_eq!((out.status, out.diffs.len()), (Status::Changed, 0));
+    assert_eq!(calls(&host), "systemctl restart -- myapp.service\n");
+    assert!(book.was_restarted("myapp"));
+
+    // Notified, then a release restarted it: merged.
+    let mut book = RestartBook::default();
+    book.request("myapp");
+    book.mark_restarted("myapp");
+    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    assert!(
+        matches!(out.status, Status::Skipped(ref r) if r.starts_with("restart merged: myapp.service"))
+    );
+    assert_eq!(calls(&host), "systemctl restart -- myapp.service\n");
+
+    // Notified again after that restart: it restarts.
+    book.request("myapp");
+    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    assert_eq!(out.status, Status::Changed);
+    assert!(!book.is_pending("myapp"));
+}
+
+#[tokio::test]
+async fn reload_starts_a_stopped_service() {
+    let host = host("inactive", "enabled");
+    let mut book = RestartBook::default();
+    let out = run(&host, "{name: nginx, state: reloaded}", true, &mut book)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Changed);
+    assert_eq!(calls(&host), "systemctl start -- nginx\n");
+    let host = self::host("active", "enabled");
+    run(&host, "{name: nginx, state: reloaded}", true, &mut book)
+        .await
+        .unwrap();
+    assert_eq!(calls(&host), "systemctl reload -- nginx\n");
+}
+
+#[tokio::test]
+async fn static_units_are_left_alone_by_enabled() {
+    let host = host("active", "static");
+    let out = run(
+        &host,
+        "{name: myapp, enabled: true}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, Status::Ok);
+}
+
+#[tokio::test]
+async fn a_failed_start_says_why() {
+    let host = host("inactive", "enabled");
+    std::fs::write(host.path("fail"), "").unwrap();
+    let err = run(
+        &host,
+        "{name: myapp, state: started}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("Job for myapp.service failed."), "{msg}");
+    assert!(calls(&host).contains("systemctl status --no-pager --lines=10 -- myapp"));
+}
+
+#[tokio::test]
+async fn missing_units() {
+    let host = FakeHost::new();
+    host.fake(
+        "systemctl",
+        "printf 'LoadState=not-found\\nActiveState=inactive\\nUnitFileState=\\nMainPID=0\\n'",
+    );
+    let yaml = "{name: myapp, state: started, enabled: true}";
+    let err = run(&host, yaml, false, &mut RestartBook::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("myapp.service not found"),
+        "{err}"
+    );
+
+    // Check mode, with the unit created by an earlier task: would start.
+    let changed: HashSet<Resource> = [Resource::unit("myapp.service")].into();
+    let mut book = RestartBook::default();
+    let out = host
+        .run(&*action(yaml), false, &mut book, &changed)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Changed);
+    assert!(diff_text(&out).contains("+active: yes\n+enabled: yes\n"));
+    assert!(book.was_restarted("myapp"));
+}
+
+#[tokio::test]
+async fn masked_and_systemd_less_hosts_fail() {
+    let host = FakeHost::new();
+    host.fake(
+        "systemctl",
+        "printf 'LoadState=masked\\nActiveState=inactive\\nUnitFileState=masked\\n'",
+    );
+    let err = run(
+        &host,
+        "{name: myapp, state: started}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("myapp.service is masked"));
+
+    host.fake(
+        "systemctl",
+        "echo 'System has not been booted with systemd' >&2; exit 1",
+    );
+    let err = run(
+        &host,
+        "{name: myapp, state: started}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("is systemd running"), "{err}");
+}
+
+#[test]
+fn parameter_errors() {
+    let err = |yaml: &str| refused(&Service, yaml);
+    insta::assert_snapshot!(err("{name: myapp}"), @"play.yml:1:1: service: give `state`, `enabled` or both");
+    insta::assert_snapshot!(err("{name: 'a;b', state: started}"), @"play.yml:1:8: service: `name`: `a;b` is not a systemd unit name (letters, digits and `:_.@-\\` only)");
+    assert!(err("{name: a, state: running}").contains("unknown variant `running`"));
+}
+
+#[test]
+fn the_probe_is_one_systemctl_show() {
+    insta::assert_snapshot!(action("{name: myapp, state: started}").probe(), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- myapp 2>/dev/null | sed 's/^/unit./'");
+    assert_eq!(
+        action("{name: myapp, state: started}").resources().needs,
+        vec![Resource::Unit("myapp".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_crash_looping_service_is_neither_started_nor_stopped() {
+    // `activating (auto-restart)`: Restart= brings it back unless it is stopped.
+    let host = host("activating", "enabled");
+    let out = run(
+        &host,
+        "{name: myapp, state: stopped}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap();
+    assert!(diff_text(&out).contains("-active: activating\n+active: no\n"));
+    assert_eq!(calls(&host), "systemctl stop -- myapp\n");
+
+    let host = self::host("activating", "enabled");
+    let out = run(
+        &host,
+        "{name: myapp, state: started}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap();
+    assert!(diff_text(&out).contains("-active: activating\n+active: yes\n"));
+    assert_eq!(calls(&host), "systemctl start -- myapp\n");
+}

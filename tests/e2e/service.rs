@@ -1,0 +1,90 @@
+//! `service` on a real host: started + enabled, idempotent rerun, drift repaired,
+//! stopped + disabled, a restart handler notified by a change, a missing unit.
+
+use crate::scenario::Scenario;
+
+const UNIT: &str = "[Unit]\nDescription=converge e2e sleeper\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n";
+
+fn play(tasks: &str) -> String {
+    format!("- hosts: all\n  tasks:\n{tasks}")
+}
+
+fn state(s: &Scenario) -> String {
+    s.sh(
+        "h1",
+        "echo $(systemctl is-active sleeper; systemctl is-enabled sleeper) || true",
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn service_converges_and_repairs_drift() {
+    let s = Scenario::new(1);
+    s.sh(
+        "h1",
+        &format!(
+            "printf '{UNIT}' > /etc/systemd/system/sleeper.service && systemctl daemon-reload"
+        ),
+    );
+    s.playbook(&play(
+        "    - service: { name: sleeper, state: started, enabled: true }\n",
+    ));
+    s.diff()
+        .expect_code(2)
+        .expect_stdout_contains("--- h1:service sleeper (current)")
+        .expect_stdout_contains("-active: no\n-enabled: no\n+active: yes\n+enabled: yes");
+    assert_eq!(state(&s), "inactive disabled");
+
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert_eq!(state(&s), "active enabled");
+    s.converge().expect_code(0).expect_changed("h1", 0);
+    s.diff().expect_code(0);
+
+    // Drift: stopped behind our back.
+    s.sh("h1", "systemctl stop sleeper");
+    s.diff()
+        .expect_code(2)
+        .expect_stdout_contains("-active: no\n+active: yes");
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert_eq!(state(&s), "active enabled");
+
+    s.playbook(&play(
+        "    - service: { name: sleeper.service, state: stopped, enabled: false }\n",
+    ));
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert_eq!(state(&s), "inactive disabled");
+    s.converge().expect_changed("h1", 0);
+}
+
+#[test]
+fn a_restart_handler_runs_only_on_change() {
+    let s = Scenario::new(1);
+    s.sh(
+        "h1",
+        &format!("printf '{UNIT}' > /etc/systemd/system/sleeper.service && systemctl daemon-reload && systemctl start sleeper"),
+    );
+    let pid = |s: &Scenario| s.sh("h1", "systemctl show -p MainPID --value sleeper");
+    s.playbook(&format!(
+        "{}  handlers:\n    - name: restart sleeper\n      service: {{ name: sleeper, state: restarted }}\n",
+        play("    - file: { path: /etc/sleeper.conf, content: \"a\\n\" }\n      notify: restart sleeper\n")
+    ));
+    let before = pid(&s);
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 2)
+        .expect_stdout_contains("restart sleeper");
+    let after = pid(&s);
+    assert_ne!(before, after, "not restarted");
+    s.converge().expect_code(0).expect_changed("h1", 0);
+    assert_eq!(pid(&s), after, "restarted without a change");
+}
+
+#[test]
+fn a_missing_unit_fails_the_task() {
+    let s = Scenario::new(1);
+    s.playbook(&play("    - service: { name: nosuch, state: started }\n"));
+    s.converge()
+        .expect_code(1)
+        .expect_stdout_contains("nosuch.service not found");
+}
