@@ -632,7 +632,7 @@ impl Action for VhostAction {
             if link_changed {
                 ctx.run_ok(
                     &format!("enabling {}", site.enabled),
-                    &files::link_script(&site.enabled, &site.available),
+                    &files::link_script(&site.enabled, &site.available, None),
                 )
                 .await?;
             }

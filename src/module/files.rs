@@ -350,17 +350,21 @@ impl Findings {
     }
 }
 
-/// The script making `path` a symlink to `target`: a new link under a hidden temp name
-/// (`.NAME.converge~`, skipped by nginx's and logrotate's `*` includes) renamed over the
-/// old one, so `path` never disappears. Fails on a directory at `path`.
-pub fn link_script(path: &str, target: &str) -> String {
+/// The script making `path` a symlink to `target`, owned by `owner` when given: a new
+/// link under a hidden temp name (`.NAME.converge~`, skipped by nginx's and logrotate's
+/// `*` includes) renamed over the old one, so `path` never disappears. Fails on a
+/// directory at `path`.
+pub fn link_script(path: &str, target: &str, owner: Option<&str>) -> String {
     let (dir, temp) = dir_and_temp(path);
     let (p, t) = (quote(path), quote(&temp).into_owned());
+    let chown = owner
+        .map(|o| format!("chown -h {} {t}\n", quote(o)))
+        .unwrap_or_default();
     format!(
         "set -e\n\
          if [ -d {p} ] && [ ! -L {p} ]; then echo \"{} is a directory\" >&2; exit 1; fi\n\
          [ -d {d} ] || {{ echo \"directory {} does not exist\" >&2; exit 1; }}\n\
-         rm -f {t}\nln -s {} {t}\nmv -Tf {t} {p}\n",
+         rm -f {t}\nln -s {} {t}\n{chown}mv -Tf {t} {p}\n",
         path.replace('"', ""),
         dir.replace('"', ""),
         quote(target),
@@ -476,7 +480,7 @@ mod tests {
         let link = dir.path().join("site b");
         let link = link.to_str().unwrap();
         for target in ["/etc/one", "/etc/two"] {
-            let out = sh(&link_script(link, target), b"");
+            let out = sh(&link_script(link, target, None), b"");
             assert!(
                 out.status.success(),
                 "{}",
@@ -487,7 +491,11 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         std::fs::remove_file(link).unwrap();
         std::fs::create_dir(link).unwrap();
-        assert!(!sh(&link_script(link, "/etc/one"), b"").status.success());
+        assert!(
+            !sh(&link_script(link, "/etc/one", None), b"")
+                .status
+                .success()
+        );
     }
 
     #[test]
