@@ -1,6 +1,7 @@
 //! The built-in modules, one folder each. The engine finds them through `registry`.
 
 pub mod apt;
+pub mod certbot;
 pub mod command;
 pub mod dir;
 pub mod file;
@@ -12,4 +13,5 @@ pub mod release;
 pub mod service;
 pub mod systemd_unit;
 pub mod template;
+pub mod ufw;
 pub mod user;

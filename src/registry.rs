@@ -17,6 +17,8 @@ static MODULES: &[&dyn Module] = &[
     &modules::service::Service,
     &modules::http_check::HttpCheck,
     &modules::release::Release,
+    &modules::ufw::Ufw,
+    &modules::certbot::Certbot,
 ];
 
 /// The module registered under `name` (a task's module key).

@@ -207,10 +207,7 @@ impl FileAction {
 #[async_trait]
 impl Action for FileAction {
     fn resources(&self) -> Resources {
-        let mut resources =
-            Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
-        resources.provides.push(Resource::Path(self.path.clone()));
-        resources
+        Resources::writes(&self.path, self.owner.as_deref(), self.group.as_deref())
     }
 
     fn probe(&self) -> String {

@@ -2,7 +2,7 @@
 //! `template`, so both diff and write a file the same way.
 
 use super::files::{self, DesiredFile, FileState, Kind};
-use super::{Action, Ctx, Failure, Mode, Outcome, Probed, Resource, Resources};
+use super::{Action, Ctx, Failure, Mode, Outcome, Probed, Resources};
 use async_trait::async_trait;
 
 #[derive(Debug)]
@@ -33,10 +33,7 @@ impl ManagedFile {
 #[async_trait]
 impl Action for ManagedFile {
     fn resources(&self) -> Resources {
-        let mut resources =
-            Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
-        resources.provides.push(Resource::Path(self.path.clone()));
-        resources
+        Resources::writes(&self.path, self.owner.as_deref(), self.group.as_deref())
     }
 
     fn probe(&self) -> String {

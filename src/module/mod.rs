@@ -112,6 +112,14 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// A path this action writes: it needs the dirs above it, its owner and group, and
+    /// orders before other tasks on the same path.
+    pub fn writes(path: &str, owner: Option<&str>, group: Option<&str>) -> Resources {
+        let mut resources = Resources::for_path(path, owner, group);
+        resources.provides.push(Resource::Path(path.to_string()));
+        resources
+    }
+
     /// The usual needs of a managed path: the dirs above it, its owner and group.
     pub fn for_path(path: &str, owner: Option<&str>, group: Option<&str>) -> Resources {
         let mut needs = vec![Resource::Path(path.to_string())];

@@ -18,6 +18,8 @@ pub struct Params<'a> {
     pub playbook_dir: &'a Path,
     /// Every variable of the host (facts, item, vars), for modules that render templates.
     pub vars: &'a Value,
+    /// The modules of every task in the play, for checks that span tasks.
+    pub play_modules: &'a [&'static str],
 }
 
 impl Params<'_> {
@@ -58,11 +60,7 @@ impl Params<'_> {
                 ));
         }
         let at = self.node.find(steps);
-        let where_ = steps
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(".");
+        let where_ = path_text(steps);
         let what = if where_.is_empty() {
             format!("{}: {message}", self.module)
         } else {
@@ -82,10 +80,30 @@ impl Params<'_> {
         node.error(format!("{}: `{key}`: {}", self.module, message.into()))
     }
 
+    /// An error about a value inside a parameter (`allow[2]`, `domains[0]`).
+    pub fn error_at_path(&self, path: &[PathStep], message: impl Into<String>) -> InputError {
+        let where_ = path_text(path);
+        self.node
+            .find(path)
+            .error(format!("{}: `{where_}`: {}", self.module, message.into()))
+    }
+
     /// A local path relative to the playbook's folder.
     pub fn local_path(&self, path: &str) -> PathBuf {
         self.playbook_dir.join(path)
     }
+}
+
+/// `allow[2].port`: keys joined by dots, list positions in brackets.
+fn path_text(steps: &[PathStep]) -> String {
+    let mut text = String::new();
+    for step in steps {
+        if matches!(step, PathStep::Key(_)) && !text.is_empty() {
+            text.push('.');
+        }
+        text.push_str(&step.to_string());
+    }
+    text
 }
 
 fn unknown_field(message: &str) -> Option<String> {
@@ -208,6 +226,7 @@ mod tests {
             node: &n,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            play_modules: &[],
         };
         params.parse::<P>()
     }

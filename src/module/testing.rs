@@ -55,6 +55,7 @@ impl TestParams {
             node: &self.node,
             playbook_dir: &self.dir,
             vars: &self.vars,
+            play_modules: &[],
         }
     }
 }

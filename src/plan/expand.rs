@@ -221,6 +221,7 @@ fn expand_task(
             node: &def.params,
             playbook_dir: &playbook.dir,
             vars: &item_ctx,
+            play_modules: &play_modules(play),
         };
         for action in def.module.prepare(&params)? {
             let phase = action.phase();
@@ -231,6 +232,14 @@ fn expand_task(
         task_name.unwrap_or_else(|| def.module.name().to_string()),
         nodes,
     ))
+}
+
+fn play_modules(play: &Play) -> Vec<&'static str> {
+    play.tasks
+        .iter()
+        .chain(&play.handlers)
+        .map(|t| t.module.name())
+        .collect()
 }
 
 /// The task's name: its `name:`, or `MODULE KEY` (e.g. `dir /opt/myapp`).

@@ -10,6 +10,11 @@ pub const FACTS: &str = "if [ -r /etc/os-release ]; then . /etc/os-release; fi; 
     echo \"arch=$(uname -m)\"; echo \"hostname=$(uname -n)\"; \
     if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi";
 
+/// The batch key of the facts script.
+pub const FACTS_KEY: usize = usize::MAX;
+/// The batch key of the pending-restart markers.
+pub const PENDING_RESTARTS_KEY: usize = usize::MAX - 1;
+
 pub fn facts_value(text: &str) -> serde_json::Value {
     let fields: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |k: &str| fields.get(k).copied().unwrap_or("").to_string();

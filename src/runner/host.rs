@@ -6,9 +6,17 @@ use crate::module::{Ctx, Failure, HostInfo, Probed, Resource, RestartBook, Statu
 use crate::plan::{EdgeKind, HostPlan};
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
 use crate::transport::{Script, Transport, TransportError, quote};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// Where a host records restarts that are owed (one empty file per service).
+const PENDING_DIR: &str = "/var/lib/converge/restart-pending";
+
+/// Lists the owed restarts (read in the first round trip).
+pub fn pending_restarts_probe() -> String {
+    format!("ls -1 {PENDING_DIR} 2>/dev/null || true")
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Done {
@@ -30,6 +38,7 @@ pub async fn converge_host(
     plan: &HostPlan,
     transport: &dyn Transport,
     facts: serde_json::Value,
+    prefetched: super::Prefetched,
     settings: &RunSettings<'_>,
 ) -> HostReport {
     let mut run = HostRun {
@@ -46,7 +55,7 @@ pub async fn converge_host(
             ..HostReport::default()
         },
     };
-    if let Err(e) = run.walk().await {
+    if let Err(e) = run.walk(prefetched).await {
         let reason = redact(&e.to_string(), &plan.secrets);
         settings.reporter.unreachable(&plan.host, &reason);
         run.report.unreachable = Some(reason);
@@ -55,22 +64,42 @@ pub async fn converge_host(
 }
 
 impl HostRun<'_> {
-    async fn walk(&mut self) -> Result<(), TransportError> {
+    async fn walk(&mut self, prefetched: super::Prefetched) -> Result<(), TransportError> {
+        let super::Prefetched {
+            probes: mut prefetched,
+            pending_restarts,
+        } = prefetched;
         let plan = self.plan;
         let mut done: HashMap<usize, Done> = HashMap::new();
         let mut notified: HashSet<usize> = HashSet::new();
         let mut restarts = RestartBook::default();
+        // A restart asked for by a run that died before doing it is still owed.
+        for service in &pending_restarts {
+            restarts.request(service);
+        }
+        let mut persisted: BTreeSet<String> = pending_restarts.into_iter().collect();
         let mut changed: HashSet<Resource> = HashSet::new();
         let runnable =
             |i: usize| plan.nodes[i].action.is_some() && plan.nodes[i].skip_reason.is_none();
-        let mut probes = self
-            .probe(
-                plan.order
-                    .iter()
-                    .copied()
-                    .filter(|&i| runnable(i) && !plan.nodes[i].is_handler),
-            )
-            .await?;
+        // Reuse what the first round trip read when the probe is still the same.
+        let mut probes: HashMap<usize, Probed> = HashMap::new();
+        let mut missing = Vec::new();
+        for &i in plan
+            .order
+            .iter()
+            .filter(|&&i| runnable(i) && !plan.nodes[i].is_handler)
+        {
+            let probe = plan.nodes[i].action.as_ref().map(|a| a.probe());
+            match prefetched.remove(&i) {
+                Some((text, probed)) if Some(&text) == probe.as_ref() => {
+                    probes.insert(i, probed);
+                }
+                _ => missing.push(i),
+            }
+        }
+        if !missing.is_empty() {
+            probes.extend(self.probe(missing.into_iter()).await?);
+        }
         let mut stale = false;
         let total = plan.order.len();
         for (position, &i) in plan.order.iter().enumerate() {
@@ -154,6 +183,7 @@ impl HostRun<'_> {
                         stale = !self.settings.check;
                     }
                     self.record(i, status, diff, None, skip, elapsed);
+                    self.persist_restarts(&restarts, &mut persisted).await?;
                 }
                 Err(Failure::Task(message)) => {
                     done.insert(i, Done::Blocked);
@@ -173,15 +203,45 @@ impl HostRun<'_> {
             }
         }
         if !self.settings.interrupted.load(Ordering::SeqCst) {
-            self.flush_restarts(&restarts).await?;
+            self.flush_restarts(&mut restarts).await?;
+            self.persist_restarts(&restarts, &mut persisted).await?;
         }
         Ok(())
     }
 
+    /// Keep the host's record of owed restarts equal to the book, so a crash between a
+    /// change and its restart does not lose the restart (the next run performs it).
+    async fn persist_restarts(
+        &self,
+        restarts: &RestartBook,
+        persisted: &mut BTreeSet<String>,
+    ) -> Result<(), TransportError> {
+        let wanted: BTreeSet<String> = restarts.pending().into_iter().collect();
+        if self.settings.check || wanted == *persisted {
+            return Ok(());
+        }
+        let mut script = format!("mkdir -p {PENDING_DIR}\n");
+        for service in wanted.difference(persisted) {
+            script.push_str(&format!("touch {PENDING_DIR}/{}\n", quote(service)));
+        }
+        for service in persisted.difference(&wanted) {
+            script.push_str(&format!("rm -f {PENDING_DIR}/{}\n", quote(service)));
+        }
+        self.transport
+            .exec(Script {
+                body: &script,
+                stdin: &[],
+                become_root: true,
+            })
+            .await?;
+        *persisted = wanted;
+        Ok(())
+    }
+
     /// Restarts asked for by changed units that no handler or release performed.
-    async fn flush_restarts(&mut self, restarts: &RestartBook) -> Result<(), TransportError> {
+    async fn flush_restarts(&mut self, restarts: &mut RestartBook) -> Result<(), TransportError> {
         for service in restarts.pending() {
-            let name = format!("restart {service} (unit changed)");
+            let name = format!("restart {service} (pending)");
             let started = Instant::now();
             let diff = format!(
                 "--- {host}:service {service} (current)\n+++ {host}:service {service} (desired)\n-restarted: no\n+restarted: yes\n",
@@ -200,6 +260,9 @@ impl HostRun<'_> {
                 if !out.success() {
                     error = Some(out.stderr_text());
                 }
+            }
+            if error.is_none() {
+                restarts.mark_restarted(&service);
             }
             let status = if error.is_some() {
                 TaskStatus::Failed

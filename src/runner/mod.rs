@@ -3,9 +3,11 @@
 //! one connection, hosts in parallel.
 
 mod batch;
+mod counted;
 mod host;
 
 pub use batch::{FACTS, facts_value};
+
 pub use host::converge_host;
 
 use crate::report::Reporter;
@@ -21,11 +23,12 @@ pub enum Connection {
 }
 
 impl Connection {
-    pub async fn open(&self) -> Result<Arc<dyn Transport>, TransportError> {
-        Ok(match self {
+    pub async fn open(&self) -> Result<Arc<counted::Counted>, TransportError> {
+        let inner: Arc<dyn Transport> = match self {
             Connection::Local => Arc::new(LocalTransport::new()),
             Connection::Ssh(options) => Arc::new(SshTransport::connect(options).await?),
-        })
+        };
+        Ok(Arc::new(counted::Counted::new(inner)))
     }
 }
 
@@ -38,16 +41,86 @@ pub struct RunSettings<'a> {
     pub interrupted: Arc<AtomicBool>,
 }
 
-/// Gather facts over an open connection.
-pub async fn gather_facts(transport: &dyn Transport) -> Result<serde_json::Value, TransportError> {
+/// What the first round trip read besides facts.
+#[derive(Default)]
+pub struct Prefetched {
+    /// Probe results read before the final plan existed, with the probe text they
+    /// answer, so a node whose probe came out the same once facts were known reuses them.
+    pub probes: HashMap<usize, (String, crate::module::Probed)>,
+    /// Restarts a previous run asked for but did not live to perform.
+    pub pending_restarts: Vec<String>,
+}
+
+/// The first round trip to a host: its facts, plus the state of every task that needed
+/// no facts to render, in one exec. A no-change rerun needs no other.
+pub async fn first_read(
+    transport: &dyn Transport,
+    plan: &HostPlan,
+) -> Result<(serde_json::Value, Prefetched), TransportError> {
+    let prefetchable: Vec<usize> = plan
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let n = &plan.nodes[i];
+            n.action.is_some() && n.skip_reason.is_none() && !n.is_handler
+        })
+        .collect();
+    // One privilege level per exec: the one most tasks use (facts read the same either way).
+    let become_count = prefetchable
+        .iter()
+        .filter(|&&i| plan.nodes[i].become_root)
+        .count();
+    let become_root = become_count * 2 > prefetchable.len();
+    let mut batch = batch::Batch::new();
+    batch.add(batch::FACTS_KEY, FACTS);
+    batch.add(batch::PENDING_RESTARTS_KEY, &host::pending_restarts_probe());
+    let mut texts = HashMap::new();
+    for &i in &prefetchable {
+        if plan.nodes[i].become_root == become_root
+            && let Some(action) = &plan.nodes[i].action
+        {
+            let probe = action.probe();
+            batch.add(i, &probe);
+            texts.insert(i, probe);
+        }
+    }
     let out = transport
         .exec(crate::transport::Script {
-            body: FACTS,
+            body: batch.script(),
             stdin: &[],
-            become_root: false,
+            become_root,
         })
         .await?;
-    Ok(facts_value(&out.stdout_text()))
+    let mut results = batch.split(&out.stdout_text());
+    let Some(facts) = results.remove(&batch::FACTS_KEY) else {
+        return Err(TransportError::Io(format!(
+            "reading the host's facts failed (exit {}): {}",
+            out.status,
+            out.stderr_text()
+        )));
+    };
+    let pending_restarts = results
+        .remove(&batch::PENDING_RESTARTS_KEY)
+        .map(|p| {
+            p.stdout
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let probes = results
+        .into_iter()
+        .filter_map(|(i, probed)| texts.remove(&i).map(|text| (i, (text, probed))))
+        .collect();
+    Ok((
+        facts_value(&facts.stdout),
+        Prefetched {
+            probes,
+            pending_restarts,
+        },
+    ))
 }
 
 use crate::error::{InputError, InputResult};
@@ -136,7 +209,7 @@ pub struct RunResult {
 }
 
 /// A host we are connected to, with its facts.
-type Reached = (Arc<dyn Transport>, serde_json::Value);
+type Reached = (Arc<counted::Counted>, serde_json::Value, Prefetched);
 
 /// Converge (or, in check mode, diff) every play of the playbook.
 pub async fn run_playbook(
@@ -209,8 +282,8 @@ pub async fn run_playbook(
                 let _permit = forks.acquire().await;
                 let result = async {
                     let transport = spec.open().await?;
-                    let facts = gather_facts(transport.as_ref()).await?;
-                    Ok::<_, TransportError>((transport, facts))
+                    let (facts, prefetched) = first_read(transport.as_ref(), plan).await?;
+                    Ok::<_, TransportError>((transport, facts, prefetched))
                 }
                 .await;
                 (name, result.map_err(|e| e.to_string()))
@@ -237,7 +310,7 @@ pub async fn run_playbook(
         let facts: HashMap<String, serde_json::Value> = reachable
             .iter()
             .filter_map(|h| match connections.get(&h.name) {
-                Some(Ok((_, f))) => Some((h.name.clone(), f.clone())),
+                Some(Ok((_, f, _))) => Some((h.name.clone(), f.clone())),
                 _ => None,
             })
             .collect();
@@ -245,15 +318,17 @@ pub async fn run_playbook(
         let final_plans = plans(playbook, play, inventory, &reachable, options, Some(&facts))?;
         let mut runs = Vec::new();
         for plan in &final_plans {
-            let Some(Ok((transport, facts))) = connections.get(&plan.host) else {
+            let Some(Ok((transport, facts, prefetched))) = connections.get_mut(&plan.host) else {
                 continue;
             };
             let forks = forks.clone();
             let transport = transport.clone();
             let facts = facts.clone();
+            // What the first round trip read serves only the first play.
+            let prefetched = std::mem::take(prefetched);
             runs.push(async move {
                 let _permit = forks.acquire().await;
-                converge_host(plan, transport.as_ref(), facts, settings).await
+                converge_host(plan, transport.as_ref(), facts, prefetched, settings).await
             });
         }
         for report in futures::future::join_all(runs).await {
@@ -268,8 +343,11 @@ pub async fn run_playbook(
             }
         }
     }
-    for (_, c) in connections {
-        if let Ok((transport, _)) = c {
+    for (host, c) in connections {
+        if let Ok((transport, _, _)) = c {
+            if options.verbose {
+                eprintln!("{host}: {} exec(s) over one connection", transport.execs());
+            }
             transport.close().await;
         }
     }

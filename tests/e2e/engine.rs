@@ -148,3 +148,34 @@ fn a_changed_host_key_is_refused() {
         Some(1)
     );
 }
+
+#[test]
+fn a_restart_owed_by_a_dead_run_is_performed_by_the_next() {
+    let s = Scenario::new(1);
+    s.sh(
+        "h1",
+        "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/sleeper.service \
+         && systemctl daemon-reload && systemctl start sleeper",
+    );
+    s.playbook("- hosts: all\n  tasks:\n    - file: { path: /etc/owed.conf, content: \"x\\n\" }\n");
+    s.converge().expect_code(0);
+    let pid = s.sh("h1", "systemctl show -p MainPID --value sleeper");
+    // What a run that changed the unit and died before restarting leaves behind.
+    s.sh("h1", "mkdir -p /var/lib/converge/restart-pending && touch /var/lib/converge/restart-pending/sleeper");
+    s.diff()
+        .expect_code(2)
+        .expect_stdout_contains("restart sleeper (pending)");
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 1)
+        .expect_stdout_contains("restart sleeper (pending)");
+    assert_ne!(s.sh("h1", "systemctl show -p MainPID --value sleeper"), pid);
+    assert_eq!(
+        s.hosts
+            .exec("h1", "test -e /var/lib/converge/restart-pending/sleeper")
+            .status
+            .code(),
+        Some(1)
+    );
+    s.converge().expect_code(0).expect_changed("h1", 0);
+}

@@ -7,6 +7,7 @@ mod support;
 mod scenario;
 
 mod apt;
+mod certbot;
 mod command;
 mod dir;
 mod engine;
@@ -18,4 +19,5 @@ mod release;
 mod service;
 mod systemd_unit;
 mod template;
+mod ufw;
 mod user;

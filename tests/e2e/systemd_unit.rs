@@ -74,7 +74,7 @@ fn a_unit_converges_restarts_once_and_drift_is_repaired() {
         .expect_code(0)
         .expect_changed("h1", 2)
         .expect_stdout_contains("+Environment=\"MODE=debug\"")
-        .expect_stdout_contains("restart demo (unit changed)");
+        .expect_stdout_contains("restart demo (pending)");
     assert_eq!(changed.stdout.matches("restarted: yes").count(), 1);
     assert_ne!(main_pid(&s), pid);
     assert!(
@@ -107,7 +107,7 @@ fn a_unit_converges_restarts_once_and_drift_is_repaired() {
     let pid = main_pid(&s);
     s.converge()
         .expect_code(0)
-        .expect_stdout_contains("restart demo (unit changed)");
+        .expect_stdout_contains("restart demo (pending)");
     assert_ne!(main_pid(&s), pid);
     assert_eq!(
         s.sh("h1", "systemctl show -p Nice --value demo").trim(),

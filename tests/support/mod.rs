@@ -4,4 +4,5 @@
 //! `#[path = "../support/mod.rs"] mod support;`.
 
 pub mod hosts;
+pub mod pebble;
 pub mod sshd;

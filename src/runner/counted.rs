@@ -1,0 +1,46 @@
+//! Counting round trips: `-v` says how many execs each host cost, which is what
+//! makes a no-change rerun fast or slow.
+
+use crate::transport::{ExecOutput, Script, Stream, Transport, TransportError};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug)]
+pub struct Counted {
+    inner: Arc<dyn Transport>,
+    execs: AtomicUsize,
+}
+
+impl Counted {
+    pub fn new(inner: Arc<dyn Transport>) -> Counted {
+        Counted {
+            inner,
+            execs: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn execs(&self) -> usize {
+        self.execs.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Transport for Counted {
+    async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        self.execs.fetch_add(1, Ordering::Relaxed);
+        self.inner.exec(script).await
+    }
+
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
+        self.inner.connect_tcp(host, port).await
+    }
+
+    fn login_is_root(&self) -> bool {
+        self.inner.login_is_root()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}

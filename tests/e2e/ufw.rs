@@ -1,0 +1,165 @@
+//! `ufw` on a real host (its own network namespace): rules for IPv4 and IPv6, enabling,
+//! drift, purge, and never locking out the SSH connection — also through sudo.
+
+use crate::scenario::Scenario;
+
+const SITE: &str = r#"
+- hosts: all
+  tasks:
+    - ufw:
+        default_incoming: deny
+        default_outgoing: allow
+        enabled: true
+        allow: ["22/tcp", "80/tcp", { port: 9100, proto: tcp, from: 10.0.0.0/8, comment: "node exporter; metrics" }]
+        limit: ["2222/tcp"]
+"#;
+
+fn status(s: &Scenario) -> String {
+    s.sh("h1", "ufw status verbose")
+}
+
+/// Whether this machine can open a TCP connection to h1's `port`.
+fn reachable(s: &Scenario, port: u16) -> bool {
+    let ip = &s.hosts.host("h1").ip;
+    std::net::TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().expect("address"),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok()
+}
+
+#[test]
+fn ufw_converges_reruns_and_repairs_drift() {
+    let s = Scenario::new(1);
+    s.sh("h1", "nohup python3 -m http.server 8081 >/dev/null 2>&1 &");
+    s.playbook(SITE);
+
+    s.diff()
+        .expect_code(2)
+        .expect_stdout_contains("--- h1:ufw (current)\n+++ h1:ufw (desired)")
+        .expect_stdout_contains("-enabled: no\n")
+        .expect_stdout_contains("+enabled: yes\n")
+        .expect_stdout_contains("+allow 9100/tcp from 10.0.0.0/8 # node exporter; metrics\n")
+        .expect_stdout_contains("+limit 2222/tcp\n");
+    assert!(status(&s).contains("Status: inactive"));
+    assert!(reachable(&s, 8081));
+
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    let st = status(&s);
+    assert!(st.contains("Status: active"), "{st}");
+    assert!(
+        st.contains("Default: deny (incoming), allow (outgoing)"),
+        "{st}"
+    );
+    for line in [
+        "22/tcp                     ALLOW IN    Anywhere",
+        "9100/tcp                   ALLOW IN    10.0.0.0/8                 # node exporter; metrics",
+        "2222/tcp                   LIMIT IN    Anywhere",
+        "80/tcp (v6)                ALLOW IN    Anywhere (v6)",
+    ] {
+        assert!(st.contains(line), "{line:?} in\n{st}");
+    }
+    // The firewall is live: nginx on 80 answers, the listener on 8081 is cut off.
+    assert!(reachable(&s, 80));
+    assert!(!reachable(&s, 8081));
+
+    // Rerun over a new SSH connection through the enabled firewall: nothing to do.
+    s.converge().expect_code(0).expect_changed("h1", 0);
+    s.diff().expect_code(0);
+
+    // Drift: a rule gone, another added by hand, a comment changed.
+    s.sh(
+        "h1",
+        "ufw delete allow 80/tcp && ufw allow 8080/tcp && \
+         ufw allow proto tcp from 10.0.0.0/8 to any port 9100 comment old",
+    );
+    s.diff()
+        .expect_code(2)
+        .expect_stdout_contains("-allow 9100/tcp from 10.0.0.0/8 # old\n")
+        .expect_stdout_contains("+allow 80/tcp\n")
+        .expect_stdout_contains(" allow 8080/tcp\n");
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    let st = status(&s);
+    assert!(st.contains("80/tcp                     ALLOW IN"), "{st}");
+    assert!(st.contains("# node exporter; metrics"), "{st}");
+    // Without purge, a rule added by hand stays.
+    assert!(st.contains("8080/tcp                   ALLOW IN"), "{st}");
+    s.converge().expect_code(0).expect_changed("h1", 0);
+
+    // purge: rules not in the playbook go, from both families.
+    s.playbook(&SITE.replace("enabled: true", "enabled: true\n        purge: true"));
+    s.diff()
+        .expect_code(2)
+        .expect_stdout_contains("-allow 8080/tcp\n");
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    let st = status(&s);
+    assert!(!st.contains("8080"), "{st}");
+    assert!(st.contains("22/tcp (v6)"), "{st}");
+    s.converge().expect_code(0).expect_changed("h1", 0);
+}
+
+/// The test hosts' `deploy` user, which becomes root with sudo.
+fn deploy_inventory(s: &Scenario) {
+    s.file(
+        "inventory.yml",
+        &format!(
+            "all:\n  hosts:\n    h1:\n      ansible_host: {}\n      ansible_user: deploy\n      \
+             ansible_ssh_private_key_file: {}\n",
+            s.hosts.host("h1").ip,
+            s.hosts.key().display()
+        ),
+    );
+}
+
+fn site(allow: &str) -> String {
+    format!(
+        "- hosts: all\n  become: true\n  tasks:\n    - ufw: {{ default_incoming: deny, enabled: true, allow: {allow} }}\n"
+    )
+}
+
+#[test]
+fn the_ssh_connection_is_never_locked_out() {
+    let s = Scenario::new(1);
+    deploy_inventory(&s);
+
+    // Default deny without the SSH port: refused (check mode and apply), nothing changed.
+    s.playbook(&site(r#"["80/tcp"]"#));
+    s.diff()
+        .expect_code(1)
+        .expect_stdout_contains("refusing to change ufw: the default incoming policy `deny` would block the SSH port 22/tcp");
+    s.converge().expect_code(1);
+    assert!(status(&s).contains("Status: inactive"));
+
+    // SSH allowed only from a network the connection does not come from: refused.
+    s.playbook(&site(r#"[{ port: 22, proto: tcp, from: 192.0.2.0/24 }]"#));
+    s.converge()
+        .expect_code(1)
+        .expect_stdout_contains("would block the SSH port 22/tcp");
+    assert!(status(&s).contains("Status: inactive"));
+
+    // ...and from the network it does come from (sudo hides SSH_CONNECTION; the
+    // probe finds it in the ancestor's environment): fine.
+    let bridge = s.hosts.bridge_ip();
+    let subnet = format!("{}.0/24", bridge.rsplit_once('.').expect("ip").0);
+    s.playbook(&site(&format!(
+        r#"[{{ port: 22, proto: tcp, from: "{subnet}" }}]"#
+    )));
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(status(&s).contains("Status: active"));
+    s.converge().expect_code(0).expect_changed("h1", 0);
+
+    // Purging the rule that lets SSH in: refused, the rule stays.
+    s.playbook(
+        "- hosts: all\n  become: true\n  tasks:\n    - ufw: { allow: [\"80/tcp\"], purge: true }\n",
+    );
+    s.converge()
+        .expect_code(1)
+        .expect_stdout_contains("would block the SSH port 22/tcp");
+    assert!(status(&s).contains(&subnet));
+
+    // An explicit deny of SSH: refused before any host is touched.
+    s.playbook("- hosts: all\n  tasks:\n    - ufw: { deny: [\"22/tcp\"] }\n");
+    s.converge().expect_code(3).expect_stderr_contains(
+        "site.yml:3:21: ufw: `deny[0]`: this denies SSH (22/tcp) from everywhere",
+    );
+}
