@@ -87,6 +87,21 @@ impl Scenario {
     pub fn sh(&self, host: &str, cmd: &str) -> String {
         self.hosts.sh(host, cmd)
     }
+
+    /// The output of `cmd` once it contains `want`, retried for up to 10 s: for what
+    /// settles after the run (a reloaded nginx, a service that is still binding its port).
+    pub fn sh_until(&self, host: &str, cmd: &str, want: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let out = self.hosts.exec(host, cmd);
+            last = String::from_utf8_lossy(&out.stdout).into_owned();
+            if last.contains(want) {
+                return last;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("on {host}: `{cmd}` never printed {want:?}; last output:\n{last}");
+    }
 }
 
 impl Run {
