@@ -21,6 +21,11 @@ pub fn engine() -> &'static Engine {
     &ENGINE
 }
 
+/// Exactly one helper call, `{{default port 8080}}`: its value keeps its type too.
+static SINGLE_HELPER_CALL: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*\s[^{}]*?)\s*\}\}$").expect("static regex")
+});
+
 static SINGLE_EXPRESSION: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}$")
         .expect("static regex")
@@ -69,6 +74,13 @@ impl Engine {
                     .cloned()
                     .ok_or_else(|| format!("undefined variable `{path}`"));
             }
+        }
+        if let Some(caps) = SINGLE_HELPER_CALL.captures(template)
+            && is_helper(caps[1].split_whitespace().next().unwrap_or(""))
+        {
+            // The helper's value, through `json`, instead of its text.
+            let json = self.render_text(&format!("{{{{json ({})}}}}", &caps[1]), ctx)?;
+            return serde_json::from_str(&json).map_err(|e| format!("template error: {e}"));
         }
         self.render_text(template, ctx).map(Value::String)
     }
