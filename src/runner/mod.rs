@@ -6,7 +6,7 @@ mod batch;
 mod counted;
 mod host;
 
-pub use batch::{FACTS, facts_value};
+use batch::{FACTS, facts_value};
 
 pub use host::converge_host;
 
