@@ -132,7 +132,7 @@ fn is_text(bytes: &[u8]) -> bool {
 }
 
 /// Key files are secrets whether or not a play says so.
-fn holds_private_key(bytes: &[u8]) -> bool {
+pub fn holds_private_key(bytes: &[u8]) -> bool {
     const MARKER: &[u8] = b"PRIVATE KEY-----";
     bytes.windows(MARKER.len()).any(|w| w == MARKER)
 }
