@@ -39,8 +39,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Converge every host of the inventory (the default: `converge site.yml`).
+    #[command(after_help = EXIT_CODES)]
     Apply(RunArgs),
     /// Check mode: change nothing, print unified diffs of what differs; exit 2 on drift.
+    #[command(after_help = EXIT_CODES)]
     Diff(RunArgs),
     /// Show each host's task DAG, without connecting.
     Graph(GraphArgs),
@@ -193,6 +195,30 @@ fn load(target: &TargetArgs) -> Result<Loaded, InputError> {
     })
 }
 
+/// Plays whose `hosts:` names something the inventory lacks: not an error (a playbook
+/// may name groups only some inventories have), but never silent, since it is usually
+/// a typo and such a play runs on no host.
+fn unmatched_hosts_warnings(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .playbook
+        .plays
+        .iter()
+        .filter_map(|play| {
+            let (pattern, span) = &play.hosts;
+            let selection = loaded.inventory.select(pattern, Some(span)).ok()?;
+            (!selection.unmatched.is_empty()).then(|| {
+                format!(
+                    "warning: {}: play `{}`: `{}` names no host or group of {}",
+                    span.position(),
+                    play.name,
+                    selection.unmatched.join("`, `"),
+                    loaded.inventory_path.display()
+                )
+            })
+        })
+        .collect()
+}
+
 async fn dispatch(cli: Cli) -> Exit {
     match cli.command {
         Command::Apply(args) => run(args, false).await,
@@ -214,6 +240,7 @@ fn options(target: &TargetArgs, loaded: &Loaded, run: Option<&RunArgs>) -> RunOp
         timeout: Duration::from_secs(run.map_or(10, |r| r.timeout)),
         accept_new_host_keys: run.is_some_and(|r| r.accept_new_host_keys),
         verbose: run.is_some_and(|r| r.verbose),
+        quiet: run.is_some_and(|r| r.quiet),
     }
 }
 
@@ -223,6 +250,11 @@ async fn run(args: RunArgs, check: bool) -> Exit {
         Ok(l) => l,
         Err(e) => return report_input_error(e),
     };
+    if !args.quiet {
+        for warning in unmatched_hosts_warnings(&loaded) {
+            eprintln!("{warning}");
+        }
+    }
     let _lock = match RunLock::acquire(&args.target.playbook, &loaded.inventory_path) {
         Ok(lock) => lock,
         Err(LockError::Held(path)) => {
@@ -308,6 +340,9 @@ type PlayPlans = Vec<(String, Vec<HostPlan>)>;
 /// Every host's plan for every play, without connecting.
 fn offline_plans(target: &TargetArgs) -> Result<(Loaded, PlayPlans), InputError> {
     let loaded = load(target)?;
+    for warning in unmatched_hosts_warnings(&loaded) {
+        eprintln!("{warning}");
+    }
     let options = options(target, &loaded, None);
     let mut all = Vec::new();
     for play in &loaded.playbook.plays {
@@ -376,4 +411,49 @@ fn graph(args: &GraphArgs) -> Exit {
         }
     }
     Exit::Success
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_help_lists_the_exit_codes() {
+        let cli = Cli::command();
+        assert!(cli.get_after_help().is_some());
+        for sub in ["apply", "diff"] {
+            let help = cli
+                .find_subcommand(sub)
+                .and_then(|c| c.get_after_help())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(help.contains("130"), "{sub}: {help}");
+        }
+    }
+
+    #[test]
+    fn a_play_whose_hosts_match_nothing_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let playbook = dir.path().join("site.yml");
+        std::fs::write(
+            &playbook,
+            "- hosts: webz\n  tasks: []\n- hosts: web\n  tasks: []\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("inventory.yml"),
+            "all:\n  children:\n    web:\n      hosts: { w1: {} }\n",
+        )
+        .unwrap();
+        let target = TargetArgs {
+            playbook,
+            inventory: None,
+            limit: None,
+            extra: Vec::new(),
+        };
+        let warnings = unmatched_hosts_warnings(&load(&target).unwrap());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("site.yml:1:10: play `webz`: `webz` names no host or group"));
+    }
 }

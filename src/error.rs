@@ -149,6 +149,24 @@ impl InputError {
         self
     }
 
+    /// The same error with every secret value replaced by `<secret>` (a value rendered
+    /// from a secret can end up in a message: "`hunter2` is not an octal mode").
+    pub fn redact(mut self, secrets: &[String]) -> InputError {
+        if secrets.is_empty() {
+            return self;
+        }
+        let hide = |text: &str| crate::report::redact(text, secrets);
+        self.message = crate::report::redact(&self.message, secrets);
+        self.label = self.label.as_deref().map(hide);
+        self.help = self.help.as_deref().map(hide);
+        self.related = self
+            .related
+            .into_iter()
+            .map(|e| e.redact(secrets))
+            .collect();
+        self
+    }
+
     /// Several independent mistakes reported at once, the first one leading.
     pub fn combine(mut errors: Vec<InputError>) -> Option<InputError> {
         if errors.is_empty() {
@@ -182,6 +200,20 @@ mod tests {
                 assert_eq!(high.worst(*low), *high);
             }
         }
+    }
+
+    #[test]
+    fn redaction_reaches_every_part_and_related_errors() {
+        let secrets = vec!["hunter2".to_string()];
+        let mut err = InputError::new("`hunter2` is not an octal mode")
+            .label("hunter2 here")
+            .help("not hunter2");
+        err.related.push(InputError::new("uid `hunter2`"));
+        let err = err.redact(&secrets);
+        assert_eq!(err.message, "`<secret>` is not an octal mode");
+        assert_eq!(err.label.as_deref(), Some("<secret> here"));
+        assert_eq!(err.help.as_deref(), Some("not <secret>"));
+        assert_eq!(err.related[0].message, "uid `<secret>`");
     }
 
     #[test]

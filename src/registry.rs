@@ -5,6 +5,9 @@ use crate::modules;
 
 static MODULES: &[&dyn Module] = &[
     &modules::file::File,
+    &modules::logrotate::Logrotate,
+    &modules::nginx_vhost::NginxVhost,
+    &modules::systemd_unit::SystemdUnit,
     &modules::dir::Dir,
     &modules::template::Template,
     &modules::user::User,

@@ -1,6 +1,6 @@
 use super::{Apt, parse_dpkg, parse_policy};
 use crate::module::testing::{FakeHost, diff_text, one, refused};
-use crate::module::{Failure, Outcome, Probed, Resource, RestartBook, Status};
+use crate::module::{Failure, Outcome, Resource, RestartBook, Status};
 use std::collections::HashSet;
 
 const POLICY_NGINX: &str = "nginx:\n  Installed: 1.22.1-9\n  Candidate: 1.22.1-9+deb12u1\n  Version table:\n     1.22.1-9+deb12u1 500\n        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n *** 1.22.1-9 100\n        100 /var/lib/dpkg/status\n";
@@ -186,20 +186,10 @@ async fn apt_failures_carry_a_hint() {
 #[tokio::test]
 async fn hosts_without_dpkg() {
     let action = one(&Apt, "{name: nginx}");
-    let probed = Probed {
-        stdout: "[no-dpkg]\n".into(),
-        status: 0,
-    };
-    let err = FakeHost::new()
-        .converge(
-            &*action,
-            &probed,
-            false,
-            &mut RestartBook::default(),
-            &HashSet::new(),
-        )
-        .await
-        .unwrap_err();
+    let (result, _) = FakeHost::new()
+        .converge(&*action, "[no-dpkg]\n", false, &[])
+        .await;
+    let err = result.unwrap_err();
     assert!(err.to_string().contains("Debian and Ubuntu hosts only"));
 }
 

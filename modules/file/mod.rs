@@ -133,20 +133,9 @@ impl FileAction {
             )));
         }
         if ctx.apply {
-            // A new link renamed over the old one: `path` never disappears.
-            let p = quote(&self.path);
-            let tmp = quote(&format!("{}.converge~", self.path)).into_owned();
-            let owner = self
-                .owner
-                .as_deref()
-                .map(|o| format!("chown -h {} {tmp}\n", quote(o)))
-                .unwrap_or_default();
             ctx.run_ok(
                 &format!("linking {}", self.path),
-                &format!(
-                    "set -e\nrm -f {tmp}\nln -s {} {tmp}\n{owner}mv -Tf {tmp} {p}\n",
-                    quote(target)
-                ),
+                &files::link_script(&self.path, target, self.owner.as_deref()),
             )
             .await?;
         }
@@ -267,3 +256,6 @@ impl Action for FileAction {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

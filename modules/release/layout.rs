@@ -129,7 +129,7 @@ impl Layout<'_> {
             live,
             sha256: text("sha256").filter(|s| !s.is_empty()),
             releases,
-            unit: UnitState::from_probe(&probed.stdout, "unit"),
+            unit: UnitState::from_probe(probed, "unit"),
         }
     }
 
@@ -194,11 +194,9 @@ impl Layout<'_> {
     /// `current` always names a complete release. Touching the folder records the
     /// order releases went live in, which pruning follows.
     pub fn switch_script(&self, version: &str) -> String {
-        let tmp = quote_s(&format!("{}/.current.converge~", self.dest));
         format!(
-            "set -e\nrm -f {tmp}\nln -s {} {tmp}\nmv -Tf {tmp} {}\ntouch {}\n",
-            quote(&format!("releases/{version}")),
-            quote(&self.current()),
+            "{}touch {}\n",
+            files::link_script(&self.current(), &format!("releases/{version}"), None),
             quote(&self.dir(version))
         )
     }

@@ -539,6 +539,6 @@ fn resources_and_probe() {
     if [ -L /opt/app/current ]; then printf 'current:b64=%s\n' "$(readlink /opt/app/current | base64 -w0)"; elif [ -e /opt/app/current ]; then echo current_type=other; fi
     if [ -f /opt/app/releases/v1/app ]; then echo "sha256=$(sha256sum < /opt/app/releases/v1/app | cut -d' ' -f1)"; fi
     printf 'releases:b64=%s\n' "$(for r in /opt/app/releases/*; do b=${r##*/}; case $b in *[!A-Za-z0-9._+~@-]*|.*|-*) continue;; esac; [ -d "$r" ] && [ ! -L "$r" ] || continue; c=0; [ -f "$r"/app ] && c=1; printf '%s %s %s\n' "$(stat -c %.9Y "$r")" "$b" $c; done | base64 -w0)"
-    systemctl show -p ActiveState,UnitFileState,LoadState,MainPID -- app.service 2>/dev/null | sed 's/^/unit./'
+    systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- app.service 2>/dev/null | sed 's/^/unit./'
     "#);
 }

@@ -65,7 +65,7 @@ impl ServiceAction {
     /// The unit as probed; in check mode a unit an earlier task would create counts as
     /// present, stopped and disabled.
     fn unit(&self, probed: &Probed, ctx: &Ctx<'_>) -> Result<UnitState, Failure> {
-        let unit = UnitState::from_probe(&probed.stdout, "unit").ok_or_else(|| {
+        let unit = UnitState::from_probe(probed, "unit").ok_or_else(|| {
             Failure::new(format!(
                 "systemctl show {} printed nothing: is systemd running on this host?",
                 self.name
@@ -126,13 +126,14 @@ impl Action for ServiceAction {
         let (mut before, mut after) = (Vec::new(), Vec::new());
         let active = unit.is_active();
         if let Some(state) = self.state {
-            let (verb, now_active) = match (state, active) {
-                (State::Started, false) => (Some("start"), true),
-                (State::Stopped, true) => (Some("stop"), false),
-                (State::Restarted, _) => (Some("restart"), true),
-                (State::Reloaded, true) => (Some("reload"), true),
-                (State::Reloaded, false) => (Some("start"), true),
-                (_, unchanged) => (None, unchanged),
+            let (verb, now_active) = match state {
+                State::Started if !active => (Some("start"), true),
+                // A unit waiting to be restarted by `Restart=` is not stopped yet.
+                State::Stopped if !unit.is_stopped() => (Some("stop"), false),
+                State::Restarted => (Some("restart"), true),
+                State::Reloaded if active => (Some("reload"), true),
+                State::Reloaded => (Some("start"), true),
+                State::Started | State::Stopped => (None, active),
             };
             if let Some(verb) = verb {
                 script.push_str(&systemd::systemctl(verb, name));
@@ -141,7 +142,7 @@ impl Action for ServiceAction {
             if matches!(verb, Some("start" | "restart")) {
                 ctx.restarts.mark_restarted(name);
             }
-            before.push(("active", Some(yes_no(active))));
+            before.push(("active", Some(unit.active_text())));
             after.push(("active", Some(yes_no(now_active))));
         }
         if let (Some(want), Some(is)) = (self.enabled, unit.enabled()) {

@@ -251,9 +251,37 @@ fn parameter_errors() {
 
 #[test]
 fn the_probe_is_one_systemctl_show() {
-    insta::assert_snapshot!(action("{name: myapp, state: started}").probe(), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID -- myapp 2>/dev/null | sed 's/^/unit./'");
+    insta::assert_snapshot!(action("{name: myapp, state: started}").probe(), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- myapp 2>/dev/null | sed 's/^/unit./'");
     assert_eq!(
         action("{name: myapp, state: started}").resources().needs,
         vec![Resource::Unit("myapp".into())]
     );
+}
+
+#[tokio::test]
+async fn a_crash_looping_service_is_neither_started_nor_stopped() {
+    // `activating (auto-restart)`: Restart= brings it back unless it is stopped.
+    let host = host("activating", "enabled");
+    let out = run(
+        &host,
+        "{name: myapp, state: stopped}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap();
+    assert!(diff_text(&out).contains("-active: activating\n+active: no\n"));
+    assert_eq!(calls(&host), "systemctl stop -- myapp\n");
+
+    let host = self::host("activating", "enabled");
+    let out = run(
+        &host,
+        "{name: myapp, state: started}",
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap();
+    assert!(diff_text(&out).contains("-active: activating\n+active: yes\n"));
+    assert_eq!(calls(&host), "systemctl start -- myapp\n");
 }

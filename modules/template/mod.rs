@@ -54,7 +54,7 @@ impl Module for Template {
                 params
                     .error_at("src", format!("{at}: {}", failure.message))
                     .label("in this template")
-                    .help(template_help())
+                    .help(template_help(&failure.message))
             })?;
         Ok(vec![Box::new(ManagedFile {
             path: p.dest,

@@ -6,7 +6,7 @@
 //! fsynced, then renamed over the target.
 
 use super::{Ctx, Diff, Failure, Mode, Probed, probe::fields_of};
-use crate::transport::quote;
+use crate::transport::{ExecOutput, quote};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -107,12 +107,34 @@ pub struct DesiredFile<'a> {
     pub secret: bool,
 }
 
+impl<'a> DesiredFile<'a> {
+    /// A system configuration file (a unit, a logrotate stanza, an nginx site): root's,
+    /// mode 0644, diffed without lines when it holds a secret.
+    pub fn system_config(path: &'a str, content: &'a [u8], ctx: &Ctx<'_>) -> DesiredFile<'a> {
+        DesiredFile {
+            path,
+            content,
+            mode: Some(Mode(0o644)),
+            owner: Some("root"),
+            group: Some("root"),
+            validate: None,
+            secret: ctx.is_secret(content),
+        }
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 fn is_text(bytes: &[u8]) -> bool {
     !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
+}
+
+/// Key files are secrets whether or not a play says so.
+pub fn holds_private_key(bytes: &[u8]) -> bool {
+    const MARKER: &[u8] = b"PRIVATE KEY-----";
+    bytes.windows(MARKER.len()).any(|w| w == MARKER)
 }
 
 /// The diffs between a file on the host and what it should be: content, then metadata.
@@ -122,7 +144,9 @@ pub fn diff(state: &FileState, desired: &DesiredFile<'_>) -> Vec<Diff> {
     let content_differs = state.kind != Kind::File || state.sha256.as_deref() != Some(&want_sha);
     if content_differs {
         let mut d = content_diff(state, desired, &want_sha);
-        d.secret = desired.secret;
+        d.secret = desired.secret
+            || holds_private_key(desired.content)
+            || state.content.as_deref().is_some_and(holds_private_key);
         diffs.push(d);
     }
     let current = |v: &Option<String>| if state.exists() { v.clone() } else { None };
@@ -177,9 +201,22 @@ fn dir_and_temp(path: &str) -> (String, String) {
 /// The script that installs stdin at `desired.path` atomically, with its final owner
 /// and mode, after validation. Exits 3 when validation fails, leaving the target as it was.
 pub fn write_script(desired: &DesiredFile<'_>) -> String {
-    let p = quote(desired.path).into_owned();
     let (dir, temp) = dir_and_temp(desired.path);
-    let (d, t) = (quote(&dir).into_owned(), quote(&temp).into_owned());
+    write_script_with(desired, &dir, &temp)
+}
+
+/// Like [`write_script`], with the temp file at `temp` instead of beside the target: for
+/// a directory whose reader takes hidden `~` files too (logrotate reads
+/// `/etc/logrotate.d/.x.converge~`). `temp` must be on the target's filesystem, so the
+/// final rename stays atomic.
+pub fn write_script_via(desired: &DesiredFile<'_>, temp: &str) -> String {
+    let (dir, _) = dir_and_temp(desired.path);
+    write_script_with(desired, &dir, temp)
+}
+
+fn write_script_with(desired: &DesiredFile<'_>, dir: &str, temp: &str) -> String {
+    let p = quote(desired.path).into_owned();
+    let (d, t) = (quote(dir).into_owned(), quote(temp).into_owned());
     let mut s = format!(
         "set -e\n\
          [ -d {d} ] || {{ echo \"directory {dir} does not exist\" >&2; exit 1; }}\n\
@@ -216,13 +253,131 @@ pub fn write_script(desired: &DesiredFile<'_>) -> String {
 
 /// Put the file in place (apply mode only).
 pub async fn write(ctx: &Ctx<'_>, desired: &DesiredFile<'_>) -> Result<(), Failure> {
+    write_with(ctx, desired, &write_script(desired)).await
+}
+
+/// Like [`write`], staging the temp file at `temp` (see [`write_script_via`]).
+pub async fn write_via(
+    ctx: &Ctx<'_>,
+    desired: &DesiredFile<'_>,
+    temp: &str,
+) -> Result<(), Failure> {
+    write_with(ctx, desired, &write_script_via(desired, temp)).await
+}
+
+async fn write_with(ctx: &Ctx<'_>, desired: &DesiredFile<'_>, script: &str) -> Result<(), Failure> {
     ctx.run_input_ok(
         &format!("writing {}", desired.path),
-        &write_script(desired),
+        script,
         desired.content,
     )
     .await
     .map(drop)
+}
+
+/// What a checker said about a candidate file.
+#[derive(Debug, Clone)]
+pub struct CandidateCheck {
+    /// Where the candidate was (already removed): checkers name it in their messages.
+    pub path: String,
+    pub output: ExecOutput,
+}
+
+/// Write `content` as `name` into a fresh temp directory on the host, run `command` on it
+/// (`%s` is the candidate's path) and remove the directory. For checkers that need the
+/// file's real name (`systemd-analyze verify`) or whose verdict is in what they print
+/// (`logrotate -d` exits 0 on some errors): the caller reads `output`.
+pub async fn check_candidate(
+    ctx: &Ctx<'_>,
+    name: &str,
+    content: &[u8],
+    command: &str,
+) -> Result<CandidateCheck, Failure> {
+    let script = format!(
+        "t=$(mktemp -d) || exit 125\n\
+         trap 'rm -rf \"$t\"' EXIT\n\
+         f=\"$t\"/{}\n\
+         cat > \"$f\" || exit 125\n\
+         printf 'candidate=%s\\n' \"$f\"\n\
+         {}\n",
+        quote(name),
+        command.replace("%s", "\"$f\"")
+    );
+    let mut output = ctx.run_input(&script, content).await?;
+    let stdout = output.stdout_text();
+    let Some((first, rest)) = stdout
+        .split_once('\n')
+        .and_then(|(first, rest)| Some((first.strip_prefix("candidate=")?, rest)))
+    else {
+        return Err(Failure::new(format!(
+            "cannot write a candidate {name} into a temp directory: {}",
+            output.stderr_text()
+        )));
+    };
+    let path = first.to_string();
+    output.stdout = rest.as_bytes().to_vec();
+    Ok(CandidateCheck { path, output })
+}
+
+/// What a checker's messages about a candidate came to: the lines that reject it (naming
+/// the real path) and how many failures were excused.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub errors: Vec<String>,
+    pub excused: usize,
+}
+
+impl Findings {
+    /// Ok without errors, else the errors under "`checker` rejects `real_path`". A check
+    /// that failed with nothing of ours to show, rejected or excused (the checker missing,
+    /// say), shows all of its stderr.
+    pub fn verdict(
+        mut self,
+        checker: &str,
+        status: i32,
+        stderr: &str,
+        candidate: &str,
+        real_path: &str,
+    ) -> Result<(), String> {
+        if self.errors.is_empty() && status != 0 && self.excused == 0 {
+            let all = stderr.trim();
+            self.errors.push(if all.is_empty() {
+                format!("{checker} exited with {status}")
+            } else {
+                all.replace(candidate, real_path)
+            });
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{checker} rejects {real_path}; it was not installed:\n{}",
+                self.errors.join("\n")
+            ))
+        }
+    }
+}
+
+/// The script making `path` a symlink to `target`, owned by `owner` when given: a new
+/// link under a hidden temp name (`.NAME.converge~`, skipped by nginx's and logrotate's
+/// `*` includes) renamed over the old one, so `path` never disappears. Fails on a
+/// directory at `path`.
+pub fn link_script(path: &str, target: &str, owner: Option<&str>) -> String {
+    let (dir, temp) = dir_and_temp(path);
+    let (p, t) = (quote(path), quote(&temp).into_owned());
+    let chown = owner
+        .map(|o| format!("chown -h {} {t}\n", quote(o)))
+        .unwrap_or_default();
+    format!(
+        "set -e\n\
+         if [ -d {p} ] && [ ! -L {p} ]; then echo \"{} is a directory\" >&2; exit 1; fi\n\
+         [ -d {d} ] || {{ echo \"directory {} does not exist\" >&2; exit 1; }}\n\
+         rm -f {t}\nln -s {} {t}\n{chown}mv -Tf {t} {p}\n",
+        path.replace('"', ""),
+        dir.replace('"', ""),
+        quote(target),
+        d = quote(&dir),
+    )
 }
 
 /// Change only owner and mode of an existing file.
@@ -325,6 +480,109 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(std::fs::read_to_string(path).unwrap(), "old\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn links_are_switched_by_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("site b");
+        let link = link.to_str().unwrap();
+        for target in ["/etc/one", "/etc/two"] {
+            let out = sh(&link_script(link, target, None), b"");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(std::fs::read_link(link).unwrap().to_str(), Some(target));
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::remove_file(link).unwrap();
+        std::fs::create_dir(link).unwrap();
+        assert!(
+            !sh(&link_script(link, "/etc/one", None), b"")
+                .status
+                .success()
+        );
+    }
+
+    #[test]
+    fn write_via_stages_the_temp_file_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let target_dir = dir.path().join("conf.d");
+        std::fs::create_dir(&target_dir).unwrap();
+        let path = target_dir.join("app");
+        let temp = dir.path().join(".conf.d.app.converge~");
+        let desired = DesiredFile {
+            path: path.to_str().unwrap(),
+            content: b"x\n",
+            mode: None,
+            owner: None,
+            group: None,
+            validate: None,
+            secret: false,
+        };
+        let script = write_script_via(&desired, temp.to_str().unwrap());
+        // The temp file is never in the target's directory, even for a moment.
+        assert!(!script.contains("conf.d/.app"), "{script}");
+        let out = sh(&script, desired.content);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
+        assert!(!temp.exists());
+    }
+
+    #[tokio::test]
+    async fn candidates_are_checked_under_their_name_and_removed() {
+        let local = crate::module::testing::Local::default();
+        let mut restarts = crate::module::RestartBook::default();
+        let ctx = local.ctx(&mut restarts);
+        let check = check_candidate(
+            &ctx,
+            "my app.service",
+            b"hello\n",
+            "basename %s; cat %s >&2; exit 7",
+        )
+        .await
+        .unwrap();
+        assert!(check.path.ends_with("/my app.service"), "{}", check.path);
+        assert_eq!(check.output.stdout_text(), "my app.service\n");
+        assert_eq!(check.output.stderr_text(), "hello");
+        assert_eq!(check.output.status, 7);
+        let dir = std::path::Path::new(&check.path).parent().unwrap();
+        assert!(!dir.exists(), "{} was left behind", dir.display());
+    }
+
+    #[test]
+    fn key_files_never_show_their_lines() {
+        let key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----\n";
+        let absent = FileState {
+            kind: Kind::Absent,
+            mode: None,
+            owner: None,
+            group: None,
+            sha256: None,
+            content: None,
+            link_target: None,
+        };
+        let desired = DesiredFile {
+            path: "/root/.ssh/id_ed25519",
+            content: key,
+            mode: None,
+            owner: None,
+            group: None,
+            validate: None,
+            secret: false,
+        };
+        let text: String = diff(&absent, &desired)
+            .iter()
+            .map(|d| d.unified("h"))
+            .collect();
+        assert!(text.contains("content: changed (secret)"), "{text}");
+        assert!(!text.contains("b3BlbnNzaC1rZXk"), "{text}");
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 use crate::error::{InputError, InputResult};
 use crate::playbook::node::{Node, PathStep};
+use regex::Regex;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 /// One task's parameters, rendered for one host.
 pub struct Params<'a> {
@@ -35,7 +37,7 @@ impl Params<'_> {
                     _ => None,
                 })
                 .collect();
-            let inner = e.inner().to_string();
+            let inner = plain_words(&e.inner().to_string());
             self.located(&steps, &inner)
         })
     }
@@ -104,6 +106,35 @@ fn path_text(steps: &[PathStep]) -> String {
         text.push_str(&step.to_string());
     }
     text
+}
+
+/// serde's message in the user's words: no Rust type names (`expected struct
+/// FileParams`), no serde-internal forms (an enum "or map").
+fn plain_words(message: &str) -> String {
+    static STRUCT_FROM_LIST: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^invalid length \d+, expected struct \w+ with \d+ elements?$")
+            .expect("static regex")
+    });
+    static STRUCT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"expected struct \w+").expect("static regex"));
+    if STRUCT_FROM_LIST.is_match(message) {
+        return "invalid type: a list, expected a mapping of parameters".to_string();
+    }
+    STRUCT
+        .replace_all(message, "expected a mapping of parameters")
+        .replace("expected string or map", "expected a string")
+}
+
+/// How a value is called in messages.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
 }
 
 fn unknown_field(message: &str) -> Option<String> {
@@ -192,16 +223,23 @@ pub fn opt_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Err
 
 /// A parameter that takes one string or a list (`name: nginx` or `name: [nginx, ufw]`).
 pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+    let expected = |found: &Value| {
+        D::Error::custom(format!(
+            "expected a string or a list of strings, found {}",
+            kind_of(found)
+        ))
+    };
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(s),
+                other => Err(expected(&other)),
+            })
+            .collect(),
+        other => Err(expected(&other)),
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
 }
 
 #[cfg(test)]
@@ -267,6 +305,71 @@ mod tests {
         assert_eq!(n(serde_json::json!({})).unwrap(), None);
         assert!(n(serde_json::json!({"id": -1})).is_err());
         assert!(n(serde_json::json!({"id": "x"})).is_err());
+    }
+
+    #[test]
+    fn messages_name_no_rust_types() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Option<P>,
+            state: Option<State>,
+            #[serde(default, deserialize_with = "one_or_many")]
+            names: Vec<String>,
+        }
+        let error = |yaml: &str| {
+            let n = node::parse(&SourceFile::new("t.yml", yaml)).unwrap();
+            let params = Params {
+                module: "m",
+                value: n.to_value(),
+                node: &n,
+                playbook_dir: Path::new("."),
+                vars: &Value::Null,
+                play_modules: &[],
+            };
+            params.parse::<Outer>().unwrap_err().message
+        };
+        for (yaml, expected) in [
+            (
+                "inner: 5\n",
+                "`inner`: invalid type: integer `5`, expected a mapping of parameters",
+            ),
+            (
+                "inner: [a]\n",
+                "`inner`: invalid type: a list, expected a mapping of parameters",
+            ),
+            (
+                "state: 5\n",
+                "`state`: invalid type: integer `5`, expected a string",
+            ),
+            (
+                "names: {a: 1}\n",
+                "`names`: expected a string or a list of strings, found a mapping",
+            ),
+            (
+                "names: [a, [b]]\n",
+                "`names`: expected a string or a list of strings, found a list",
+            ),
+        ] {
+            let message = error(yaml);
+            assert!(message.ends_with(expected), "{yaml}: {message}");
+        }
+        let top = node::parse(&SourceFile::new("t.yml", "/a\n")).unwrap();
+        let params = Params {
+            module: "file",
+            value: top.to_value(),
+            node: &top,
+            playbook_dir: Path::new("."),
+            vars: &Value::Null,
+            play_modules: &[],
+        };
+        let message = params.parse::<P>().unwrap_err().message;
+        assert!(
+            message
+                .ends_with("file: invalid type: string \"/a\", expected a mapping of parameters"),
+            "{message}"
+        );
     }
 
     #[test]

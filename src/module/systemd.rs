@@ -1,13 +1,15 @@
-//! systemd units as modules see them: one `systemctl show` in the probe, the unit-name
-//! rule, and the `systemctl` lines that change a unit. Used by `service` and `release`.
+//! systemd units as modules see them: one `systemctl show` in the probe, one state type,
+//! the unit-name rule, and the `systemctl` lines that change a unit. Used by `service`,
+//! `release` and `systemd_unit`.
 
-use super::probe::fields_of;
+use super::Probed;
 use crate::transport::quote;
 
 /// The properties every unit probe reads.
-const PROPERTIES: &str = "ActiveState,UnitFileState,LoadState,MainPID";
+const PROPERTIES: &str = "ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload";
 
-/// A probe snippet printing the unit's state as `TAG.Property=value` lines.
+/// A probe snippet printing the unit's state as `TAG.Property=value` lines; nothing on a
+/// host without a running systemd (systemctl cannot answer there).
 pub fn show_probe(tag: &str, unit: &str) -> String {
     format!(
         "systemctl show -p {PROPERTIES} -- {} 2>/dev/null | sed 's/^/{tag}./'\n",
@@ -23,15 +25,17 @@ pub struct UnitState {
     /// `active`, `reloading`, `inactive`, `failed`, `activating`, `deactivating`.
     pub active: String,
     /// `enabled`, `disabled`, `static`, `masked`, ... or empty for a unit without a file.
-    pub file: String,
+    pub file_state: String,
     pub main_pid: u32,
+    /// The unit file changed on disk since systemd read it.
+    pub need_reload: bool,
 }
 
 impl UnitState {
     /// The state [`show_probe`] printed under `tag`; None when systemctl printed
-    /// nothing (no systemd on the host).
-    pub fn from_probe(stdout: &str, tag: &str) -> Option<UnitState> {
-        let fields = fields_of(stdout);
+    /// nothing (no systemd running on the host).
+    pub fn from_probe(probed: &Probed, tag: &str) -> Option<UnitState> {
+        let fields = probed.fields();
         let text = |k: &str| {
             fields
                 .get(&format!("{tag}.{k}"))
@@ -40,18 +44,21 @@ impl UnitState {
         Some(UnitState {
             load: text("LoadState")?,
             active: text("ActiveState").unwrap_or_default(),
-            file: text("UnitFileState").unwrap_or_default(),
+            file_state: text("UnitFileState").unwrap_or_default(),
             main_pid: text("MainPID").and_then(|p| p.parse().ok()).unwrap_or(0),
+            need_reload: text("NeedDaemonReload").as_deref() == Some("yes"),
         })
     }
 
-    /// The state of a unit an earlier task creates in this (check mode) run.
+    /// The state of a unit not installed yet, once it is: by an earlier task in this
+    /// (check mode) run, or by the task itself.
     pub fn assumed_new() -> UnitState {
         UnitState {
             load: "loaded".into(),
             active: "inactive".into(),
-            file: "disabled".into(),
+            file_state: "disabled".into(),
             main_pid: 0,
+            need_reload: false,
         }
     }
 
@@ -60,7 +67,7 @@ impl UnitState {
     }
 
     pub fn masked(&self) -> bool {
-        self.load == "masked" || self.file.starts_with("masked")
+        self.load == "masked" || self.file_state.starts_with("masked")
     }
 
     /// A unit file systemd could not load (`error`, `bad-setting`).
@@ -74,11 +81,29 @@ impl UnitState {
         matches!(self.active.as_str(), "active" | "reloading")
     }
 
+    /// Nothing runs and nothing is about to: `activating` is not stopped either, since
+    /// `Restart=` brings a unit waiting in `auto-restart` back by itself.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.active.as_str(), "inactive" | "failed")
+    }
+
+    /// The `active:` line of a state diff: yes, no, or what systemd says in between
+    /// (`activating`, `deactivating`).
+    pub fn active_text(&self) -> String {
+        if self.is_active() {
+            yes_no(true)
+        } else if self.is_stopped() {
+            yes_no(false)
+        } else {
+            self.active.clone()
+        }
+    }
+
     /// Some(enabled) for a unit `systemctl enable/disable` can switch; None for static,
     /// indirect, generated or transient units, which have no install section to switch.
     /// `enabled-runtime` (in /run only) counts as disabled: enabling makes it persistent.
     pub fn enabled(&self) -> Option<bool> {
-        match self.file.as_str() {
+        match self.file_state.as_str() {
             "enabled" | "alias" | "linked" => Some(true),
             "disabled" | "enabled-runtime" | "linked-runtime" => Some(false),
             _ => None,
@@ -160,37 +185,56 @@ pub fn systemctl(verb: &str, unit: &str) -> String {
 mod tests {
     use super::*;
 
+    fn state(stdout: &str, tag: &str) -> Option<UnitState> {
+        let probed = Probed {
+            stdout: stdout.into(),
+            status: 0,
+        };
+        UnitState::from_probe(&probed, tag)
+    }
+
     #[test]
     fn show_output_is_parsed() {
-        let out = "unit.MainPID=812\nunit.LoadState=loaded\nunit.ActiveState=active\nunit.UnitFileState=enabled\n";
-        let s = UnitState::from_probe(out, "unit").unwrap();
+        let out = "unit.MainPID=812\nunit.LoadState=loaded\nunit.ActiveState=active\nunit.UnitFileState=enabled\nunit.NeedDaemonReload=no\n";
+        let s = state(out, "unit").unwrap();
         assert_eq!(s.main_pid, 812);
-        assert!(s.found() && s.is_active() && !s.masked() && !s.broken());
+        assert!(s.found() && s.is_active() && !s.masked() && !s.broken() && !s.need_reload);
         assert_eq!(s.enabled(), Some(true));
+        assert_eq!(s.active_text(), "yes");
 
         let missing = "unit.LoadState=not-found\nunit.ActiveState=inactive\nunit.UnitFileState=\nunit.MainPID=0\n";
-        let s = UnitState::from_probe(missing, "unit").unwrap();
-        assert!(!s.found() && !s.is_active());
+        let s = state(missing, "unit").unwrap();
+        assert!(!s.found() && !s.is_active() && s.is_stopped());
         assert_eq!(s.enabled(), None);
+        assert_eq!(s.active_text(), "no");
 
-        assert_eq!(UnitState::from_probe("", "unit"), None);
+        assert_eq!(state("", "unit"), None);
+    }
+
+    #[test]
+    fn a_stale_unit_needs_a_daemon_reload() {
+        let s = state("s.LoadState=loaded\ns.NeedDaemonReload=yes\n", "s").unwrap();
+        assert!(s.need_reload);
     }
 
     #[test]
     fn static_and_masked_units() {
-        let s = UnitState::from_probe("u.LoadState=masked\nu.UnitFileState=masked\n", "u").unwrap();
+        let s = state("u.LoadState=masked\nu.UnitFileState=masked\n", "u").unwrap();
         assert!(s.unusable("app").unwrap().contains("app.service is masked"));
-        let s = UnitState::from_probe("u.LoadState=loaded\nu.UnitFileState=static\n", "u").unwrap();
+        let s = state("u.LoadState=loaded\nu.UnitFileState=static\n", "u").unwrap();
         assert_eq!(s.enabled(), None);
         assert_eq!(s.unusable("app"), None);
-        let s = UnitState::from_probe("u.LoadState=bad-setting\n", "u").unwrap();
+        let s = state("u.LoadState=bad-setting\n", "u").unwrap();
         assert!(s.unusable("app").unwrap().contains("LoadState=bad-setting"));
+        let s = state("u.LoadState=loaded\nu.UnitFileState=enabled-runtime\n", "u").unwrap();
+        assert_eq!(s.enabled(), Some(false));
     }
 
     #[test]
-    fn crash_looping_is_not_active() {
-        let s = UnitState::from_probe("u.LoadState=loaded\nu.ActiveState=activating\n", "u");
-        assert!(!s.unwrap().is_active());
+    fn crash_looping_is_neither_active_nor_stopped() {
+        let s = state("u.LoadState=loaded\nu.ActiveState=activating\n", "u").unwrap();
+        assert!(!s.is_active() && !s.is_stopped());
+        assert_eq!(s.active_text(), "activating");
     }
 
     #[test]
@@ -208,6 +252,22 @@ mod tests {
 
     #[test]
     fn the_probe_quotes_the_name() {
-        insta::assert_snapshot!(show_probe("unit", "my app"), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID -- 'my app' 2>/dev/null | sed 's/^/unit./'");
+        insta::assert_snapshot!(show_probe("unit", "my app"), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- 'my app' 2>/dev/null | sed 's/^/unit./'");
+    }
+
+    #[test]
+    fn the_probe_is_posix_sh_and_quiet_without_systemd() {
+        // This machine may or may not run systemd: either it answers for the unit (not
+        // found) or the probe prints nothing.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(show_probe("s", "no-such-unit-for-converge-tests"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        match state(&text, "s") {
+            Some(s) => assert!(!s.found() && s.is_stopped(), "{text}"),
+            None => assert_eq!(text, "", "{text}"),
+        }
     }
 }

@@ -1,13 +1,14 @@
-//! Unit-test helpers: parse a module's parameters from YAML, and run an action on this
-//! machine (its real probe through /bin/sh, then converge over the local transport).
-//! Only for actions whose effects stay inside a tempdir — or, with [`FakeHost`], whose
-//! system commands (systemctl, apt-get, dpkg-query, ...) are replaced by fakes.
+//! Unit-test helpers: parse a module's parameters from YAML; run an action on this
+//! machine (its real probe through /bin/sh, then converge over the local transport),
+//! only for actions whose effects stay inside a tempdir; or run it on a [`FakeHost`],
+//! where system commands (systemctl, apt-get, dpkg-query, ...) are fakes, or where every
+//! script gets a canned answer, to drive `converge` without touching a machine.
 
 use super::{
     Action, Ctx, Failure, HostInfo, Module, Outcome, Params, Probed, Resource, RestartBook,
 };
 use crate::error::SourceFile;
-use crate::playbook::node;
+use crate::playbook::node::{self, Node};
 use crate::transport::{
     ExecOutput, LocalTransport, Script, Stream, Transport, TransportError, quote,
 };
@@ -16,6 +17,48 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A task's parameters as written in YAML, for `Module::prepare`.
+pub struct TestParams {
+    module: &'static str,
+    node: Node,
+    vars: Value,
+    dir: PathBuf,
+}
+
+impl TestParams {
+    pub fn new(module: &'static str, yaml: &str) -> TestParams {
+        let node = node::parse(&SourceFile::new("play.yml", yaml)).expect("test YAML parses");
+        TestParams {
+            module,
+            node,
+            vars: Value::Null,
+            dir: PathBuf::from("."),
+        }
+    }
+
+    pub fn vars(mut self, vars: Value) -> TestParams {
+        self.vars = vars;
+        self
+    }
+
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> TestParams {
+        self.dir = dir.into();
+        self
+    }
+
+    pub fn params(&self) -> Params<'_> {
+        Params {
+            module: self.module,
+            value: self.node.to_value(),
+            node: &self.node,
+            playbook_dir: &self.dir,
+            vars: &self.vars,
+            play_modules: &[],
+        }
+    }
+}
 
 /// Prepare a module's actions from parameters written as YAML, as the engine would;
 /// a refusal is its message.
@@ -25,16 +68,10 @@ pub fn prepare(
     playbook_dir: &Path,
     vars: &Value,
 ) -> Result<Vec<Box<dyn Action>>, String> {
-    let node = node::parse(&SourceFile::new("play.yml", yaml)).expect("test YAML parses");
-    let params = Params {
-        module: module.name(),
-        value: node.to_value(),
-        node: &node,
-        playbook_dir,
-        vars,
-        play_modules: &[],
-    };
-    module.prepare(&params).map_err(|e| e.message)
+    let t = TestParams::new(module.name(), yaml)
+        .vars(vars.clone())
+        .dir(playbook_dir);
+    module.prepare(&t.params()).map_err(|e| e.message)
 }
 
 /// Like [`prepare`] for a module that yields exactly one action.
@@ -48,16 +85,10 @@ pub fn one(module: &dyn Module, yaml: &str) -> Box<dyn Action> {
 /// Parameters written as YAML, deserialized as `Params::parse` does (to reach the
 /// parts of an action that `prepare` hides behind `dyn Action`).
 pub fn parsed<T: serde::de::DeserializeOwned>(module: &dyn Module, yaml: &str) -> T {
-    let node = node::parse(&SourceFile::new("play.yml", yaml)).expect("test YAML parses");
-    let params = Params {
-        module: module.name(),
-        value: node.to_value(),
-        node: &node,
-        playbook_dir: Path::new("."),
-        vars: &Value::Null,
-        play_modules: &[],
-    };
-    params.parse().unwrap_or_else(|e| panic!("{}", e.message))
+    let t = TestParams::new(module.name(), yaml);
+    t.params()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}", e.message))
 }
 
 /// The error message of parameters that must be refused.
@@ -65,6 +96,18 @@ pub fn refused(module: &dyn Module, yaml: &str) -> String {
     match prepare(module, yaml, Path::new("."), &Value::Null) {
         Ok(_) => panic!("accepted: {yaml}"),
         Err(message) => message,
+    }
+}
+
+/// Each `(yaml, "LINE:COL", message)` must be refused with an error at LINE:COL of the
+/// playbook whose message contains `message`.
+pub fn assert_refused_at(module: &dyn Module, cases: &[(&str, &str, &str)]) {
+    for (yaml, at, message) in cases {
+        let err = refused(module, yaml);
+        assert!(
+            err.starts_with(&format!("play.yml:{at}:")) && err.contains(message),
+            "{yaml}: {err}"
+        );
     }
 }
 
@@ -138,6 +181,18 @@ impl Local {
         let probed = self.probe(action).await;
         self.converge_with(action, &probed, apply).await
     }
+
+    /// A context on this machine, for helpers that take one (check mode).
+    pub fn ctx<'a>(&'a self, restarts: &'a mut RestartBook) -> Ctx<'a> {
+        Ctx::new(
+            false,
+            &self.host,
+            &self.transport,
+            false,
+            restarts,
+            &self.assumed,
+        )
+    }
 }
 
 /// The diffs of an outcome as the report shows them, for snapshots.
@@ -156,13 +211,29 @@ const GUARDED: &[&str] = &[
     "sudo",
 ];
 
-/// This machine with fake commands first on PATH (in a temp dir that also serves as
-/// the test's scratch space), every fake call logged. Lets the real probes and scripts
-/// of system modules run without touching the system.
-#[derive(Debug)]
+type Responder = Box<dyn Fn(&str, &[u8]) -> ExecOutput + Send + Sync>;
+
+/// A host for tests that records every script it is sent. Made with [`FakeHost::new`]
+/// it is this machine with fake commands first on PATH (in a temp dir that also serves
+/// as the test's scratch space), every fake call logged: the real probes and scripts of
+/// system modules run without touching the system. Made with [`FakeHost::answering`] it
+/// runs nothing and answers each script with a canned output: for actions whose scripts
+/// write system paths (/etc/nginx, ...), driven with a probe output given as text.
 pub struct FakeHost {
     pub dir: tempfile::TempDir,
+    pub info: HostInfo,
     local: LocalTransport,
+    respond: Option<Responder>,
+    scripts: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for FakeHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeHost")
+            .field("dir", &self.dir)
+            .field("canned", &self.respond.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for FakeHost {
@@ -172,12 +243,18 @@ impl Default for FakeHost {
 }
 
 impl FakeHost {
-    pub fn new() -> FakeHost {
+    fn with(respond: Option<Responder>) -> FakeHost {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("bin")).expect("bin dir");
         let host = FakeHost {
             dir,
+            info: HostInfo {
+                name: "host".into(),
+                ..HostInfo::default()
+            },
             local: LocalTransport::new(),
+            respond,
+            scripts: Mutex::new(Vec::new()),
         };
         // A test must never reach the real system commands, even one it forgot to fake.
         for cmd in GUARDED {
@@ -187,6 +264,23 @@ impl FakeHost {
             );
         }
         host
+    }
+
+    /// This machine with every system command faked (see [`FakeHost::fake`]).
+    pub fn new() -> FakeHost {
+        FakeHost::with(None)
+    }
+
+    /// A host that runs nothing and answers every script through `respond`.
+    pub fn answering(
+        respond: impl Fn(&str, &[u8]) -> ExecOutput + Send + Sync + 'static,
+    ) -> FakeHost {
+        FakeHost::with(Some(Box::new(respond)))
+    }
+
+    /// A host on which every script succeeds silently.
+    pub fn ok() -> FakeHost {
+        FakeHost::answering(|_, _| ExecOutput::default())
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -211,6 +305,16 @@ impl FakeHost {
         std::fs::read_to_string(self.path("log")).unwrap_or_default()
     }
 
+    /// Every script sent so far, probes included.
+    pub fn sent(&self) -> Vec<String> {
+        self.scripts.lock().expect("not poisoned").clone()
+    }
+
+    /// Whether any script sent contains `needle`.
+    pub fn ran(&self, needle: &str) -> bool {
+        self.sent().iter().any(|s| s.contains(needle))
+    }
+
     /// Probe and converge one action, as the runner does, with the run's restart book
     /// and the resources earlier tasks changed.
     pub async fn run(
@@ -221,30 +325,48 @@ impl FakeHost {
         changed: &HashSet<Resource>,
     ) -> Result<Outcome, Failure> {
         let probed = probe_on(self, action).await;
-        self.converge(action, &probed, apply, restarts, changed)
-            .await
+        converge_on(self, &self.info, action, &probed, apply, restarts, changed).await
     }
 
-    /// Converge one action on a given probe output.
+    /// Converge one action on `probe` as its probed state, in a fresh run whose earlier
+    /// tasks changed `changed`; the run's restart book comes back with the outcome.
     pub async fn converge(
         &self,
         action: &dyn Action,
-        probed: &Probed,
+        probe: &str,
         apply: bool,
-        restarts: &mut RestartBook,
-        changed: &HashSet<Resource>,
-    ) -> Result<Outcome, Failure> {
-        let host = HostInfo {
-            name: "host".into(),
-            ..HostInfo::default()
+        changed: &[Resource],
+    ) -> (Result<Outcome, Failure>, RestartBook) {
+        let probed = Probed {
+            stdout: probe.to_string(),
+            status: 0,
         };
-        converge_on(self, &host, action, probed, apply, restarts, changed).await
+        let mut restarts = RestartBook::default();
+        let changed = changed.iter().cloned().collect();
+        let result = converge_on(
+            self,
+            &self.info,
+            action,
+            &probed,
+            apply,
+            &mut restarts,
+            &changed,
+        )
+        .await;
+        (result, restarts)
     }
 }
 
 #[async_trait]
 impl Transport for FakeHost {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        self.scripts
+            .lock()
+            .expect("not poisoned")
+            .push(script.body.to_string());
+        if let Some(respond) = &self.respond {
+            return Ok(respond(script.body, script.stdin));
+        }
         let bin = self.path("bin");
         let body = format!(
             "PATH={}:$PATH\n{}",
@@ -269,4 +391,13 @@ impl Transport for FakeHost {
     }
 
     async fn close(&self) {}
+}
+
+/// An output with `stdout`, `stderr` and an exit status.
+pub fn output(status: i32, stdout: &str, stderr: &str) -> ExecOutput {
+    ExecOutput {
+        status,
+        stdout: stdout.as_bytes().to_vec(),
+        stderr: stderr.as_bytes().to_vec(),
+    }
 }

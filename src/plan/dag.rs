@@ -23,7 +23,8 @@ impl EdgeKind {
             EdgeKind::Requires => "requires".into(),
             EdgeKind::Notify => "notify".into(),
             EdgeKind::Needs(r) => match r {
-                Resource::Dir(p) | Resource::Path(p) => format!("dir {p}"),
+                Resource::Dir(p) => format!("dir {p}"),
+                Resource::Path(p) => format!("path {p}"),
                 Resource::User(u) => format!("user {u}"),
                 Resource::Group(g) => format!("group {g}"),
                 Resource::Unit(u) => format!("unit {u}"),
@@ -76,8 +77,10 @@ impl Graph {
                     if consumer.provides.contains(provided) && from > to {
                         continue;
                     }
-                    if let Some(needed) = consumer.needs.iter().find(|n| provided.satisfies(n)) {
-                        self.add_edge(from, to, EdgeKind::Needs(needed.clone()));
+                    // The edge names what the source provides (`dir /opt/app`), not the
+                    // path below it that the target needs.
+                    if consumer.needs.iter().any(|n| provided.satisfies(n)) {
+                        self.add_edge(from, to, EdgeKind::Needs(provided.clone()));
                     }
                 }
             }
@@ -159,22 +162,35 @@ impl Graph {
                 }
             }
         }
-        let spelled: Vec<String> = path
+        // A walk that closed on a node after the start: the cycle begins there.
+        if let Some(&last) = path.last()
+            && let Some(k) = path.iter().position(|&n| n == last)
+        {
+            path.drain(..k);
+        }
+        let name = |n: NodeIndex| format!("`{}`", nodes[n.index()].name);
+        let chain: Vec<String> = path.iter().map(|&n| name(n)).collect();
+        // `a -> b` alone does not say who depends on whom: spell out each edge.
+        let reasons: Vec<String> = path
             .windows(2)
-            .map(|w| {
-                let kind = self
-                    .graph
-                    .find_edge(w[0], w[1])
-                    .map(|e| self.graph[e].describe())
-                    .unwrap_or_default();
-                format!("`{}` -> ({kind})", nodes[w[0].index()].name)
+            .filter_map(|w| {
+                let kind = &self.graph[self.graph.find_edge(w[0], w[1])?];
+                let (from, to) = (name(w[0]), name(w[1]));
+                Some(match kind {
+                    EdgeKind::Requires => format!("{to} requires {from}"),
+                    EdgeKind::Notify => format!("{from} notifies {to}"),
+                    EdgeKind::Needs(_) => format!("{to} needs the {} of {from}", kind.describe()),
+                })
             })
-            .chain(path.last().map(|l| format!("`{}`", nodes[l.index()].name)))
             .collect();
         let first = path.first().map_or(0, |n| n.index());
         nodes[first]
             .span
-            .error(format!("dependency cycle: {}", spelled.join(" ")))
+            .error(format!(
+                "dependency cycle: {} ({})",
+                chain.join(" -> "),
+                reasons.join("; ")
+            ))
             .label("this task is part of a cycle")
             .help("remove one of these requires/notify, or change the paths, owners or units that link them")
     }

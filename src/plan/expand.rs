@@ -100,21 +100,41 @@ pub fn build(
     layers.extend(play.vars_files.iter().map(Vec::as_slice));
     layers.push(host.extra);
     let ctx = vars::resolve(&layers, &base)?;
-    let secrets = play
+    let secrets: Vec<String> = play
         .secrets
         .iter()
         .filter_map(|name| ctx.get(name))
         .map(item_text)
         .filter(|s| !s.is_empty())
         .collect();
+    // A value rendered from a secret can end up in an error message.
+    let (nodes, graph, order) =
+        plan_nodes(playbook, play, &ctx, facts_known, selection).map_err(|e| e.redact(&secrets))?;
+    Ok(HostPlan {
+        host: host.host.to_string(),
+        nodes,
+        graph,
+        order,
+        secrets,
+        vars: Value::Object(ctx),
+    })
+}
 
+/// The play's tasks expanded for one host, with their DAG and run order.
+fn plan_nodes(
+    playbook: &Playbook,
+    play: &Play,
+    ctx: &Map<String, Value>,
+    facts_known: bool,
+    selection: &Selection,
+) -> InputResult<(Vec<PlanNode>, Graph, Vec<usize>)> {
     let defs: Vec<&TaskDef> = play.tasks.iter().chain(play.handlers.iter()).collect();
     let mut nodes = Vec::new();
     let mut task_names: Vec<String> = Vec::with_capacity(defs.len());
     let mut errors = Vec::new();
     for (index, def) in defs.iter().enumerate() {
         let unresolved = !facts_known && task_mentions_facts(def);
-        match expand_task(playbook, play, def, index, &ctx, unresolved) {
+        match expand_task(playbook, play, def, index, ctx, unresolved) {
             Ok((name, task_nodes)) => {
                 task_names.push(name);
                 if def.is_handler || selection.selects(def) {
@@ -131,19 +151,11 @@ pub fn build(
         return Err(e);
     }
     let by_name = unique_names(&defs, &task_names)?;
-    let graph = Graph::new(&nodes);
-    let mut graph = graph;
+    let mut graph = Graph::new(&nodes);
     add_explicit_edges(&defs, &by_name, &nodes, &mut graph)?;
     graph.add_implicit_edges(&nodes);
     let order = graph.order(&nodes)?;
-    Ok(HostPlan {
-        host: host.host.to_string(),
-        nodes,
-        graph,
-        order,
-        secrets,
-        vars: Value::Object(ctx),
-    })
+    Ok((nodes, graph, order))
 }
 
 fn expand_task(
@@ -189,8 +201,8 @@ fn expand_task(
             Some(when) if !unresolved => {
                 let expression = when.scalar_text()?;
                 let truthy = engine().truthy(&expression, &item_ctx).map_err(|e| {
-                    when.error(format!("when: {e}"))
-                        .help(crate::playbook::template::template_help())
+                    let help = crate::playbook::template::template_help(&e);
+                    when.error(format!("when: {e}")).help(help)
                 })?;
                 (!truthy).then(|| format!("when: {expression} is false"))
             }
@@ -247,8 +259,8 @@ fn task_display_name(def: &TaskDef, ctx: &Value) -> InputResult<String> {
     if let Some(name) = &def.name {
         let text = name.scalar_text()?;
         return engine().render_text(&text, ctx).map_err(|e| {
-            name.error(e)
-                .help(crate::playbook::template::template_help())
+            let help = crate::playbook::template::template_help(&e);
+            name.error(e).help(help)
         });
     }
     let module = def.module.name();
@@ -355,4 +367,131 @@ fn add_explicit_edges(
         }
     }
     InputError::combine(errors).map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::Playbook;
+
+    /// The plan of host `h` for the first play of `yaml`, without facts.
+    fn plan(yaml: &str) -> InputResult<HostPlan> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let playbook = Playbook::load(&path)?;
+        let extra = Vec::new();
+        let host = HostVars {
+            host: "h",
+            inventory: Vec::new(),
+            extra: &extra,
+        };
+        build(
+            &playbook,
+            &playbook.plays[0],
+            &host,
+            Expansion::WithoutFacts,
+            &Selection::default(),
+        )
+    }
+
+    /// Every edge as `FROM -> TO (WHY)`, sorted.
+    fn edges(plan: &HostPlan) -> Vec<String> {
+        plan.order
+            .iter()
+            .flat_map(|&i| {
+                plan.graph.dependencies(i).map(move |(d, kind)| {
+                    format!(
+                        "{} -> {} ({})",
+                        plan.nodes[d].name,
+                        plan.nodes[i].name,
+                        kind.describe()
+                    )
+                })
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn implicit_edges_name_what_the_source_provides() {
+        let plan = plan(
+            "- hosts: all\n  tasks:\n    - file: { path: /opt/app/conf, content: x, owner: app }\n    \
+             - dir: { path: /opt/app }\n    - user: { name: app }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            edges(&plan),
+            [
+                "dir /opt/app -> file /opt/app/conf (dir /opt/app)",
+                "user app -> file /opt/app/conf (user app)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_says_who_depends_on_whom() {
+        let err = plan(
+            "- hosts: all\n  tasks:\n    - name: a\n      dir: { path: /a }\n      requires: b\n    \
+             - name: b\n      file: { path: /a/b, content: x }\n",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.ends_with(
+                "dependency cycle: `a` -> `b` -> `a` (`b` needs the dir /a of `a`; `a` requires `b`)"
+            ),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn the_graph_never_shows_a_secret_value() {
+        let plan = plan(
+            "- hosts: all\n  vars: { pw: hunter2 }\n  secrets: [pw]\n  tasks:\n    \
+             - name: \"seed {{pw}}\"\n      file: { path: /a, content: x }\n",
+        )
+        .unwrap();
+        for text in [
+            crate::plan::render_text("p", &plan),
+            crate::plan::render_dot("p", &plan),
+        ] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("seed <secret>"), "{text}");
+        }
+    }
+
+    #[test]
+    fn errors_never_show_a_secret_value() {
+        let err = plan(
+            "- hosts: all\n  vars: { pw: hunter2 }\n  secrets: [pw]\n  tasks:\n    \
+             - file: { path: /a, mode: \"{{pw}}\" }\n    - name: \"x {{pw}}\"\n      \
+             file: { path: /b }\n    - name: \"x {{pw}}\"\n      file: { path: /c }\n",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message.contains("`<secret>` is not an octal mode"),
+            "{}",
+            err.message
+        );
+        let text = format!("{:?}", miette::Report::new(err));
+        assert!(!text.contains("hunter2"), "{text}");
+        let twice = plan(
+            "- hosts: all\n  vars: { pw: hunter2 }\n  secrets: [pw]\n  tasks:\n    \
+             - name: \"x {{pw}}\"\n      file: { path: /b }\n    - name: \"x {{pw}}\"\n      \
+             file: { path: /c }\n",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            twice
+                .message
+                .contains("task name `x <secret>` is used twice"),
+            "{}",
+            twice.message
+        );
+    }
 }

@@ -1,7 +1,13 @@
 //! `converge graph`: each host's DAG as text or Graphviz DOT.
 
 use super::HostPlan;
+use crate::report::redact;
 use std::fmt::Write;
+
+/// A node's name as shown: secret values hidden, like everywhere else.
+fn name(plan: &HostPlan, i: usize) -> String {
+    redact(&plan.nodes[i].name, &plan.secrets)
+}
 
 fn marker(plan: &HostPlan, i: usize) -> &'static str {
     let node = &plan.nodes[i];
@@ -24,14 +30,14 @@ pub fn render_text(play: &str, plan: &HostPlan) -> String {
             out,
             "  {:>2}. {}{}",
             position + 1,
-            plan.nodes[i].name,
+            name(plan, i),
             marker(plan, i)
         );
         for (dep, kind) in plan.graph.dependencies(i) {
             let _ = writeln!(
                 out,
                 "        after {} ({})",
-                plan.nodes[dep].name,
+                name(plan, dep),
                 kind.describe()
             );
         }
@@ -46,6 +52,7 @@ pub fn render_dot(play: &str, plan: &HostPlan) -> String {
         quote(&format!("{} / {play}", plan.host))
     );
     for (i, node) in plan.nodes.iter().enumerate() {
+        let label = format!("{}{}", name(plan, i), marker(plan, i));
         let style = if node.unresolved || node.skip_reason.is_some() {
             ", style=dashed"
         } else if node.is_handler {
@@ -53,11 +60,7 @@ pub fn render_dot(play: &str, plan: &HostPlan) -> String {
         } else {
             ""
         };
-        let _ = writeln!(
-            out,
-            "  n{i} [label={}{style}];",
-            quote(&format!("{}{}", node.name, marker(plan, i)))
-        );
+        let _ = writeln!(out, "  n{i} [label={}{style}];", quote(&label));
     }
     for &i in &plan.order {
         for (dep, kind) in plan.graph.dependencies(i) {

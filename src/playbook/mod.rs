@@ -89,7 +89,7 @@ const TASK_KEYS: &[&str] = &[
 pub fn load_yaml(path: &Path) -> InputResult<Node> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         InputError::new(format!("cannot read {}: {e}", path.display()))
-            .help("check the path; relative paths start at the playbook's folder")
+            .help("check the path; a relative path starts at the current directory")
     })?;
     node::parse(&SourceFile::new(
         path.display().to_string(),
@@ -339,4 +339,27 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
         is_handler,
         span: node.span.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_says_where_relative_paths_start() {
+        // The playbook and `-e @FILE` are found from the current directory...
+        let err = load_yaml(Path::new("no/such/site.yml")).unwrap_err();
+        assert!(err.help.unwrap().contains("current directory"));
+        // ...vars_files from the playbook's folder, and that error is located.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.yml");
+        std::fs::write(&path, "- hosts: all\n  vars_files: [vars/x.yml]\n").unwrap();
+        let err = Playbook::load(&path).unwrap_err();
+        assert!(
+            err.message.contains("site.yml:2:16: cannot read"),
+            "{}",
+            err.message
+        );
+        assert!(err.help.unwrap().contains("playbook's folder"));
+    }
 }

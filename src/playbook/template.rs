@@ -6,7 +6,7 @@ use crate::error::InputError;
 use crate::playbook::node::{Kind, Node};
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
-    RenderError, RenderErrorReason, Renderable, ScopedJson,
+    RenderError, RenderErrorReason, Renderable, ScopedJson, TemplateErrorReason,
 };
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -20,6 +20,11 @@ pub fn engine() -> &'static Engine {
     static ENGINE: LazyLock<Engine> = LazyLock::new(Engine::new);
     &ENGINE
 }
+
+/// Exactly one helper call, `{{default port 8080}}`: its value keeps its type too.
+static SINGLE_HELPER_CALL: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*\s[^{}]*?)\s*\}\}$").expect("static regex")
+});
 
 static SINGLE_EXPRESSION: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}$")
@@ -70,6 +75,13 @@ impl Engine {
                     .ok_or_else(|| format!("undefined variable `{path}`"));
             }
         }
+        if let Some(caps) = SINGLE_HELPER_CALL.captures(template)
+            && is_helper(caps[1].split_whitespace().next().unwrap_or(""))
+        {
+            // The helper's value, through `json`, instead of its text.
+            let json = self.render_text(&format!("{{{{json ({})}}}}", &caps[1]), ctx)?;
+            return serde_json::from_str(&json).map_err(|e| format!("template error: {e}"));
+        }
         self.render_text(template, ctx).map(Value::String)
     }
 
@@ -82,9 +94,10 @@ impl Engine {
     /// Render every string inside a node, keeping the node's shape.
     pub fn render_node(&self, node: &Node, ctx: &Value) -> Result<Value, InputError> {
         Ok(match &node.kind {
-            Kind::Str(s) => self
-                .render_typed(s, ctx)
-                .map_err(|e| node.error(e).help(template_help()))?,
+            Kind::Str(s) => self.render_typed(s, ctx).map_err(|e| {
+                let help = template_help(&e);
+                node.error(e).help(help)
+            })?,
             Kind::Seq(items) => Value::Array(
                 items
                     .iter()
@@ -123,9 +136,18 @@ fn is_helper(name: &str) -> bool {
     name == "default" || VALUE_HELPERS.iter().any(|(n, _)| *n == name)
 }
 
-pub fn template_help() -> &'static str {
-    "define the variable in vars, vars_files, the inventory or with -e, \
-     or write (default NAME VALUE) for an optional one"
+/// The hint for a template error, by what went wrong.
+pub fn template_help(message: &str) -> &'static str {
+    if message.contains("syntax error") || message.contains("is closing") {
+        "close every `{{` with `}}`, and every block with its end: \
+         `{{#if x}}...{{/if}}`, `{{#each xs}}...{{/each}}`"
+    } else if message.contains("unknown helper") {
+        "the helpers are default, join, upper, lower, json, quote, env, \
+         and eq ne gt gte lt lte and or not"
+    } else {
+        "define the variable in vars, vars_files, the inventory or with -e, \
+         or write (default NAME VALUE) for an optional one"
+    }
 }
 
 /// A dotted path into the context (`facts.os.id`).
@@ -141,7 +163,15 @@ fn describe(error: &RenderError) -> String {
     match error.reason() {
         RenderErrorReason::MissingVariable(Some(path)) => format!("undefined variable `{path}`"),
         RenderErrorReason::MissingVariable(None) => "undefined variable".to_string(),
-        RenderErrorReason::TemplateError(e) => format!("template syntax error: {}", e.reason()),
+        // pest's own message lists grammar rules ("expected escape, expression, ...").
+        RenderErrorReason::TemplateError(e) => match e.reason() {
+            TemplateErrorReason::InvalidSyntax(_) => {
+                "template syntax error: an unclosed `{{` or block, or a tag handlebars \
+                 cannot read"
+                    .to_string()
+            }
+            other => format!("template syntax error: {other}"),
+        },
         RenderErrorReason::HelperNotFound(name) => format!("unknown helper `{name}`"),
         other => format!("template error: {other}"),
     }
@@ -405,6 +435,33 @@ mod tests {
             e.render_file("port {{port}}\n", &ctx()).unwrap(),
             "port 8080\n"
         );
+    }
+
+    #[test]
+    fn syntax_errors_say_what_to_fix() {
+        let e = engine();
+        for t in ["a {{app", "{{#if flag}}x\n", "{{#if flag}}x{{/each}}"] {
+            let failure = e.render_file(t, &ctx()).unwrap_err();
+            assert!(
+                failure.message.starts_with("template syntax error: "),
+                "{t}: {}",
+                failure.message
+            );
+            assert!(
+                !failure.message.contains("expected"),
+                "{t}: {}",
+                failure.message
+            );
+            assert!(
+                template_help(&failure.message).contains("{{/if}}"),
+                "{t}: {}",
+                failure.message
+            );
+        }
+        let undefined = e.render_text("{{nope}}", &ctx()).unwrap_err();
+        assert!(template_help(&undefined).contains("(default NAME VALUE)"));
+        let helper = e.render_text("{{nohelper app}}", &ctx()).unwrap_err();
+        assert!(template_help(&helper).contains("join"), "{helper}");
     }
 
     #[test]

@@ -110,9 +110,12 @@ impl HostRun<'_> {
             if node.is_handler && !notified.contains(&i) {
                 continue;
             }
-            self.settings
-                .reporter
-                .progress(&plan.host, position, total, &node.name);
+            self.settings.reporter.progress(
+                &plan.host,
+                position,
+                total,
+                &redact(&node.name, &plan.secrets),
+            );
             let blocked_by = plan
                 .graph
                 .dependencies(i)
@@ -355,7 +358,7 @@ impl HostRun<'_> {
             status,
             diff: hide(diff),
             error: hide(error),
-            skip_reason,
+            skip_reason: skip_reason.map(|r| redact(&r, secrets)),
             duration_ms,
         };
         self.settings.reporter.task(&self.plan.host, &report);

@@ -51,16 +51,62 @@ impl Scenario {
         self.dir.path().join(relative)
     }
 
-    /// Run `converge ARGS` in the playbook folder.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_converge"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env("HOME", self.home.path())
             .env_remove("SSH_AUTH_SOCK")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run converge");
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    /// Run `converge ARGS` in the playbook folder.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run converge");
+        Run::of(args, out)
+    }
+
+    /// Start `converge ARGS` and return at once, to act on hosts while it runs.
+    pub fn start(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start converge")
+    }
+
+    pub fn converge(&self) -> Run {
+        self.run(&["site.yml"])
+    }
+
+    pub fn diff(&self) -> Run {
+        self.run(&["diff", "site.yml"])
+    }
+
+    pub fn sh(&self, host: &str, cmd: &str) -> String {
+        self.hosts.sh(host, cmd)
+    }
+
+    /// The output of `cmd` once it contains `want`, retried for up to 10 s: for what
+    /// settles after the run (a reloaded nginx, a service that is still binding its port).
+    pub fn sh_until(&self, host: &str, cmd: &str, want: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let out = self.hosts.exec(host, cmd);
+            last = String::from_utf8_lossy(&out.stdout).into_owned();
+            if last.contains(want) {
+                return last;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("on {host}: `{cmd}` never printed {want:?}; last output:\n{last}");
+    }
+}
+
+impl Run {
+    pub fn of(args: &[&str], out: std::process::Output) -> Run {
         let run = Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -76,20 +122,6 @@ impl Scenario {
         run
     }
 
-    pub fn converge(&self) -> Run {
-        self.run(&["site.yml"])
-    }
-
-    pub fn diff(&self) -> Run {
-        self.run(&["diff", "site.yml"])
-    }
-
-    pub fn sh(&self, host: &str, cmd: &str) -> String {
-        self.hosts.sh(host, cmd)
-    }
-}
-
-impl Run {
     pub fn expect_code(&self, code: i32) -> &Run {
         assert_eq!(
             self.code, code,

@@ -1,0 +1,46 @@
+use super::File;
+use crate::module::testing::{FakeHost, Local, one};
+use crate::transport::quote;
+
+#[tokio::test]
+async fn a_link_is_switched_through_a_hidden_temp_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let enabled = dir.path().join("sites-enabled");
+    std::fs::create_dir(&enabled).unwrap();
+    let link = enabled.join("myapp");
+    let yaml = |target: &str| format!("{{path: '{}', link: {target}}}", link.display());
+
+    // What is sent: the temp link is a hidden name, which `sites-enabled/*` does not read.
+    let host = FakeHost::ok();
+    let (out, _) = host
+        .converge(
+            &*one(&File, &yaml("/etc/one")),
+            "f.type=absent\n",
+            true,
+            &[],
+        )
+        .await;
+    assert!(out.unwrap().changed());
+    let temp = format!("{}/.myapp.converge~", enabled.display());
+    assert!(
+        host.ran(&format!("ln -s /etc/one {}", quote(&temp))),
+        "{:?}",
+        host.sent()
+    );
+    assert!(!host.ran("/myapp.converge~"), "{:?}", host.sent());
+
+    // And for real, in a temp dir: switched, nothing left beside it.
+    for target in ["/etc/one", "/etc/two"] {
+        let out = Local::default()
+            .run(&*one(&File, &yaml(target)), true)
+            .await
+            .unwrap();
+        assert!(out.changed());
+        assert_eq!(std::fs::read_link(&link).unwrap().to_str(), Some(target));
+        let names: Vec<_> = std::fs::read_dir(&enabled)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["myapp"]);
+    }
+}

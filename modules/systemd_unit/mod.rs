@@ -1,0 +1,483 @@
+//! `systemd_unit`: a service unit at /etc/systemd/system/NAME.service, rendered from
+//! parameters (`unit.hbs`), given as `content` or rendered from a local `template`;
+//! verified with `systemd-analyze verify` before it is installed, daemon-reloaded only
+//! when it changed, and enabled / started or stopped like `service`.
+
+mod verify;
+
+use crate::error::InputResult;
+use crate::module::files::{self, DesiredFile, FileState, Kind};
+use crate::module::systemd::{self, UnitState, yes_no};
+use crate::module::{
+    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+};
+use crate::playbook::template::engine;
+use crate::transport::quote;
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+pub struct SystemdUnit;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnitParams {
+    name: String,
+    description: Option<String>,
+    #[serde(default, deserialize_with = "some_one_or_many")]
+    after: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "some_one_or_many")]
+    wants: Option<Vec<String>>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    user: Option<String>,
+    group: Option<String>,
+    working_directory: Option<String>,
+    exec_start: Option<String>,
+    exec_reload: Option<String>,
+    restart: Option<String>,
+    restart_sec: Option<Scalar>,
+    environment: Option<IndexMap<String, Scalar>>,
+    environment_file: Option<String>,
+    limit_nofile: Option<Scalar>,
+    #[serde(default, deserialize_with = "some_one_or_many")]
+    wanted_by: Option<Vec<String>>,
+    standard_output: Option<String>,
+    standard_error: Option<String>,
+    content: Option<String>,
+    template: Option<String>,
+    enabled: Option<bool>,
+    state: Option<State>,
+}
+
+fn some_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    one_or_many(d).map(Some)
+}
+
+/// A value written as a string or a number (`PORT: "{{port}}"` renders to a number).
+#[derive(Debug, Clone)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Scalar(s)),
+            Value::Number(n) => Ok(Scalar(n.to_string())),
+            Value::Bool(b) => Ok(Scalar(b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a string or a number, found {other}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Started,
+    Stopped,
+}
+
+const TYPES: &[&str] = &[
+    "simple",
+    "exec",
+    "forking",
+    "oneshot",
+    "dbus",
+    "notify",
+    "notify-reload",
+    "idle",
+];
+const RESTARTS: &[&str] = &[
+    "no",
+    "always",
+    "on-success",
+    "on-failure",
+    "on-abnormal",
+    "on-abort",
+    "on-watchdog",
+];
+
+impl Module for SystemdUnit {
+    fn name(&self) -> &'static str {
+        "systemd_unit"
+    }
+
+    fn key_param(&self) -> Option<&'static str> {
+        Some("name")
+    }
+
+    fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
+        let p: UnitParams = params.parse()?;
+        let name = p.name.trim_end_matches(".service").to_string();
+        systemd::check_unit_name(&name).map_err(|m| {
+            params
+                .error_at("name", m)
+                .help("e.g. `myapp` for myapp.service")
+        })?;
+        let content = unit_text(&p, &name, params)?;
+        Ok(vec![Box::new(UnitAction {
+            exec_start: verify::exec_start_binaries(&content),
+            path: format!("/etc/systemd/system/{name}.service"),
+            unit: format!("{name}.service"),
+            content,
+            user: p.user,
+            group: p.group,
+            enabled: p.enabled,
+            state: p.state,
+        })])
+    }
+}
+
+/// The unit file's text, from `content`, `template` or the parameters.
+fn unit_text(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String> {
+    let rendering = [
+        ("description", p.description.is_some()),
+        ("after", p.after.is_some()),
+        ("wants", p.wants.is_some()),
+        ("type", p.kind.is_some()),
+        ("user", p.user.is_some()),
+        ("group", p.group.is_some()),
+        ("working_directory", p.working_directory.is_some()),
+        ("exec_start", p.exec_start.is_some()),
+        ("exec_reload", p.exec_reload.is_some()),
+        ("restart", p.restart.is_some()),
+        ("restart_sec", p.restart_sec.is_some()),
+        ("environment", p.environment.is_some()),
+        ("environment_file", p.environment_file.is_some()),
+        ("limit_nofile", p.limit_nofile.is_some()),
+        ("wanted_by", p.wanted_by.is_some()),
+        ("standard_output", p.standard_output.is_some()),
+        ("standard_error", p.standard_error.is_some()),
+    ];
+    let given = if p.content.is_some() {
+        Some("content")
+    } else if p.template.is_some() {
+        Some("template")
+    } else {
+        None
+    };
+    if let Some(given) = given {
+        if p.content.is_some() && p.template.is_some() {
+            return Err(params.error_at("template", "give either content or template, not both"));
+        }
+        if let Some((key, _)) = rendering.iter().find(|(_, set)| *set) {
+            return Err(params
+                .error_at(key, format!("`{key}` is part of the unit; with `{given}` write it there"))
+                .help("`content` and `template` are the whole unit file; the other parameters build one"));
+        }
+    }
+    if let Some(content) = &p.content {
+        return Ok(content.clone());
+    }
+    if let Some(template) = &p.template {
+        let local = params.local_path(template);
+        let text = std::fs::read_to_string(&local).map_err(|e| {
+            params
+                .error_at("template", format!("cannot read {}: {e}", local.display()))
+                .help("template is a file on this machine, relative to the playbook's folder")
+        })?;
+        return engine()
+            .render_text(&text, params.vars)
+            .map_err(|e| params.error_at("template", format!("{}: {e}", local.display())));
+    }
+    render(p, name, params)
+}
+
+fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String> {
+    let Some(exec_start) = &p.exec_start else {
+        return Err(params
+            .error_at("name", "missing parameter `exec_start`")
+            .help("exec_start is the command line of the service; or give the whole unit as content or template"));
+    };
+    let kind = p.kind.as_deref().unwrap_or("simple");
+    if !TYPES.contains(&kind) {
+        return Err(params
+            .error_at("type", format!("`{kind}` is not a service type"))
+            .help(format!("one of {}", TYPES.join(", "))));
+    }
+    let restart = p.restart.as_deref().unwrap_or("on-failure");
+    if !RESTARTS.contains(&restart) {
+        return Err(params
+            .error_at("restart", format!("`{restart}` is not a restart policy"))
+            .help(format!("one of {}", RESTARTS.join(", "))));
+    }
+    // A newline would start a directive of its own: none of these may hold one.
+    let single_line: [(&str, Option<&str>); 13] = [
+        ("description", p.description.as_deref()),
+        ("user", p.user.as_deref()),
+        ("group", p.group.as_deref()),
+        ("working_directory", p.working_directory.as_deref()),
+        ("exec_start", Some(exec_start)),
+        ("exec_reload", p.exec_reload.as_deref()),
+        ("restart_sec", p.restart_sec.as_ref().map(|s| s.0.as_str())),
+        ("environment_file", p.environment_file.as_deref()),
+        (
+            "limit_nofile",
+            p.limit_nofile.as_ref().map(|s| s.0.as_str()),
+        ),
+        ("standard_output", p.standard_output.as_deref()),
+        ("standard_error", p.standard_error.as_deref()),
+        ("type", Some(kind)),
+        ("restart", Some(restart)),
+    ];
+    for (key, value) in single_line {
+        if value.is_some_and(|v| v.contains(['\n', '\r'])) {
+            return Err(params.error_at(key, "must be one line"));
+        }
+    }
+    for (key, list) in [
+        ("after", &p.after),
+        ("wants", &p.wants),
+        ("wanted_by", &p.wanted_by),
+    ] {
+        if let Some(Err(m)) = list
+            .iter()
+            .flatten()
+            .map(|u| systemd::check_unit_name(u))
+            .find(Result::is_err)
+        {
+            return Err(params.error_at(key, m));
+        }
+    }
+    let mut environment = Vec::new();
+    for (key, Scalar(value)) in p.environment.iter().flatten() {
+        let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(params.error_at(
+                "environment",
+                format!("`{key}` is not an environment variable name"),
+            ));
+        }
+        if value.contains(['\n', '\r']) {
+            return Err(params.error_at("environment", format!("`{key}` must be one line")));
+        }
+        environment.push(format!("\"{key}={}\"", escape_env(value)));
+    }
+    let ctx = json!({
+        "description": p.description.as_deref().unwrap_or(name),
+        "after": p.after.clone().unwrap_or_else(|| vec!["network.target".into()]),
+        "wants": p.wants.clone().unwrap_or_default(),
+        "type": kind,
+        "user": p.user,
+        "group": p.group,
+        "working_directory": p.working_directory,
+        "environment": environment,
+        "environment_file": p.environment_file,
+        "exec_start": exec_start,
+        "exec_reload": p.exec_reload,
+        "restart": restart,
+        "restart_sec": p.restart_sec.as_ref().map(|s| &s.0),
+        "limit_nofile": p.limit_nofile.as_ref().map(|s| &s.0),
+        "standard_output": p.standard_output,
+        "standard_error": p.standard_error,
+        "wanted_by": p.wanted_by.clone().unwrap_or_else(|| vec!["multi-user.target".into()]),
+    });
+    engine()
+        .render_text(include_str!("unit.hbs"), &ctx)
+        .map_err(|e| params.error_at("name", format!("rendering unit.hbs: {e}")))
+}
+
+/// A value inside `Environment="K=V"`: systemd unquotes C-style and expands `%` specifiers.
+fn escape_env(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%")
+}
+
+#[derive(Debug)]
+struct UnitAction {
+    unit: String,
+    path: String,
+    content: String,
+    /// Absolute `ExecStart=` binaries: absent ones are deployed later by a `release`.
+    exec_start: Vec<String>,
+    user: Option<String>,
+    group: Option<String>,
+    enabled: Option<bool>,
+    state: Option<State>,
+}
+
+impl UnitAction {
+    fn desired<'a>(&'a self, ctx: &Ctx<'_>) -> DesiredFile<'a> {
+        DesiredFile::system_config(&self.path, self.content.as_bytes(), ctx)
+    }
+
+    async fn verify(&self, ctx: &Ctx<'_>) -> Result<(), Failure> {
+        let check =
+            files::check_candidate(ctx, &self.unit, self.content.as_bytes(), verify::COMMAND)
+                .await?;
+        verify::verdict(
+            &self.unit,
+            &check.path,
+            &self.path,
+            check.output.status,
+            &check.output.stderr_text(),
+            &self.exec_start,
+            |unit| !ctx.apply && ctx.assumes(&Resource::unit(unit)),
+        )
+        .map_err(Failure::new)
+    }
+
+    /// Start or stop as `state` says. Returns the `active:` change, if any, and why a start
+    /// was skipped.
+    async fn converge_state(
+        &self,
+        unit: &UnitState,
+        reloaded: bool,
+        probed: &Probed,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(Option<(String, String)>, Option<String>), Failure> {
+        match self.state {
+            Some(State::Started) if !unit.is_active() => {
+                if let Some(bin) = self.missing_binary(probed) {
+                    let reason = format!(
+                        "start skipped: {bin} does not exist yet; the release that deploys it starts the service"
+                    );
+                    return Ok((
+                        Some((unit.active_text(), format!("no ({reason})"))),
+                        Some(reason),
+                    ));
+                }
+                if ctx.apply {
+                    ctx.run_ok(
+                        &format!("starting {}", self.unit),
+                        &systemd::systemctl("start", &self.unit),
+                    )
+                    .await?;
+                }
+                // A fresh start runs the new unit: pending restarts are folded in.
+                ctx.restarts.mark_restarted(&self.unit);
+                Ok((Some((unit.active_text(), yes_no(true))), None))
+            }
+            // A unit waiting to be restarted by `Restart=` is not stopped yet.
+            Some(State::Stopped) if !unit.is_stopped() => {
+                if ctx.apply {
+                    ctx.run_ok(
+                        &format!("stopping {}", self.unit),
+                        &systemd::systemctl("stop", &self.unit),
+                    )
+                    .await?;
+                }
+                Ok((Some((unit.active_text(), yes_no(false))), None))
+            }
+            _ => {
+                if !unit.is_stopped() && reloaded {
+                    // The running service still runs the old unit: one merged restart picks it up.
+                    ctx.restarts.request(&self.unit);
+                }
+                Ok((None, None))
+            }
+        }
+    }
+
+    /// The first `ExecStart=` binary that is not on the host, as the probe saw it.
+    fn missing_binary(&self, probed: &Probed) -> Option<&str> {
+        self.exec_start
+            .iter()
+            .enumerate()
+            .find(|(i, _)| probed.field(&format!("bin.{i}")).as_deref() == Some("no"))
+            .map(|(_, b)| b.as_str())
+    }
+}
+
+#[async_trait]
+impl Action for UnitAction {
+    fn resources(&self) -> Resources {
+        let mut r = Resources::for_path(&self.path, self.user.as_deref(), self.group.as_deref());
+        r.provides.push(Resource::unit(&self.unit));
+        r
+    }
+
+    fn probe(&self) -> String {
+        let mut s = files::probe("unit", &self.path, true);
+        s.push_str(&systemd::show_probe("svc", &self.unit));
+        for (i, bin) in self.exec_start.iter().enumerate() {
+            s.push_str(&format!(
+                "if [ -e {} ]; then echo bin.{i}=yes; else echo bin.{i}=no; fi\n",
+                quote(bin)
+            ));
+        }
+        s
+    }
+
+    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+        let file = FileState::from_probe(probed, "unit");
+        if file.kind == Kind::Dir {
+            return Err(Failure::new(format!("{} is a directory", self.path)));
+        }
+        let systemd = UnitState::from_probe(probed, "svc");
+        if systemd.is_none() && (self.enabled.is_some() || self.state.is_some()) {
+            return Err(Failure::new(
+                "the host does not run systemd: cannot enable, start or stop the unit",
+            ));
+        }
+        let desired = self.desired(ctx);
+        let mut diffs = files::diff(&file, &desired);
+        let content_changed =
+            file.kind != Kind::File || file.sha256 != Some(files::sha256_hex(desired.content));
+        // A unit systemd does not know yet, or whose mask (a link to /dev/null at this
+        // path) the new file replaces, is the one this task installs.
+        let unit = systemd
+            .clone()
+            .filter(|u| u.found() && !(content_changed && u.masked()))
+            .unwrap_or_else(UnitState::assumed_new);
+        // What systemd loaded is what this task replaces when the file changes.
+        if !content_changed
+            && (self.enabled == Some(true) || self.state == Some(State::Started))
+            && let Some(why) = unit.unusable(&self.unit)
+        {
+            return Err(Failure::new(why));
+        }
+        if content_changed {
+            self.verify(ctx).await?;
+        }
+        if ctx.apply && !diffs.is_empty() {
+            files::write(ctx, &desired).await?;
+        }
+        // A stale unit (a run that died before its daemon-reload) is reloaded too.
+        let reload = systemd.is_some() && (content_changed || unit.need_reload);
+        if ctx.apply && reload {
+            ctx.run_ok("systemctl daemon-reload", "systemctl daemon-reload")
+                .await?;
+        }
+
+        let mut before: Vec<(&str, Option<String>)> = Vec::new();
+        let mut after: Vec<(&str, Option<String>)> = Vec::new();
+        if unit.need_reload && !content_changed {
+            before.push(("daemon-reload", Some("needed".into())));
+        }
+        // Static and generated units have no install section to switch: left as they are.
+        if let (Some(want), Some(is)) = (self.enabled, unit.enabled()) {
+            before.push(("enabled", Some(yes_no(is))));
+            after.push(("enabled", Some(yes_no(want))));
+            if ctx.apply && is != want {
+                let verb = if want { "enable" } else { "disable" };
+                ctx.run_ok(
+                    &format!("{verb} {}", self.unit),
+                    &systemd::systemctl(verb, &self.unit),
+                )
+                .await?;
+            }
+        }
+        let (active, skipped_start) = self.converge_state(&unit, reload, probed, ctx).await?;
+        if let Some(reason) = skipped_start {
+            // Nothing but the start left to the release: no change to report on each run.
+            if diffs.is_empty() && Diff::of_metadata("", &before, &after).is_none() {
+                return Ok(Outcome::skipped(reason));
+            }
+        }
+        if let Some((was, will)) = active {
+            before.push(("active", Some(was)));
+            after.push(("active", Some(will)));
+        }
+        diffs.extend(Diff::of_metadata(self.unit.clone(), &before, &after));
+        Ok(Outcome::from_diffs(diffs))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,603 @@
+//! Acceptance tests of the command line: the real binary on playbooks and inventories
+//! in temp dirs. No hosts, no SSH: every run here stops before connecting (the one host
+//! of the inventory is 127.0.0.1 port 1, so a run that got through would fail at once
+//! with exit 1 rather than touch anything).
+//!
+//! Every kind of user mistake exits 3, says nothing on stdout, and its stderr is
+//! snapshotted (tests/cli/snapshots): the message, its location and its hint are the
+//! user interface.
+
+use std::process::Command;
+
+const INVENTORY: &str = "\
+all:
+  hosts:
+    web1: { ansible_host: 127.0.0.1, ansible_port: 1 }
+  children:
+    web:
+      hosts: { web1: {} }
+";
+
+/// A playbook folder: `inventory.yml` and whatever the test writes beside it.
+struct Folder {
+    dir: tempfile::TempDir,
+}
+
+/// What one `converge` invocation printed and returned.
+#[derive(Debug, PartialEq, Eq)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Folder {
+    fn new() -> Folder {
+        let folder = Folder {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        folder.file("inventory.yml", INVENTORY);
+        folder
+    }
+
+    /// A folder with `site.yml`.
+    fn with_playbook(yaml: &str) -> Folder {
+        let folder = Folder::new();
+        folder.file("site.yml", yaml);
+        folder
+    }
+
+    fn file(&self, relative: &str, content: &str) -> &Folder {
+        let path = self.dir.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("parent dir");
+        }
+        std::fs::write(path, content).expect("write");
+        self
+    }
+
+    /// `converge ARGS` in the folder, without colors, with a HOME (and lock dir) of its own.
+    fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("FORCE_COLOR")
+            .output()
+            .expect("run converge");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: self.normalise(&String::from_utf8_lossy(&out.stdout)),
+            stderr: self.normalise(&String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
+    /// The temp dir's path, wherever it shows, as `[DIR]`.
+    fn normalise(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        let path = self.dir.path();
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        for p in [canonical.as_path(), path] {
+            text = text.replace(&p.display().to_string(), "[DIR]");
+        }
+        text
+    }
+}
+
+impl Run {
+    fn context(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `converge ARGS` in a folder holding `site.yml` (and `files`): bad input, so exit 3,
+/// nothing on stdout, the same error from `converge apply ARGS`; `diff` and `validate`
+/// refuse it too. Returns the stderr to snapshot.
+fn bad_input(playbook: &str, files: &[(&str, &str)], args: &[&str]) -> String {
+    let folder = Folder::with_playbook(playbook);
+    for (path, content) in files {
+        folder.file(path, content);
+    }
+    let run = folder.run(args);
+    assert_eq!(run.code, 3, "{}", run.context());
+    assert_eq!(run.stdout, "", "{}", run.context());
+    assert!(!run.stderr.trim().is_empty(), "{}", run.context());
+    assert!(
+        !run.stderr.contains("panicked"),
+        "a panic is not an error message:\n{}",
+        run.context()
+    );
+    let explicit: Vec<&str> = ["apply"].iter().chain(args).copied().collect();
+    assert_eq!(
+        folder.run(&explicit),
+        run,
+        "`converge {}` and `converge {}` differ",
+        args.join(" "),
+        explicit.join(" ")
+    );
+    for command in ["diff", "validate"] {
+        // validate takes no run options; only the ones it knows are passed on.
+        let mut with: Vec<&str> = vec![command];
+        let mut rest = args.iter();
+        while let Some(&a) = rest.next() {
+            let takes_value = matches!(a, "-i" | "-l" | "-e");
+            if command == "validate" && a.starts_with('-') && !takes_value && a != "--frobnicate" {
+                continue;
+            }
+            with.push(a);
+            if takes_value {
+                with.extend(rest.next().copied());
+            }
+        }
+        let other = folder.run(&with);
+        assert_eq!(
+            other.code,
+            3,
+            "converge {}: {}",
+            with.join(" "),
+            other.context()
+        );
+    }
+    run.stderr
+}
+
+/// A play on `all` with `tasks` (already indented as list items under `tasks:`).
+fn play(tasks: &str) -> String {
+    format!("- name: site\n  hosts: all\n  tasks:\n{tasks}")
+}
+
+// ---------------------------------------------------------------- parse errors
+
+#[test]
+fn yaml_syntax_error() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf, content: [oops\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_play_key() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  taks:\n    - file: { path: /etc/app.conf }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_module_suggests_the_closest() {
+    let stderr = bad_input(
+        &play("    - name: config\n      fiel: { path: /etc/app.conf, content: \"x\\n\" }\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `file`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_task_key_suggests_the_closest() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf }\n      wehn: ready\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `when`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn two_modules_in_one_task() {
+    let stderr = bad_input(
+        &play(
+            "    - name: layout\n      dir: { path: /opt/app }\n      file: { path: /opt/app/a }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn wrong_parameter_type() {
+    let stderr = bad_input(
+        &play("    - name: account\n      user: { name: app, system: maybe }\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn parameters_are_a_mapping() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: /etc/app.conf\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(
+        !stderr.contains("FileParams"),
+        "a Rust type name:\n{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_parameter() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf, mdoe: \"0644\" }\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn missing_required_parameter() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { content: \"x\\n\", mode: \"0644\" }\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unquoted_mode() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf, content: x, mode: 0644 }\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("site.yml:5:54:"), "{stderr}");
+    assert!(stderr.contains(r#"mode: "0644""#), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+// ---------------------------------------------------------------- variables and templates
+
+#[test]
+fn undefined_variable_in_a_parameter() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo }\n  tasks:\n    - name: config\n      \
+         file: { path: \"/etc/{{ app }}/{{ envrionment }}.conf\", content: x }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn undefined_variable_in_when() {
+    let stderr = bad_input(
+        &play(
+            "    - name: tls\n      file: { path: /etc/tls.conf, content: x }\n      when: enable_tls\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn undefined_variable_in_vars() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars:\n    app: demo\n    home: \"/opt/{{ ap }}\"\n  \
+         tasks:\n    - name: home\n      dir: { path: \"{{ home }}\" }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn undefined_variable_in_a_template_file() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo }\n  tasks:\n    - name: config\n      \
+         template: { src: templates/app.conf.hbs, dest: /etc/app.conf }\n",
+        &[("templates/app.conf.hbs", "name={{app}}\nport={{ port }}\n")],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("templates/app.conf.hbs:2:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn template_syntax_error() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo, tls: true }\n  tasks:\n    - name: config\n      \
+         template: { src: templates/app.conf.hbs, dest: /etc/app.conf }\n",
+        &[(
+            "templates/app.conf.hbs",
+            "name={{app}}\n{{#if tls}}\nlisten=443\n",
+        )],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn template_syntax_error_in_a_parameter() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo }\n  tasks:\n    - name: config\n      \
+         file: { path: \"/etc/{{app}.conf\", content: x }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_secret_never_shows_in_an_error() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars_files: [vars/secret.yml]\n  secrets: [db_password]\n  \
+         tasks:\n    - name: config\n      file: { path: /etc/app.conf, content: x, mode: \"{{db_password}}\" }\n",
+        &[("vars/secret.yml", "db_password: hunter2-s3cret\n")],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+// ---------------------------------------------------------------- ordering
+
+#[test]
+fn requires_an_unknown_task() {
+    let stderr = bad_input(
+        &play(
+            "    - name: migrate\n      command: \"echo migrate\"\n      requires: [instal]\n    \
+             - name: install\n      command: \"echo install\"\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `install`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn notify_names_a_task_that_is_not_a_handler() {
+    let stderr = bad_input(
+        &play(
+            "    - name: config\n      file: { path: /etc/app.conf, content: x }\n      \
+             notify: reload app\n    - name: reload app\n      service: { name: app, state: reloaded }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_dependency_cycle_is_spelled_out() {
+    let stderr = bad_input(
+        &play(
+            "    - name: layout\n      dir: { path: /opt/app }\n      requires: account\n    \
+             - name: account\n      user: { name: app }\n      requires: config\n    \
+             - name: config\n      file: { path: /opt/app/app.conf, content: x }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    for task in ["`layout`", "`account`", "`config`"] {
+        assert!(stderr.contains(task), "{stderr}");
+    }
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn duplicate_task_names() {
+    let stderr = bad_input(
+        &play(
+            "    - name: config\n      file: { path: /etc/a.conf, content: x }\n    \
+             - name: config\n      file: { path: /etc/b.conf, content: x }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+// ---------------------------------------------------------------- command line, vars files, inventory
+
+const GOOD: &str = "- name: site\n  hosts: all\n  tasks:\n    - name: config\n      \
+                    file: { path: /etc/app.conf, content: \"x\\n\" }\n";
+
+#[test]
+fn extra_var_without_equals() {
+    let stderr = bad_input(GOOD, &[], &["site.yml", "-e", "version"]);
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn missing_vars_file() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars_files: [vars/prod.yml]\n  tasks:\n    - name: config\n      \
+         file: { path: /etc/app.conf, content: x }\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("site.yml:3:16:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn inventory_unknown_key_in_a_group() {
+    let stderr = bad_input(
+        GOOD,
+        &[(
+            "inventory.yml",
+            "all:\n  children:\n    web:\n      hots: { web1: { ansible_host: 127.0.0.1 } }\n",
+        )],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("inventory.yml:4:7:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_limit_that_matches_no_host() {
+    let stderr = bad_input(GOOD, &[], &["site.yml", "-l", "db*"]);
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_usage_error_exits_3_not_2() {
+    let stderr = bad_input(GOOD, &[], &["site.yml", "--frobnicate"]);
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn errors_go_to_stderr_even_with_json() {
+    let folder = Folder::with_playbook(&play("    - fiel: { path: /etc/a }\n"));
+    let run = folder.run(&["site.yml", "--json"]);
+    assert_eq!(run.code, 3, "{}", run.context());
+    assert_eq!(run.stdout, "", "{}", run.context());
+    assert!(
+        run.stderr.contains("did you mean `file`?"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_missing_playbook() {
+    let folder = Folder::new();
+    let run = folder.run(&["nosuch.yml"]);
+    assert_eq!(run.code, 3, "{}", run.context());
+    assert_eq!(folder.run(&["apply", "nosuch.yml"]), run);
+    insta::assert_snapshot!(run.stderr);
+}
+
+// ---------------------------------------------------------------- help, version, validate, graph
+
+#[test]
+fn help_lists_every_exit_code() {
+    let folder = Folder::new();
+    for args in [&["--help"][..], &["apply", "--help"], &["diff", "--help"]] {
+        let run = folder.run(args);
+        assert_eq!(run.code, 0, "{}", run.context());
+        for code in ["0", "1", "2", "3", "4", "130"] {
+            assert!(
+                run.stdout
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "converge {}: no line for exit code {code}:\n{}",
+                args.join(" "),
+                run.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn version() {
+    let run = Folder::new().run(&["--version"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert_eq!(
+        run.stdout.trim(),
+        format!("converge {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn validate_a_good_playbook() {
+    let folder = Folder::with_playbook(GOOD);
+    let run = folder.run(&["validate", "site.yml"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert!(run.stdout.contains("ok"), "{}", run.context());
+    assert_eq!(run.stderr, "", "{}", run.context());
+}
+
+#[test]
+fn a_play_on_a_group_the_inventory_lacks_is_warned_about() {
+    let folder = Folder::with_playbook(&GOOD.replace("hosts: all", "hosts: wbe"));
+    let run = folder.run(&["validate", "site.yml"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert!(
+        run.stderr
+            .contains("warning: site.yml:2:10: play `site`: `wbe` names no host or group"),
+        "{}",
+        run.context()
+    );
+}
+
+const GRAPHED: &str = r#"- name: app
+  hosts: web
+  vars: { app: myapp }
+  tasks:
+    - name: config
+      file: { path: "/opt/{{app}}/config.yaml", content: "port: 8080\n", owner: "{{app}}", mode: "0640" }
+      notify: restart app
+    - name: layout
+      dir: { path: "/opt/{{app}}", mode: "0755" }
+    - name: service account
+      user: { name: "{{app}}", system: true }
+    - name: releases
+      dir: { path: "/opt/{{app}}/releases/{{item}}" }
+      loop: [v1, v2]
+    - name: migrate
+      command: "/opt/{{app}}/migrate"
+      requires: config
+    - name: debian only
+      file: { path: /etc/apt/apt.conf.d/99app, content: "x\n" }
+      when: (eq facts.os.id "debian")
+  handlers:
+    - name: restart app
+      service: { name: "{{app}}", state: restarted }
+"#;
+
+#[test]
+fn graph_as_text() {
+    let folder = Folder::with_playbook(GRAPHED);
+    let run = folder.run(&["graph", "site.yml"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    let position = |name: &str| {
+        run.stdout
+            .lines()
+            .position(|l| l.contains(&format!(". {name}")))
+            .unwrap_or_else(|| panic!("no {name}:\n{}", run.stdout))
+    };
+    // Implicit edges reorder the list: the dir and the user come before the file.
+    assert!(position("layout") < position("config"));
+    assert!(position("service account") < position("config"));
+    assert!(position("config") < position("migrate"));
+    assert!(position("config") < position("restart app"));
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn graph_as_dot() {
+    let folder = Folder::with_playbook(GRAPHED);
+    let run = folder.run(&["graph", "site.yml", "--format", "dot"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert!(run.stdout.starts_with("digraph "), "{}", run.stdout);
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn default_subcommand_is_apply() {
+    // Same error for a bad playbook, same usage error for a bad flag.
+    let folder = Folder::with_playbook(&play("    - fiel: { path: /etc/a }\n"));
+    for args in [
+        &["site.yml"][..],
+        &["site.yml", "-q"],
+        &["site.yml", "--nope"],
+    ] {
+        let explicit: Vec<&str> = ["apply"].iter().chain(args).copied().collect();
+        let implicit = folder.run(args);
+        assert_eq!(implicit.code, 3, "{}", implicit.context());
+        assert_eq!(implicit, folder.run(&explicit));
+    }
+}
