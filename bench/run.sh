@@ -40,7 +40,14 @@ if ! { [[ -x $VENV/bin/ansible-playbook && -x $VENV/bin/pyinfra ]] &&
     [[ $("$VENV/bin/pip" show ansible 2>/dev/null) == *"Version: 12.3.0"* ]] &&
     [[ $("$VENV/bin/pip" show pyinfra 2>/dev/null) == *"Version: 3.10.0"* ]]; }; then
     log "installing ansible 12.3.0 and pyinfra 3.10.0 into $VENV"
-    python3 -m venv "$VENV"
+    rm -rf "$VENV"
+    # Debian's python3 makes venvs only with python3-venv installed.
+    python3 -m venv "$VENV" 2>/dev/null || {
+        rm -rf "$VENV"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null ||
+            { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; }
+        python3 -m venv "$VENV"
+    }
     "$VENV/bin/pip" install -q 'ansible==12.3.0' 'pyinfra==3.10.0'
 fi
 if ! command -v hyperfine >/dev/null; then
