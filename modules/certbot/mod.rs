@@ -264,9 +264,9 @@ impl CertbotAction {
              echo \"timer.enabled=$(systemctl is-enabled certbot.timer 2>/dev/null)\"; \
              echo \"timer.active=$(systemctl is-active certbot.timer 2>/dev/null)\"; fi\n\
              {dropin}{cron}",
-            renewal = files::probe("renewal", &self.renewal_path(root), true),
-            dropin = files::probe("dropin", DROPIN, true),
-            cron = files::probe("cron", CRON, true),
+            renewal = files::probe("renewal", &self.renewal_path(root), files::Read::Content),
+            dropin = files::probe("dropin", DROPIN, files::Read::Content),
+            cron = files::probe("cron", CRON, files::Read::Content),
         )
     }
 

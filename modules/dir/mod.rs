@@ -199,7 +199,7 @@ impl Action for DirAction {
     }
 
     fn probe(&self) -> String {
-        files::probe("d", &self.path, false)
+        files::probe("d", &self.path, files::Read::Metadata)
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {

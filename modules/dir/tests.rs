@@ -18,7 +18,7 @@ async fn check(yaml: &str, stdout: &str) -> Result<Outcome, Failure> {
 async fn a_missing_dir_diffs_against_nothing() {
     let out = check(
         "{path: /opt/app/, owner: app, mode: \"0750\"}",
-        "d.type=absent\n",
+        "d.stat=absent\n",
     )
     .await
     .unwrap();
@@ -35,7 +35,7 @@ async fn a_missing_dir_diffs_against_nothing() {
 
 #[tokio::test]
 async fn only_the_managed_metadata_is_compared() {
-    let state = "d.type=dir\nd.mode=755\nd.owner=root\nd.group=adm\n";
+    let state = "d.stat=directory/755/root/adm/4096\n";
     let out = check("{path: /opt/app, owner: app, mode: \"0755\"}", state)
         .await
         .unwrap();
@@ -56,7 +56,7 @@ async fn only_the_managed_metadata_is_compared() {
 
 #[tokio::test]
 async fn removal_diffs_against_nothing() {
-    let state = "d.type=dir\nd.mode=2750\nd.owner=app\nd.group=app\n";
+    let state = "d.stat=directory/2750/app/app/4096\n";
     let out = check("{path: /opt/old, state: absent}", state)
         .await
         .unwrap();
@@ -69,7 +69,7 @@ async fn removal_diffs_against_nothing() {
     -owner: app
     -group: app
     ");
-    let gone = check("{path: /opt/old, state: absent}", "d.type=absent\n")
+    let gone = check("{path: /opt/old, state: absent}", "d.stat=absent\n")
         .await
         .unwrap();
     assert!(!gone.changed());
@@ -77,7 +77,10 @@ async fn removal_diffs_against_nothing() {
 
 #[tokio::test]
 async fn something_else_in_the_way_is_a_failure() {
-    for state in ["d.type=file\n", "d.type=link\n"] {
+    for state in [
+        "d.stat=regular file/644/root/root/0\n",
+        "d.stat=symbolic link/777/root/root/9\n",
+    ] {
         for yaml in ["{path: /opt/x}", "{path: /opt/x, state: absent}"] {
             let err = check(yaml, state).await.unwrap_err().to_string();
             assert!(err.contains("not a directory"), "{err}");

@@ -211,7 +211,15 @@ impl Action for FileAction {
     }
 
     fn probe(&self) -> String {
-        files::probe("f", &self.path, matches!(self.what, What::Absent))
+        files::probe(
+            "f",
+            &self.path,
+            if matches!(self.what, What::Absent) {
+                files::Read::Content
+            } else {
+                files::Read::Metadata
+            },
+        )
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {

@@ -15,7 +15,7 @@ async fn a_link_is_switched_through_a_hidden_temp_name() {
     let (out, _) = host
         .converge(
             &*one(&File, &yaml("/etc/one")),
-            "f.type=absent\n",
+            "f.stat=absent\n",
             true,
             &[],
         )

@@ -303,7 +303,7 @@ impl Action for LogrotateAction {
     }
 
     fn probe(&self) -> String {
-        let mut s = files::probe("conf", &self.path, true);
+        let mut s = files::probe("conf", &self.path, files::Read::Content);
         s.push_str(
             "if command -v logrotate >/dev/null; then echo logrotate=yes; else echo logrotate=no; fi\n",
         );

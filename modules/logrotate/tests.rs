@@ -166,7 +166,7 @@ async fn apply_stages_the_temp_file_outside_logrotate_d() {
         }
     });
     let (out, _) = host
-        .converge(&*a, "conf.type=absent\nlogrotate=yes\n", true, &[])
+        .converge(&*a, "conf.stat=absent\nlogrotate=yes\n", true, &[])
         .await;
     assert!(out.unwrap().changed());
     let sent = host.sent();
@@ -184,7 +184,7 @@ async fn apply_stages_the_temp_file_outside_logrotate_d() {
 #[tokio::test]
 async fn without_logrotate_only_check_mode_may_go_on() {
     let a = action(SEEDS);
-    let probe = "conf.type=absent\nlogrotate=no\n";
+    let probe = "conf.stat=absent\nlogrotate=no\n";
     let host = FakeHost::ok();
     let (out, _) = host.converge(&*a, probe, true, &[]).await;
     assert!(
@@ -204,7 +204,7 @@ async fn a_converged_stanza_is_ok() {
     let a = action(SEEDS);
     let content = stanza(SEEDS);
     let probe = format!(
-        "conf.type=file\nconf.mode=644\nconf.owner=root\nconf.group=root\nconf.sha256={}\nconf.content:b64={}\nlogrotate=yes\n",
+        "conf.stat=regular file/644/root/root/0\nconf.sha256={}\nconf.content:b64={}\nlogrotate=yes\n",
         files::sha256_hex(content.as_bytes()),
         base64::engine::general_purpose::STANDARD.encode(&content)
     );

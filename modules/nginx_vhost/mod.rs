@@ -531,8 +531,8 @@ impl Action for VhostAction {
 
     fn probe(&self) -> String {
         let site = &self.site;
-        let mut s = files::probe("site", &site.available, true);
-        s.push_str(&files::probe("link", &site.enabled, false));
+        let mut s = files::probe("site", &site.available, files::Read::Content);
+        s.push_str(&files::probe("link", &site.enabled, files::Read::Metadata));
         s.push_str(&format!(
             "if [ -d {} ]; then echo webroot=yes; else echo webroot=no; fi\n\
              if [ -d {SITES_AVAILABLE} ] && command -v nginx >/dev/null; then echo nginx=yes; else echo nginx=no; fi\n",

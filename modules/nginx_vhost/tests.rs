@@ -182,19 +182,19 @@ fn b64(s: &str) -> String {
 fn probe(content: Option<&str>, linked: bool, webroot: bool, cert: bool) -> String {
     let mut s = match content {
         Some(c) => format!(
-            "site.type=file\nsite.mode=644\nsite.owner=root\nsite.group=root\nsite.sha256={}\nsite.content:b64={}\n",
+            "site.stat=regular file/644/root/root/0\nsite.sha256={}\nsite.content:b64={}\n",
             files::sha256_hex(c.as_bytes()),
             b64(c)
         ),
-        None => "site.type=absent\n".into(),
+        None => "site.stat=absent\n".into(),
     };
     if linked {
         s.push_str(&format!(
-            "link.type=link\nlink.target:b64={}\n",
+            "link.stat=symbolic link/777/root/root/9\nlink.target:b64={}\n",
             b64("/etc/nginx/sites-available/myapp\n")
         ));
     } else {
-        s.push_str("link.type=absent\n");
+        s.push_str("link.stat=absent\n");
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
     s.push_str(&format!(

@@ -393,7 +393,7 @@ impl Action for UnitAction {
     }
 
     fn probe(&self) -> String {
-        let mut s = files::probe("unit", &self.path, true);
+        let mut s = files::probe("unit", &self.path, files::Read::Content);
         s.push_str(&systemd::show_probe("svc", &self.unit));
         for (i, bin) in self.exec_start.iter().enumerate() {
             s.push_str(&format!(

@@ -150,7 +150,7 @@ fn edges_provide_the_unit_and_need_its_user() {
 /// The probe of a unit that is not installed, on a host running systemd.
 fn fresh_host_probe(binary_present: bool) -> String {
     format!(
-        "unit.type=absent\nsvc.LoadState=not-found\nsvc.ActiveState=inactive\n\
+        "unit.stat=absent\nsvc.LoadState=not-found\nsvc.ActiveState=inactive\n\
          svc.UnitFileState=\nsvc.NeedDaemonReload=no\nbin.0={}\n",
         if binary_present { "yes" } else { "no" }
     )
@@ -159,7 +159,7 @@ fn fresh_host_probe(binary_present: bool) -> String {
 fn installed_probe(content: &str, active: &str, enabled: &str) -> String {
     use base64::Engine as _;
     format!(
-        "unit.type=file\nunit.mode=644\nunit.owner=root\nunit.group=root\nunit.sha256={}\n\
+        "unit.stat=regular file/644/root/root/0\nunit.sha256={}\n\
          unit.content:b64={}\nsvc.LoadState=loaded\nsvc.ActiveState={active}\n\
          svc.UnitFileState={enabled}\nsvc.NeedDaemonReload=no\nbin.0=yes\n",
         files::sha256_hex(content.as_bytes()),
@@ -378,7 +378,10 @@ async fn a_masked_unit_is_refused_unless_the_task_replaces_it() {
     // The mask was the file this task writes (a link to /dev/null): replacing it unmasks.
     let host = verifying_host();
     let probe = fresh_host_probe(true)
-        .replace("unit.type=absent", "unit.type=link")
+        .replace(
+            "unit.stat=absent",
+            "unit.stat=symbolic link/777/root/root/9",
+        )
         .replace("LoadState=not-found", "LoadState=masked")
         .replace("UnitFileState=\n", "UnitFileState=masked\n");
     let (out, _) = host.converge(&*a, &probe, true, &[]).await;

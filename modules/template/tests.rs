@@ -37,7 +37,7 @@ async fn renders_with_the_host_vars_and_diffs_like_a_file() {
     let a = action(dir.path(), PARAMS);
     let current = Probed {
         stdout: format!(
-            "f.type=file\nf.mode=644\nf.owner=root\nf.group=root\nf.sha256=x\nf.content:b64={}\n",
+            "f.stat=regular file/644/root/root/0\nf.sha256=x\nf.content:b64={}\n",
             "bmFtZTogbXlhcHAKcG9ydDogODAwMApwZWVyczogYQo=" // name: myapp / port: 8000 / peers: a
         ),
         status: 0,
@@ -70,7 +70,7 @@ async fn content_with_a_secret_shows_no_lines() {
     let mut host = Local::default();
     host.host.secrets = vec!["s3cret-pw".into()];
     let absent = Probed {
-        stdout: "f.type=absent\n".into(),
+        stdout: "f.stat=absent\n".into(),
         status: 0,
     };
     let out = host

@@ -35,26 +35,36 @@ pub struct FileState {
     pub link_target: Option<String>,
 }
 
+/// How much of a file a probe reads besides type, owner, group, mode and checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read<'a> {
+    Metadata,
+    /// The content too, for parsing or a diff.
+    Content,
+    /// The content only when its checksum is not this one (the desired content's): a
+    /// converged file costs no transfer.
+    ContentUnless(&'a str),
+}
+
 /// A probe snippet for `path`, its fields prefixed with `tag.` so several paths can
-/// share one probe. `content` asks for the bytes (for a diff), not only the checksum.
-pub fn probe(tag: &str, path: &str, content: bool) -> String {
+/// share one probe. One `stat` and at most one `sha256sum` per path: probes of many
+/// tasks run in one exec, and process starts are what it costs.
+pub fn probe(tag: &str, path: &str, read: Read<'_>) -> String {
     let p = quote(path);
-    let content_part = if content {
-        format!(
-            "[ \"$s\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(base64 -w0 < {p})\"; "
-        )
-    } else {
-        String::new()
+    let send = format!(
+        "[ \"${{s##*/}}\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(base64 -w0 < {p})\"; "
+    );
+    let content_part = match read {
+        Read::Metadata => String::new(),
+        Read::Content => send,
+        Read::ContentUnless(sha) => format!("[ \"$h\" = {} ] || {{ {send}}}", quote(sha)),
     };
     format!(
-        "if [ -L {p} ]; then echo {tag}.type=link; printf '{tag}.target:b64=%s\\n' \"$(readlink {p} | base64 -w0)\"; \
-         elif [ -d {p} ]; then echo {tag}.type=dir; \
-         elif [ -f {p} ]; then echo {tag}.type=file; \
-         elif [ -e {p} ]; then echo {tag}.type=other; \
-         else echo {tag}.type=absent; fi; \
-         if [ -e {p} ] || [ -L {p} ]; then stat -c '{tag}.mode=%a\n{tag}.owner=%U\n{tag}.group=%G' {p}; fi; \
-         if [ -f {p} ] && [ ! -L {p} ]; then s=$(stat -c %s {p}); \
-         echo {tag}.sha256=$(sha256sum < {p} | cut -d' ' -f1); {content_part}fi\n"
+        "if s=$(stat -c '%F/%a/%U/%G/%s' {p} 2>/dev/null); then echo \"{tag}.stat=$s\"; \
+         case $s in \
+         'regular file/'*|'regular empty file/'*) h=$(sha256sum < {p}); h=${{h%% *}}; echo \"{tag}.sha256=$h\"; {content_part};; \
+         'symbolic link/'*) printf '{tag}.target:b64=%s\\n' \"$(readlink {p} | base64 -w0)\";; \
+         esac; else echo {tag}.stat=absent; fi\n"
     )
 }
 
@@ -70,18 +80,33 @@ impl FileState {
                 .get(&format!("{tag}.{k}"))
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        let kind = match text("type").as_deref() {
-            Some("file") => Kind::File,
-            Some("dir") => Kind::Dir,
-            Some("link") => Kind::Link,
-            Some("other") => Kind::Other,
-            _ => Kind::Absent,
+        // `TYPE/MODE/OWNER/GROUP/SIZE`; only the type may hold spaces, none holds `/`.
+        let stat = text("stat").unwrap_or_default();
+        let mut parts = stat.rsplitn(5, '/');
+        let (_size, group, owner, mode, type_name) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        );
+        let kind = match type_name {
+            Some("regular file" | "regular empty file") => Kind::File,
+            Some("directory") => Kind::Dir,
+            Some("symbolic link") => Kind::Link,
+            Some(_) => Kind::Other,
+            None => Kind::Absent,
+        };
+        let present = |v: Option<&str>| {
+            (kind != Kind::Absent)
+                .then(|| v.map(str::to_string))
+                .flatten()
         };
         FileState {
             kind,
-            mode: text("mode").map(|m| format!("{:0>4}", m)),
-            owner: text("owner"),
-            group: text("group"),
+            mode: present(mode).map(|m| format!("{m:0>4}")),
+            owner: present(owner),
+            group: present(group),
             sha256: text("sha256"),
             content: fields.get(&format!("{tag}.content")).cloned(),
             link_target: text("target").map(|t| t.trim_end_matches('\n').to_string()),
@@ -421,7 +446,7 @@ mod tests {
     }
 
     fn probe_local(path: &str) -> FileState {
-        let out = sh(&probe("f", path, true), b"");
+        let out = sh(&probe("f", path, Read::Content), b"");
         FileState::from_probe(
             &Probed {
                 stdout: String::from_utf8(out.stdout).unwrap(),
@@ -459,6 +484,41 @@ mod tests {
         assert!(diff(&state, &desired).is_empty());
         // No temp file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_converged_file_sends_no_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.conf");
+        std::fs::write(&path, "same\n").unwrap();
+        let path = path.to_str().unwrap();
+        let read = |want: &str| {
+            let out = sh(&probe("f", path, Read::ContentUnless(want)), b"");
+            let probed = Probed {
+                stdout: String::from_utf8(out.stdout).unwrap(),
+                status: 0,
+            };
+            FileState::from_probe(&probed, "f")
+        };
+        let same = read(&sha256_hex(b"same\n"));
+        assert_eq!(same.sha256, Some(sha256_hex(b"same\n")));
+        assert_eq!(same.content, None);
+        assert_eq!(
+            read(&sha256_hex(b"other\n")).content.as_deref(),
+            Some(&b"same\n"[..])
+        );
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink("c.conf", &link).unwrap();
+        let out = sh(&probe("l", link.to_str().unwrap(), Read::Metadata), b"");
+        let state = FileState::from_probe(
+            &Probed {
+                stdout: String::from_utf8(out.stdout).unwrap(),
+                status: 0,
+            },
+            "l",
+        );
+        assert_eq!(state.kind, Kind::Link);
+        assert_eq!(state.link_target.as_deref(), Some("c.conf"));
     }
 
     #[test]

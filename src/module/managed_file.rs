@@ -37,7 +37,11 @@ impl Action for ManagedFile {
     }
 
     fn probe(&self) -> String {
-        files::probe("f", &self.path, true)
+        files::probe(
+            "f",
+            &self.path,
+            files::Read::ContentUnless(&files::sha256_hex(&self.content)),
+        )
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
