@@ -240,6 +240,7 @@ fn options(target: &TargetArgs, loaded: &Loaded, run: Option<&RunArgs>) -> RunOp
         timeout: Duration::from_secs(run.map_or(10, |r| r.timeout)),
         accept_new_host_keys: run.is_some_and(|r| r.accept_new_host_keys),
         verbose: run.is_some_and(|r| r.verbose),
+        quiet: run.is_some_and(|r| r.quiet),
     }
 }
 

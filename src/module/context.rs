@@ -18,10 +18,12 @@ pub struct HostInfo {
 impl HostInfo {
     /// Whether `bytes` hold any secret value.
     pub fn is_secret(&self, bytes: &[u8]) -> bool {
-        self.secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .any(|s| bytes.windows(s.len()).any(|w| w == s.as_bytes()))
+        super::files::holds_private_key(bytes)
+            || self
+                .secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .any(|s| bytes.windows(s.len()).any(|w| w == s.as_bytes()))
     }
 }
 

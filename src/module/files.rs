@@ -131,6 +131,12 @@ fn is_text(bytes: &[u8]) -> bool {
     !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
 }
 
+/// Key files are secrets whether or not a play says so.
+pub fn holds_private_key(bytes: &[u8]) -> bool {
+    const MARKER: &[u8] = b"PRIVATE KEY-----";
+    bytes.windows(MARKER.len()).any(|w| w == MARKER)
+}
+
 /// The diffs between a file on the host and what it should be: content, then metadata.
 pub fn diff(state: &FileState, desired: &DesiredFile<'_>) -> Vec<Diff> {
     let mut diffs = Vec::new();
@@ -138,7 +144,9 @@ pub fn diff(state: &FileState, desired: &DesiredFile<'_>) -> Vec<Diff> {
     let content_differs = state.kind != Kind::File || state.sha256.as_deref() != Some(&want_sha);
     if content_differs {
         let mut d = content_diff(state, desired, &want_sha);
-        d.secret = desired.secret;
+        d.secret = desired.secret
+            || holds_private_key(desired.content)
+            || state.content.as_deref().is_some_and(holds_private_key);
         diffs.push(d);
     }
     let current = |v: &Option<String>| if state.exists() { v.clone() } else { None };
@@ -546,6 +554,35 @@ mod tests {
         assert_eq!(check.output.status, 7);
         let dir = std::path::Path::new(&check.path).parent().unwrap();
         assert!(!dir.exists(), "{} was left behind", dir.display());
+    }
+
+    #[test]
+    fn key_files_never_show_their_lines() {
+        let key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----\n";
+        let absent = FileState {
+            kind: Kind::Absent,
+            mode: None,
+            owner: None,
+            group: None,
+            sha256: None,
+            content: None,
+            link_target: None,
+        };
+        let desired = DesiredFile {
+            path: "/root/.ssh/id_ed25519",
+            content: key,
+            mode: None,
+            owner: None,
+            group: None,
+            validate: None,
+            secret: false,
+        };
+        let text: String = diff(&absent, &desired)
+            .iter()
+            .map(|d| d.unified("h"))
+            .collect();
+        assert!(text.contains("content: changed (secret)"), "{text}");
+        assert!(!text.contains("b3BlbnNzaC1rZXk"), "{text}");
     }
 
     #[test]

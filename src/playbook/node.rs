@@ -38,7 +38,10 @@ pub fn parse(file: &Arc<SourceFile>) -> InputResult<Node> {
             },
         });
     }
-    let raw: RawNode = serde_saphyr::from_str(&file.text).map_err(|e| yaml_error(file, &e))?;
+    // YAML 1.2 as the spec says: `yes`/`no`/`on`/`off` are strings, 0644 is decimal.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let raw: RawNode = serde_saphyr::from_str_with_options(&file.text, options)
+        .map_err(|e| yaml_error(file, &e))?;
     Ok(to_node(raw, file))
 }
 
@@ -94,10 +97,14 @@ impl Node {
         }
     }
 
-    /// A scalar written as text: strings as they are, numbers and booleans spelled out.
+    /// A scalar written as text: strings as they are, numbers as the user spelled them
+    /// (`1.10` stays `1.10`), booleans spelled out.
     pub fn scalar_text(&self) -> InputResult<String> {
         match &self.kind {
             Kind::Str(s) => Ok(s.clone()),
+            Kind::Int(_) | Kind::Float(_) if self.span.len > 0 => {
+                Ok(self.source_text().to_string())
+            }
             Kind::Int(i) => Ok(i.to_string()),
             Kind::Float(f) => Ok(f.to_string()),
             Kind::Bool(b) => Ok(b.to_string()),
@@ -108,8 +115,22 @@ impl Node {
     pub fn as_bool(&self) -> InputResult<bool> {
         match &self.kind {
             Kind::Bool(b) => Ok(*b),
+            Kind::Str(s)
+                if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) =>
+            {
+                Err(self.expected("true or false").help(format!(
+                    "write true or false: YAML 1.2 reads `{s}` as a string"
+                )))
+            }
             _ => Err(self.expected("true or false")),
         }
+    }
+
+    /// The text this node was written as in its file.
+    fn source_text(&self) -> &str {
+        let text = &self.span.file.text;
+        text.get(self.span.offset..self.span.offset + self.span.len)
+            .unwrap_or_default()
     }
 
     pub fn as_seq(&self) -> InputResult<&[Node]> {
@@ -318,6 +339,23 @@ mod tests {
         ]);
         assert_eq!(two.as_str().unwrap(), "two");
         assert_eq!(two.span.position(), "t.yml:2:10");
+    }
+
+    #[test]
+    fn yaml_1_2_scalars() {
+        let node = load("a: 1.10\nb: yes\nc: true\n").unwrap();
+        let get = |k: &str| node.find(&[PathStep::Key(k.into())]).clone();
+        assert_eq!(get("a").scalar_text().unwrap(), "1.10");
+        assert!(matches!(get("b").kind, Kind::Str(_)));
+        let err = get("b").as_bool().unwrap_err();
+        assert!(err.help.unwrap().contains("YAML 1.2"));
+        assert!(get("c").as_bool().unwrap());
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = load("a: 1\na: 2\n").unwrap_err();
+        assert!(err.message.starts_with("t.yml:2:"), "{}", err.message);
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod batch;
 mod counted;
 mod host;
 
-pub use batch::{FACTS, facts_value};
+use batch::{FACTS, facts_value};
 
 pub use host::converge_host;
 
@@ -142,6 +142,8 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub accept_new_host_keys: bool,
     pub verbose: bool,
+    /// `-q`: no warnings either.
+    pub quiet: bool,
 }
 
 /// The hosts a play runs on, in inventory order, after `-l`.
@@ -249,14 +251,16 @@ pub async fn run_playbook(
     for (play, hosts, pre) in &targets {
         // Connect and gather facts on the hosts not reached yet, in parallel.
         let mut pending = Vec::new();
+        let mut warned = std::collections::HashSet::new();
         for (host, plan) in hosts.iter().zip(pre) {
             if connections.contains_key(&host.name) {
                 continue;
             }
             let (connection, warnings) = inventory.connection(host, &plan.vars)?;
-            if options.verbose {
-                for w in warnings {
-                    eprintln!("warning: {}: {w}", host.name);
+            for w in warnings {
+                // The same ignored variable on many hosts is said once.
+                if !options.quiet && warned.insert(w.clone()) {
+                    eprintln!("warning: {w}");
                 }
             }
             let spec = if connection.local {

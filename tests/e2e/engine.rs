@@ -179,3 +179,51 @@ fn a_restart_owed_by_a_dead_run_is_performed_by_the_next() {
     );
     s.converge().expect_code(0).expect_changed("h1", 0);
 }
+
+#[test]
+fn ctrl_c_finishes_the_task_in_progress_and_starts_no_other() {
+    let s = Scenario::new(1);
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - command: \"sleep 3; touch /etc/slept\"\n    - file: { path: /etc/after.conf, content: \"x\\n\" }\n",
+    );
+    let child = s.start(&["site.yml"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let run = crate::scenario::Run::of(&["site.yml"], child.wait_with_output().unwrap());
+    run.expect_code(130);
+    // The command in flight completed; the next task never started.
+    s.sh("h1", "test -e /etc/slept");
+    assert_eq!(
+        s.hosts.exec("h1", "test -e /etc/after.conf").status.code(),
+        Some(1)
+    );
+    // The lock went with the process.
+    s.converge().expect_code(0);
+}
+
+#[test]
+fn a_host_that_stops_answering_fails_alone_within_a_minute() {
+    let s = Scenario::new(2);
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - command: \"sleep 4\"\n    - file: { path: /etc/done.conf, content: \"x\\n\" }\n",
+    );
+    let started = std::time::Instant::now();
+    let child = s.start(&["site.yml"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The link dies silently (no reset): only keepalives can tell.
+    s.sh("h2", "ip link set host0 down");
+    let run = crate::scenario::Run::of(&["site.yml"], child.wait_with_output().unwrap());
+    let elapsed = started.elapsed();
+    run.expect_code(1);
+    assert!(elapsed.as_secs() < 90, "took {elapsed:?}");
+    run.expect_changed("h1", 2);
+    assert_eq!(run.recap("h2").4, 1, "{}", run.stdout);
+    s.sh("h1", "test -e /etc/done.conf");
+}

@@ -51,29 +51,30 @@ impl Scenario {
         self.dir.path().join(relative)
     }
 
-    /// Run `converge ARGS` in the playbook folder.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_converge"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env("HOME", self.home.path())
             .env_remove("SSH_AUTH_SOCK")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run converge");
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        eprintln!(
-            "$ converge {}\n{}{}(exit {})",
-            args.join(" "),
-            run.stdout,
-            run.stderr,
-            run.code
-        );
-        run
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    /// Run `converge ARGS` in the playbook folder.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run converge");
+        Run::of(args, out)
+    }
+
+    /// Start `converge ARGS` and return at once, to act on hosts while it runs.
+    pub fn start(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start converge")
     }
 
     pub fn converge(&self) -> Run {
@@ -105,6 +106,22 @@ impl Scenario {
 }
 
 impl Run {
+    pub fn of(args: &[&str], out: std::process::Output) -> Run {
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!(
+            "$ converge {}\n{}{}(exit {})",
+            args.join(" "),
+            run.stdout,
+            run.stderr,
+            run.code
+        );
+        run
+    }
+
     pub fn expect_code(&self, code: i32) -> &Run {
         assert_eq!(
             self.code, code,
