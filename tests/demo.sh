@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The demo: build converge and the demo app, boot one throwaway container host, converge
-# playbooks/site.yml on it (first run changes everything, the rerun changes nothing), show
-# drift detection, then tear the host down. Fresh Debian 12 machine, as root.
+# The demo: build converge and the demo app, boot one throwaway container host, start an
+# ACME server (pebble) on the bridge, and converge playbooks/site.yml on the host: the app
+# released behind nginx with a certificate obtained through a real HTTP-01 challenge. Then
+# the rerun (nothing changes), HTTPS from here, drift detection and repair; the host is
+# torn down at the end. Fresh Debian 12 machine, as root.
+# CONVERGE_TESTHOSTS_SUBNET=A.B.C picks the test subnet (default 198.51.100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -d $HOME/.cargo/bin ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -14,18 +17,44 @@ cp -r playbooks/site.yml playbooks/templates playbooks/vars "$work"/
 mkdir -p "$work/build" && cp target/release/demo-app "$work/build/demo-v1"
 
 run_id="demo$$"
-run_dir=$(tests/hosts/testhosts up "$run_id" 1)
 trap 'tests/hosts/testhosts down "$run_id"; rm -rf "$work"' EXIT
-cp "$run_dir/inventory.yml" "$work/inventory.yml"
+run_dir=$(tests/hosts/testhosts up "$run_id" 1 ${CONVERGE_TESTHOSTS_SUBNET:+--subnet "$CONVERGE_TESTHOSTS_SUBNET"})
+acme=$(tests/hosts/testhosts pebble "$run_id" --real-http01)
+ip=$(cat "$run_dir/hosts/h1/ip")
+domain=h1.test   # pebble's DNS (pebble-challtestsrv) resolves it to the host
+
 # The play targets the `web` group: put the throwaway host in it.
-printf '  children:\n    web:\n      hosts: { h1: }\n' >> "$work/inventory.yml"
-home=$(mktemp -d); mkdir -p "$home/.ssh"; cp "$run_dir/known_hosts" "$home/.ssh/known_hosts"
-converge() { HOME=$home ./target/release/converge "$@"; }
+cp "$run_dir/inventory.yml" "$work/inventory.yml"
+printf '  children:\n    web:\n      hosts: { h1: }\n' >>"$work/inventory.yml"
+# Extra vars: the domain, pebble as the ACME server, and the CA of pebble's HTTPS.
+cat >"$work/vars.yml" <<EOF
+domain: $domain
+acme_server: $acme
+acme_ca_bundle: /etc/ssl/certs/converge-acme-ca.pem
+acme_ca_pem: |
+$(sed 's/^/  /' "$run_dir/pebble-ca.pem")
+EOF
+home=$(mktemp -d -p "$work"); mkdir -p "$home/.ssh"; cp "$run_dir/known_hosts" "$home/.ssh/known_hosts"
+converge() { HOME=$home ./target/release/converge "$@" -e @"$work/vars.yml"; }
+timed() { # VAR CMD...: run CMD, store its wall time (seconds) in VAR
+    local start=${EPOCHREALTIME/[.,]/} rc=0 us
+    "${@:2}" || rc=$?
+    us=$((${EPOCHREALTIME/[.,]/} - start))
+    printf -v "$1" '%d.%02d' $((us / 1000000)) $((us % 1000000 / 10000))
+    return "$rc"
+}
 
 echo "== converge diff (fresh host: drift, exit 2)"; converge diff "$work/site.yml" || echo "exit $?"
-echo "== converge (first run)"; time converge "$work/site.yml"
-echo "== converge (rerun: nothing changes)"; time converge "$work/site.yml"
-echo "== tamper with the config, then converge diff"
-tests/hosts/testhosts exec "$run_id" h1 -- sh -c 'echo "debug: true" >> /opt/demo/config/config.yaml'
+echo "== converge (first run)"; timed first converge "$work/site.yml"
+echo "== converge -v (rerun: nothing changes)"
+timed rerun converge "$work/site.yml" -v >"$work/rerun.log" 2>&1; cat "$work/rerun.log"
+echo "== https://$domain/version through nginx, trusting only pebble's root"
+curl -sS --cacert "$run_dir/pebble-roots.pem" --resolve "$domain:443:$ip" "https://$domain/version"
+echo "== tamper (HSTS edited in the vhost, the service stopped), then converge diff"
+tests/hosts/testhosts exec "$run_id" h1 -- sh -c \
+    'sed -i "s/max-age=63072000/max-age=0/" /etc/nginx/sites-available/demo && systemctl stop demo'
 converge diff "$work/site.yml" || echo "exit $? (drift)"
 echo "== converge repairs it"; converge "$work/site.yml"
+echo "== converge diff -q (cron: silent, exit 0 when nothing drifted)"
+rc=0; converge diff "$work/site.yml" -q || rc=$?; echo "exit $rc"
+echo "== wall times on 1 host: first converge ${first} s, no-change rerun ${rerun} s ($(grep -o '[0-9]* exec(s)' "$work/rerun.log"))"

@@ -18,11 +18,29 @@ pub fn pending_restarts_probe() -> String {
     format!("ls -1 {PENDING_DIR} 2>/dev/null || true")
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Done {
     Ran,
-    /// Failed, or skipped because something it needs failed: its dependents skip too.
-    Blocked,
+    /// Failed: its dependents skip.
+    Failed,
+    /// Skipped because the task at this index, which it needs (maybe through others),
+    /// failed: its dependents skip too.
+    Blocked(usize),
+}
+
+impl Done {
+    /// When a task needs `dep`, which ended as `self`: the failed task that blocks it
+    /// (`dep` or what blocked `dep`) and the skip reason; None when `dep` ran.
+    fn blocks<'a>(self, dep: usize, name: impl Fn(usize) -> &'a str) -> Option<(usize, String)> {
+        match self {
+            Done::Ran => None,
+            Done::Failed => Some((dep, format!("`{}` failed", name(dep)))),
+            Done::Blocked(root) => Some((
+                root,
+                format!("`{}` was skipped: `{}` failed", name(dep), name(root)),
+            )),
+        }
+    }
 }
 
 struct HostRun<'a> {
@@ -120,11 +138,9 @@ impl HostRun<'_> {
                 .graph
                 .dependencies(i)
                 .filter(|(_, kind)| **kind != EdgeKind::Notify)
-                .find(|(d, _)| done.get(d) == Some(&Done::Blocked))
-                .map(|(d, _)| d);
-            if let Some(dep) = blocked_by {
-                done.insert(i, Done::Blocked);
-                let reason = format!("`{}` failed", plan.nodes[dep].name);
+                .find_map(|(d, _)| done.get(&d)?.blocks(d, |n| plan.nodes[n].name.as_str()));
+            if let Some((root, reason)) = blocked_by {
+                done.insert(i, Done::Blocked(root));
                 self.record(i, TaskStatus::Skipped, None, None, Some(reason), 0);
                 continue;
             }
@@ -189,7 +205,7 @@ impl HostRun<'_> {
                     self.persist_restarts(&restarts, &mut persisted).await?;
                 }
                 Err(Failure::Task(message)) => {
-                    done.insert(i, Done::Blocked);
+                    done.insert(i, Done::Failed);
                     self.record(i, TaskStatus::Failed, None, Some(message), None, elapsed);
                 }
                 Err(Failure::Connection(e)) => {
@@ -363,5 +379,29 @@ impl HostRun<'_> {
         };
         self.settings.reporter.task(&self.plan.host, &report);
         self.report.tasks.push(report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Done;
+
+    #[test]
+    fn a_skip_names_the_failure_behind_it() {
+        let names = ["migrate", "after migrate", "report"];
+        let name = |i: usize| names[i];
+        assert_eq!(Done::Ran.blocks(0, name), None);
+        assert_eq!(
+            Done::Failed.blocks(0, name),
+            Some((0, "`migrate` failed".to_string()))
+        );
+        // `report` needs `after migrate`, which was skipped because `migrate` failed.
+        assert_eq!(
+            Done::Blocked(0).blocks(1, name),
+            Some((
+                0,
+                "`after migrate` was skipped: `migrate` failed".to_string()
+            ))
+        );
     }
 }

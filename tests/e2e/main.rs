@@ -11,6 +11,7 @@ mod certbot;
 mod command;
 mod dir;
 mod engine;
+mod gin_service;
 mod group;
 mod http_check;
 mod json;

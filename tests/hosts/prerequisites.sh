@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ -d $HOME/.cargo/bin ]] && export PATH="$HOME/.cargo/bin:$PATH"
 
-pkgs=(debootstrap systemd-container openssh-server pebble nginx logrotate iproute2 openssl dpkg-dev python3)
+pkgs=(debootstrap systemd-container openssh-server pebble nginx logrotate iproute2 openssl dpkg-dev python3 curl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

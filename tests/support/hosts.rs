@@ -18,10 +18,24 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/testhosts");
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/testhosts");
+
+/// The live runs of this process: (bridge address, run id, run dir).
+static LIVE: Mutex<Vec<(String, String, PathBuf)>> = Mutex::new(Vec::new());
+
+/// The live run of this process whose bridge has the address `ip` (one run per
+/// subnet): its run id and run dir.
+pub fn run_with_bridge_ip(ip: &str) -> Option<(String, PathBuf)> {
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(bridge, _, _)| bridge == ip)
+        .map(|(_, id, dir)| (id.clone(), dir.clone()))
+}
 
 /// How long `up` waits for another run on the same subnet to finish.
 const LOCK_WAIT_SECS: u32 = 1800;
@@ -88,6 +102,11 @@ impl TestHosts {
             run_id,
         };
         hosts.hosts = read_hosts(&hosts.run_dir.join("hosts.json"));
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push((
+            hosts.bridge_ip(),
+            hosts.run_id.clone(),
+            hosts.run_dir.clone(),
+        ));
         assert_eq!(
             hosts.hosts.len(),
             n,
@@ -165,6 +184,9 @@ impl TestHosts {
 
 impl Drop for TestHosts {
     fn drop(&mut self) {
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, id, _)| *id != self.run_id);
         if std::env::var_os("CONVERGE_KEEP_HOSTS").is_some_and(|v| v != "0" && !v.is_empty()) {
             eprintln!(
                 "CONVERGE_KEEP_HOSTS: leaving run {} up at {}; `{SCRIPT} down {}` removes it",
