@@ -37,27 +37,24 @@ pub struct FileState {
 
 /// How much of a file a probe reads besides type, owner, group, mode and checksum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Read<'a> {
+pub enum Read {
     Metadata,
-    /// The content too, for parsing or a diff.
+    /// The content too (small files only), for parsing or a diff. Always read, even
+    /// when it matches: the probe must not depend on the desired content, which may
+    /// change once facts are known, or the first round trip's reading could not be reused.
     Content,
-    /// The content only when its checksum is not this one (the desired content's): a
-    /// converged file costs no transfer.
-    ContentUnless(&'a str),
 }
 
 /// A probe snippet for `path`, its fields prefixed with `tag.` so several paths can
 /// share one probe. One `stat` and at most one `sha256sum` per path: probes of many
 /// tasks run in one exec, and process starts are what it costs.
-pub fn probe(tag: &str, path: &str, read: Read<'_>) -> String {
+pub fn probe(tag: &str, path: &str, read: Read) -> String {
     let p = quote(path);
-    let send = format!(
-        "[ \"${{s##*/}}\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(base64 -w0 < {p})\"; "
-    );
     let content_part = match read {
         Read::Metadata => String::new(),
-        Read::Content => send,
-        Read::ContentUnless(sha) => format!("[ \"$h\" = {} ] || {{ {send}}}", quote(sha)),
+        Read::Content => format!(
+            "[ \"${{s##*/}}\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(base64 -w0 < {p})\"; "
+        ),
     };
     format!(
         "if s=$(stat -c '%F/%a/%U/%G/%s' {p} 2>/dev/null); then echo \"{tag}.stat=$s\"; \
@@ -487,26 +484,8 @@ mod tests {
     }
 
     #[test]
-    fn a_converged_file_sends_no_content() {
+    fn links_are_read_with_their_target() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.conf");
-        std::fs::write(&path, "same\n").unwrap();
-        let path = path.to_str().unwrap();
-        let read = |want: &str| {
-            let out = sh(&probe("f", path, Read::ContentUnless(want)), b"");
-            let probed = Probed {
-                stdout: String::from_utf8(out.stdout).unwrap(),
-                status: 0,
-            };
-            FileState::from_probe(&probed, "f")
-        };
-        let same = read(&sha256_hex(b"same\n"));
-        assert_eq!(same.sha256, Some(sha256_hex(b"same\n")));
-        assert_eq!(same.content, None);
-        assert_eq!(
-            read(&sha256_hex(b"other\n")).content.as_deref(),
-            Some(&b"same\n"[..])
-        );
         let link = dir.path().join("l");
         std::os::unix::fs::symlink("c.conf", &link).unwrap();
         let out = sh(&probe("l", link.to_str().unwrap(), Read::Metadata), b"");

@@ -37,11 +37,7 @@ impl Action for ManagedFile {
     }
 
     fn probe(&self) -> String {
-        files::probe(
-            "f",
-            &self.path,
-            files::Read::ContentUnless(&files::sha256_hex(&self.content)),
-        )
+        files::probe("f", &self.path, files::Read::Content)
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {

@@ -62,6 +62,9 @@ pub trait Action: Send + Sync {
 
     /// A read-only POSIX sh snippet printing the current state on stdout. It runs in a
     /// subshell, batched with the other tasks' probes, as root when the task becomes root.
+    /// It should depend on what to read (paths, names), not on desired content: a probe
+    /// whose text is the same before and after facts are known is answered by the first
+    /// round trip, which is what makes a no-change rerun one exec.
     fn probe(&self) -> String;
 
     /// Compare the probed state with the desired one, report it, and change what
