@@ -8,41 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -d $HOME/.cargo/bin ]] && export PATH="$HOME/.cargo/bin:$PATH"
-bash tests/hosts/prerequisites.sh
-
-cargo build --release -q -p converge
-DEMO_VERSION=v1 cargo build --release -q -p demo-app
-work=$(mktemp -d)
-cp -r playbooks/site.yml playbooks/templates playbooks/vars "$work"/
-mkdir -p "$work/build" && cp target/release/demo-app "$work/build/demo-v1"
-
-run_id="demo$$"
-trap 'tests/hosts/testhosts down "$run_id"; rm -rf "$work"' EXIT
-run_dir=$(tests/hosts/testhosts up "$run_id" 1 ${CONVERGE_TESTHOSTS_SUBNET:+--subnet "$CONVERGE_TESTHOSTS_SUBNET"})
-acme=$(tests/hosts/testhosts pebble "$run_id" --real-http01)
+source tests/hosts/site-env.sh
+trap site_down EXIT
+site_up "demo$$" 1
 ip=$(cat "$run_dir/hosts/h1/ip")
-domain=h1.test   # pebble's DNS (pebble-challtestsrv) resolves it to the host
-
-# The play targets the `web` group: put the throwaway host in it.
-cp "$run_dir/inventory.yml" "$work/inventory.yml"
-printf '  children:\n    web:\n      hosts: { h1: }\n' >>"$work/inventory.yml"
-# Extra vars: the domain, pebble as the ACME server, and the CA of pebble's HTTPS.
-cat >"$work/vars.yml" <<EOF
-domain: $domain
-acme_server: $acme
-acme_ca_bundle: /etc/ssl/certs/converge-acme-ca.pem
-acme_ca_pem: |
-$(sed 's/^/  /' "$run_dir/pebble-ca.pem")
-EOF
-home=$(mktemp -d -p "$work"); mkdir -p "$home/.ssh"; cp "$run_dir/known_hosts" "$home/.ssh/known_hosts"
-converge() { HOME=$home ./target/release/converge "$@" -e @"$work/vars.yml"; }
-timed() { # VAR CMD...: run CMD, store its wall time (seconds) in VAR
-    local start=${EPOCHREALTIME/[.,]/} rc=0 us
-    "${@:2}" || rc=$?
-    us=$((${EPOCHREALTIME/[.,]/} - start))
-    printf -v "$1" '%d.%02d' $((us / 1000000)) $((us % 1000000 / 10000))
-    return "$rc"
-}
+domain=h1.test
 
 echo "== converge diff (fresh host: drift, exit 2)"; converge diff "$work/site.yml" || echo "exit $?"
 echo "== converge (first run)"; timed first converge "$work/site.yml"
