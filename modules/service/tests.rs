@@ -31,6 +31,20 @@ async fn run(
     host.run(&*action(yaml), apply, book, &HashSet::new()).await
 }
 
+/// Apply `yaml` with a fresh restart book; it must succeed.
+async fn applied(host: &FakeHost, yaml: &str) -> Outcome {
+    run(host, yaml, true, &mut RestartBook::default())
+        .await
+        .unwrap()
+}
+
+/// Apply `yaml` with a fresh restart book; it must fail.
+async fn failed(host: &FakeHost, yaml: &str) -> Failure {
+    run(host, yaml, true, &mut RestartBook::default())
+        .await
+        .unwrap_err()
+}
+
 /// The changing calls the fakes saw (the probe's `show` left out).
 fn calls(host: &FakeHost) -> String {
     host.log()
@@ -153,14 +167,7 @@ async fn reload_starts_a_stopped_service() {
 #[tokio::test]
 async fn static_units_are_left_alone_by_enabled() {
     let host = host("active", "static");
-    let out = run(
-        &host,
-        "{name: myapp, enabled: true}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap();
+    let out = applied(&host, "{name: myapp, enabled: true}").await;
     assert_eq!(out.status, Status::Ok);
 }
 
@@ -168,14 +175,7 @@ async fn static_units_are_left_alone_by_enabled() {
 async fn a_failed_start_says_why() {
     let host = host("inactive", "enabled");
     std::fs::write(host.path("fail"), "").unwrap();
-    let err = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = failed(&host, "{name: myapp, state: started}").await;
     let msg = err.to_string();
     assert!(msg.contains("Job for myapp.service failed."), "{msg}");
     assert!(calls(&host).contains("systemctl status --no-pager --lines=10 -- myapp"));
@@ -216,28 +216,14 @@ async fn masked_and_systemd_less_hosts_fail() {
         "systemctl",
         "printf 'LoadState=masked\\nActiveState=inactive\\nUnitFileState=masked\\n'",
     );
-    let err = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = failed(&host, "{name: myapp, state: started}").await;
     assert!(err.to_string().contains("myapp.service is masked"));
 
     host.fake(
         "systemctl",
         "echo 'System has not been booted with systemd' >&2; exit 1",
     );
-    let err = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = failed(&host, "{name: myapp, state: started}").await;
     assert!(err.to_string().contains("is systemd running"), "{err}");
 }
 
@@ -262,26 +248,12 @@ fn the_probe_is_one_systemctl_show() {
 async fn a_crash_looping_service_is_neither_started_nor_stopped() {
     // `activating (auto-restart)`: Restart= brings it back unless it is stopped.
     let host = host("activating", "enabled");
-    let out = run(
-        &host,
-        "{name: myapp, state: stopped}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap();
+    let out = applied(&host, "{name: myapp, state: stopped}").await;
     assert!(diff_text(&out).contains("-active: activating\n+active: no\n"));
     assert_eq!(calls(&host), "systemctl stop -- myapp\n");
 
     let host = self::host("activating", "enabled");
-    let out = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap();
+    let out = applied(&host, "{name: myapp, state: started}").await;
     assert!(diff_text(&out).contains("-active: activating\n+active: yes\n"));
     assert_eq!(calls(&host), "systemctl start -- myapp\n");
 }
