@@ -1,15 +1,8 @@
 use super::*;
 use crate::module::Status;
-use crate::module::testing::{Local, diff_text, one, parsed, refused};
+use crate::module::testing::{Local, diff_text, one, parsed, probed, refused};
 use std::collections::HashSet;
 use std::path::Path;
-
-fn probed(stdout: &str) -> Probed {
-    Probed {
-        stdout: stdout.to_string(),
-        status: 0,
-    }
-}
 
 /// A YAML double-quoted string holding `path`.
 fn q(path: &Path) -> String {

@@ -1,12 +1,5 @@
 use super::*;
-use crate::module::testing::{Local, diff_text, one, refused};
-
-fn probed(stdout: &str) -> Probed {
-    Probed {
-        stdout: stdout.to_string(),
-        status: 0,
-    }
-}
+use crate::module::testing::{Local, diff_text, one, probed, refused};
 
 async fn check(yaml: &str, stdout: &str) -> Result<Outcome, Failure> {
     Local::default()
