@@ -31,11 +31,14 @@ async fn run(
     host.run(&*action(yaml), apply, book, &HashSet::new()).await
 }
 
+/// Apply `yaml` with the run's restart book; it must succeed.
+async fn applied_with(host: &FakeHost, yaml: &str, book: &mut RestartBook) -> Outcome {
+    run(host, yaml, true, book).await.unwrap()
+}
+
 /// Apply `yaml` with a fresh restart book; it must succeed.
 async fn applied(host: &FakeHost, yaml: &str) -> Outcome {
-    run(host, yaml, true, &mut RestartBook::default())
-        .await
-        .unwrap()
+    applied_with(host, yaml, &mut RestartBook::default()).await
 }
 
 /// Apply `yaml` with a fresh restart book; it must fail.
@@ -59,14 +62,12 @@ async fn starts_and_enables_a_stopped_service() {
     let host = host("inactive", "disabled");
     let mut book = RestartBook::default();
     book.request("myapp");
-    let out = run(
+    let out = applied_with(
         &host,
         "{name: myapp, state: started, enabled: true}",
-        true,
         &mut book,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(out.status, Status::Changed);
     insta::assert_snapshot!(diff_text(&out), @r"
     --- host:service myapp (current)
@@ -89,14 +90,12 @@ async fn starts_and_enables_a_stopped_service() {
 async fn a_running_enabled_service_is_ok() {
     let host = host("active", "enabled");
     let mut book = RestartBook::default();
-    let out = run(
+    let out = applied_with(
         &host,
         "{name: myapp, state: started, enabled: true}",
-        true,
         &mut book,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(out.status, Status::Ok);
     assert_eq!(calls(&host), "");
     assert!(!book.was_restarted("myapp"));
@@ -126,7 +125,7 @@ async fn restarted_always_restarts_unless_merged() {
 
     // As a plain task: always changed, no diff for a running service.
     let mut book = RestartBook::default();
-    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    let out = applied_with(&host, yaml, &mut book).await;
     assert_eq!((out.status, out.diffs.len()), (Status::Changed, 0));
     assert_eq!(calls(&host), "systemctl restart -- myapp.service\n");
     assert!(book.was_restarted("myapp"));
@@ -135,7 +134,7 @@ async fn restarted_always_restarts_unless_merged() {
     let mut book = RestartBook::default();
     book.request("myapp");
     book.mark_restarted("myapp");
-    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    let out = applied_with(&host, yaml, &mut book).await;
     assert!(
         matches!(out.status, Status::Skipped(ref r) if r.starts_with("restart merged: myapp.service"))
     );
@@ -143,7 +142,7 @@ async fn restarted_always_restarts_unless_merged() {
 
     // Notified again after that restart: it restarts.
     book.request("myapp");
-    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    let out = applied_with(&host, yaml, &mut book).await;
     assert_eq!(out.status, Status::Changed);
     assert!(!book.is_pending("myapp"));
 }
@@ -152,15 +151,11 @@ async fn restarted_always_restarts_unless_merged() {
 async fn reload_starts_a_stopped_service() {
     let host = host("inactive", "enabled");
     let mut book = RestartBook::default();
-    let out = run(&host, "{name: nginx, state: reloaded}", true, &mut book)
-        .await
-        .unwrap();
+    let out = applied_with(&host, "{name: nginx, state: reloaded}", &mut book).await;
     assert_eq!(out.status, Status::Changed);
     assert_eq!(calls(&host), "systemctl start -- nginx\n");
     let host = self::host("active", "enabled");
-    run(&host, "{name: nginx, state: reloaded}", true, &mut book)
-        .await
-        .unwrap();
+    applied_with(&host, "{name: nginx, state: reloaded}", &mut book).await;
     assert_eq!(calls(&host), "systemctl reload -- nginx\n");
 }
 
