@@ -40,6 +40,11 @@ async fn run(host: &FakeHost, yaml: &str, apply: bool) -> Result<Outcome, Failur
     .await
 }
 
+/// Run `yaml`, applying or in check mode; it must succeed.
+async fn ok(host: &FakeHost, yaml: &str, apply: bool) -> Outcome {
+    run(host, yaml, apply).await.unwrap()
+}
+
 fn apt_calls(host: &FakeHost) -> Vec<String> {
     host.log()
         .lines()
@@ -56,9 +61,7 @@ async fn installs_only_what_is_missing_in_one_call() {
         "nginx install ok installed 1.22.1-9\nufw deinstall ok config-files 0.36.1-4\n",
         &[("nginx", POLICY_NGINX), ("ufw", POLICY_UFW)],
     );
-    let out = run(&host, "{name: [nginx, ufw, nginx]}", true)
-        .await
-        .unwrap();
+    let out = ok(&host, "{name: [nginx, ufw, nginx]}", true).await;
     assert_eq!(out.status, Status::Changed);
     insta::assert_snapshot!(diff_text(&out), @r"
     --- host:packages (current)
@@ -83,9 +86,7 @@ async fn a_converged_host_never_asks_apt_cache() {
         "nginx install ok installed 1.22.1-9\n",
         &[("nginx", POLICY_NGINX)],
     );
-    let out = run(&host, "{name: nginx, update_cache: true}", true)
-        .await
-        .unwrap();
+    let out = ok(&host, "{name: nginx, update_cache: true}", true).await;
     assert_eq!(out.status, Status::Ok);
     assert!(apt_calls(&host).is_empty());
 }
@@ -93,13 +94,9 @@ async fn a_converged_host_never_asks_apt_cache() {
 #[tokio::test]
 async fn update_cache_runs_only_before_an_install() {
     let host = host("", &[("ufw", POLICY_UFW)]);
-    run(&host, "{name: ufw, update_cache: true}", false)
-        .await
-        .unwrap();
+    ok(&host, "{name: ufw, update_cache: true}", false).await;
     assert_eq!(apt_calls(&host), ["apt-cache policy ufw"]);
-    run(&host, "{name: ufw, update_cache: true}", true)
-        .await
-        .unwrap();
+    ok(&host, "{name: ufw, update_cache: true}", true).await;
     assert_eq!(
         apt_calls(&host)[2..],
         [
@@ -115,9 +112,7 @@ async fn latest_upgrades_to_the_candidate() {
         "nginx install ok installed 1.22.1-9\n",
         &[("nginx", POLICY_NGINX)],
     );
-    let out = run(&host, "{name: nginx, state: latest}", true)
-        .await
-        .unwrap();
+    let out = ok(&host, "{name: nginx, state: latest}", true).await;
     assert!(
         diff_text(&out)
             .contains("-nginx: installed (1.22.1-9)\n+nginx: installed (1.22.1-9+deb12u1)\n")
@@ -128,10 +123,7 @@ async fn latest_upgrades_to_the_candidate() {
         &[("nginx", POLICY_NGINX)],
     );
     assert_eq!(
-        run(&host, "{name: nginx, state: latest}", true)
-            .await
-            .unwrap()
-            .status,
+        ok(&host, "{name: nginx, state: latest}", true).await.status,
         Status::Ok
     );
 }
@@ -139,9 +131,7 @@ async fn latest_upgrades_to_the_candidate() {
 #[tokio::test]
 async fn absent_removes_what_is_installed() {
     let host = host("nginx install ok installed 1.22.1-9\n", &[]);
-    let out = run(&host, "{name: [nginx, ufw], state: absent}", true)
-        .await
-        .unwrap();
+    let out = ok(&host, "{name: [nginx, ufw], state: absent}", true).await;
     insta::assert_snapshot!(diff_text(&out), @r"
     --- host:packages (current)
     +++ host:packages (desired)
@@ -165,9 +155,7 @@ async fn unknown_packages() {
         "nosuchpkg: apt has no installation candidate (if the package lists are stale, set update_cache: true)"
     );
     // With update_cache the refreshed lists may know it: try.
-    let out = run(&host, "{name: nosuchpkg, update_cache: true}", false)
-        .await
-        .unwrap();
+    let out = ok(&host, "{name: nosuchpkg, update_cache: true}", false).await;
     assert!(diff_text(&out).contains("+nosuchpkg: installed\n"));
 }
 

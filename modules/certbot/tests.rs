@@ -1,28 +1,21 @@
 use super::*;
-use crate::error::SourceFile;
-use crate::module::{Ctx, HostInfo, RestartBook};
-use crate::playbook::node;
-use crate::transport::LocalTransport;
-use serde_json::Value;
+use crate::module::testing::{Local, TestParams, probed, sh};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 
 fn prepare(yaml: &str) -> InputResult<Vec<Box<dyn Action>>> {
     prepare_in_play(yaml, &["certbot"])
 }
 
-fn prepare_in_play(yaml: &str, play_modules: &[&'static str]) -> InputResult<Vec<Box<dyn Action>>> {
-    let n = node::parse(&SourceFile::new("site.yml", yaml)).unwrap();
-    let params = Params {
-        module: "certbot",
-        value: n.to_value(),
-        node: &n,
-        playbook_dir: Path::new("."),
-        vars: &Value::Null,
-        play_modules,
-    };
-    Certbot.prepare(&params)
+fn prepare_in_play(
+    yaml: &str,
+    play_modules: &'static [&'static str],
+) -> InputResult<Vec<Box<dyn Action>>> {
+    Certbot.prepare(
+        &TestParams::new("certbot", yaml)
+            .play_modules(play_modules)
+            .params(),
+    )
 }
 
 #[test]
@@ -32,22 +25,18 @@ fn standalone_is_refused_beside_an_nginx_vhost() {
     let err = prepare_in_play(yaml, &["nginx_vhost", "certbot"])
         .err()
         .expect("refused");
-    assert!(err.message.starts_with("site.yml:2:9:"), "{}", err.message);
+    assert!(err.message.starts_with("play.yml:2:9:"), "{}", err.message);
     assert!(err.message.contains("port 80"), "{}", err.message);
 }
 
 /// The action itself (the trait object hides it).
 fn action_of(yaml: &str) -> CertbotAction {
-    let n = node::parse(&SourceFile::new("site.yml", yaml)).unwrap();
-    let params = Params {
-        module: "certbot",
-        value: n.to_value(),
-        node: &n,
-        playbook_dir: Path::new("."),
-        vars: &Value::Null,
-        play_modules: &["certbot"],
-    };
-    action(&params).unwrap()
+    action(
+        &TestParams::new("certbot", yaml)
+            .play_modules(&["certbot"])
+            .params(),
+    )
+    .unwrap()
 }
 
 fn error(yaml: &str) -> String {
@@ -59,10 +48,10 @@ fn error(yaml: &str) -> String {
 
 #[test]
 fn playbook_mistakes_are_located() {
-    insta::assert_snapshot!(error("domains: [a.example, \"*.b.example\"]\n"), @"site.yml:1:22: certbot: `domains[1]`: `*.b.example`: wildcard names need a DNS challenge, which this module does not do");
-    insta::assert_snapshot!(error("domains: [a.example, A.example]\n"), @"site.yml:1:22: certbot: `domains[1]`: `a.example` is listed twice");
-    insta::assert_snapshot!(error("domains: a.example\nmethod: standalone\nwebroot: /srv/acme\n"), @"site.yml:3:10: certbot: `webroot`: a webroot is only used with `method: webroot`");
-    insta::assert_snapshot!(error("domains: a.example\nserver: https://acme.test/dir\nstaging: true\n"), @"site.yml:3:10: certbot: `staging`: give either `server` or `staging: true`, not both");
+    insta::assert_snapshot!(error("domains: [a.example, \"*.b.example\"]\n"), @"play.yml:1:22: certbot: `domains[1]`: `*.b.example`: wildcard names need a DNS challenge, which this module does not do");
+    insta::assert_snapshot!(error("domains: [a.example, A.example]\n"), @"play.yml:1:22: certbot: `domains[1]`: `a.example` is listed twice");
+    insta::assert_snapshot!(error("domains: a.example\nmethod: standalone\nwebroot: /srv/acme\n"), @"play.yml:3:10: certbot: `webroot`: a webroot is only used with `method: webroot`");
+    insta::assert_snapshot!(error("domains: a.example\nserver: https://acme.test/dir\nstaging: true\n"), @"play.yml:3:10: certbot: `staging`: give either `server` or `staging: true`, not both");
     assert!(error("domains: []\n").contains("at least one domain"));
     assert!(error("domains: 192.0.2.1\n").contains("not a domain name"));
     assert!(error("domains: a.example\nemail: ops\n").contains("not an email address"));
@@ -140,20 +129,6 @@ fn renewal_environment_files() {
     assert!(!c.cron_content().contains("REQUESTS_CA_BUNDLE"));
 }
 
-fn sh(script: &str) -> String {
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A certificate for `names`, valid for `days`, laid out as certbot leaves it.
 fn lineage(root: &Path, names: &[&str], days: u32, renewal: &str) {
     let name = names[0];
@@ -197,13 +172,9 @@ async fn check(
     if certbot_installed {
         stdout.push_str("certbot=yes\n");
     }
-    let probed = Probed { stdout, status: 0 };
-    let host = HostInfo::default();
-    let transport = LocalTransport::new();
-    let mut restarts = RestartBook::default();
-    let changed = HashSet::from([Resource::Package("certbot".into())]);
-    let mut ctx = Ctx::new(false, &host, &transport, false, &mut restarts, &changed);
-    a.converge(&probed, &mut ctx).await
+    let mut host = Local::default();
+    host.assumed = HashSet::from([Resource::Package("certbot".into())]);
+    host.converge_with(a, &probed(&stdout), false).await
 }
 
 fn texts(outcome: &Outcome) -> String {
@@ -290,13 +261,10 @@ async fn without_certbot_nothing_can_be_done() {
     let dir = tempfile::tempdir().unwrap();
     let a = action_of("domains: a.example\n");
     let stdout = sh(&a.probe_script(dir.path().to_str().unwrap())).replace("certbot=yes\n", "");
-    let probed = Probed { stdout, status: 0 };
-    let host = HostInfo::default();
-    let transport = LocalTransport::new();
-    let mut restarts = RestartBook::default();
-    let changed = HashSet::new();
-    let mut ctx = Ctx::new(false, &host, &transport, false, &mut restarts, &changed);
-    let err = a.converge(&probed, &mut ctx).await.unwrap_err();
+    let err = Local::default()
+        .converge_with(&a, &probed(&stdout), false)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("certbot is not installed"),
         "{err}"

@@ -1,19 +1,19 @@
 use super::*;
 use crate::module::Status;
-use crate::module::testing::{Local, diff_text, one, parsed, refused};
+use crate::module::testing::{Local, diff_text, one, parsed, probed, refused};
 use std::collections::HashSet;
 use std::path::Path;
-
-fn probed(stdout: &str) -> Probed {
-    Probed {
-        stdout: stdout.to_string(),
-        status: 0,
-    }
-}
 
 /// A YAML double-quoted string holding `path`.
 fn q(path: &Path) -> String {
     serde_json::to_string(path.to_str().unwrap()).unwrap()
+}
+
+/// Probe and converge `yaml` on this machine.
+async fn run(yaml: &str, apply: bool) -> Result<Outcome, Failure> {
+    Local::default()
+        .run(one(&Command, yaml).as_ref(), apply)
+        .await
 }
 
 #[test]
@@ -75,10 +75,7 @@ async fn check_mode_says_would_run_and_runs_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let marker = tmp.path().join("ran");
     let yaml = format!("{{argv: [touch, {}]}}", q(&marker));
-    let out = Local::default()
-        .run(one(&Command, &yaml).as_ref(), false)
-        .await
-        .unwrap();
+    let out = run(&yaml, false).await.unwrap();
     assert!(out.changed());
     assert!(!marker.exists());
     let shown = one(&Command, "\"systemctl daemon-reload && echo done\"");
@@ -130,21 +127,13 @@ async fn unless_and_chdir() {
 #[tokio::test]
 async fn failures_carry_the_exit_code_and_the_end_of_stderr() {
     let line = "\"for i in $(seq 1 30); do echo line$i >&2; done; exit 3\"";
-    let err = Local::default()
-        .run(one(&Command, line).as_ref(), true)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run(line, true).await.unwrap_err().to_string();
     assert!(
         err.starts_with("command exited 3: line11\nline12\n"),
         "{err}"
     );
     assert!(err.ends_with("line30"), "{err}");
-    let missing = Local::default()
-        .run(
-            one(&Command, "{argv: [/nonexistent/program]}").as_ref(),
-            true,
-        )
+    let missing = run("{argv: [/nonexistent/program]}", true)
         .await
         .unwrap_err()
         .to_string();

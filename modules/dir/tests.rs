@@ -1,12 +1,5 @@
 use super::*;
-use crate::module::testing::{Local, diff_text, one, refused};
-
-fn probed(stdout: &str) -> Probed {
-    Probed {
-        stdout: stdout.to_string(),
-        status: 0,
-    }
-}
+use crate::module::testing::{Local, diff_text, one, probed, refused};
 
 async fn check(yaml: &str, stdout: &str) -> Result<Outcome, Failure> {
     Local::default()
@@ -14,14 +7,18 @@ async fn check(yaml: &str, stdout: &str) -> Result<Outcome, Failure> {
         .await
 }
 
+/// Converge `yaml` in check mode on the probe output `stdout`; it must succeed.
+async fn checked(yaml: &str, stdout: &str) -> Outcome {
+    check(yaml, stdout).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_missing_dir_diffs_against_nothing() {
-    let out = check(
+    let out = checked(
         "{path: /opt/app/, owner: app, mode: \"0750\"}",
         "d.stat=absent\n",
     )
-    .await
-    .unwrap();
+    .await;
     assert!(out.changed());
     insta::assert_snapshot!(diff_text(&out), @r"
     --- host:/opt/app (current)
@@ -36,9 +33,7 @@ async fn a_missing_dir_diffs_against_nothing() {
 #[tokio::test]
 async fn only_the_managed_metadata_is_compared() {
     let state = "d.stat=directory/755/root/adm/4096\n";
-    let out = check("{path: /opt/app, owner: app, mode: \"0755\"}", state)
-        .await
-        .unwrap();
+    let out = checked("{path: /opt/app, owner: app, mode: \"0755\"}", state).await;
     insta::assert_snapshot!(diff_text(&out), @r"
     --- host:/opt/app (current)
     +++ host:/opt/app (desired)
@@ -48,18 +43,14 @@ async fn only_the_managed_metadata_is_compared() {
     -owner: root
     +owner: app
     ");
-    let same = check("{path: /opt/app, owner: root, group: adm}", state)
-        .await
-        .unwrap();
+    let same = checked("{path: /opt/app, owner: root, group: adm}", state).await;
     assert!(!same.changed() && same.diffs.is_empty());
 }
 
 #[tokio::test]
 async fn removal_diffs_against_nothing() {
     let state = "d.stat=directory/2750/app/app/4096\n";
-    let out = check("{path: /opt/old, state: absent}", state)
-        .await
-        .unwrap();
+    let out = checked("{path: /opt/old, state: absent}", state).await;
     insta::assert_snapshot!(diff_text(&out), @r"
     --- host:/opt/old (current)
     +++ host:/opt/old (desired)
@@ -69,9 +60,7 @@ async fn removal_diffs_against_nothing() {
     -owner: app
     -group: app
     ");
-    let gone = check("{path: /opt/old, state: absent}", "d.stat=absent\n")
-        .await
-        .unwrap();
+    let gone = checked("{path: /opt/old, state: absent}", "d.stat=absent\n").await;
     assert!(!gone.changed());
 }
 

@@ -1,12 +1,5 @@
 use super::*;
-use crate::module::testing::{Local, diff_text, one, parsed, refused};
-
-fn probed(stdout: &str) -> Probed {
-    Probed {
-        stdout: stdout.to_string(),
-        status: 0,
-    }
-}
+use crate::module::testing::{Local, diff_text, one, parsed, probed, refused};
 
 const DEPLOY: &str = "group=deploy:x:1500:alice,bob\n";
 

@@ -379,6 +379,11 @@ async fn nginx_t_here(yaml: &str) -> Result<Outcome, Failure> {
     result
 }
 
+/// The message of [`nginx_t_here`] refusing `yaml`.
+async fn nginx_t_error(yaml: &str) -> String {
+    nginx_t_here(yaml).await.unwrap_err().to_string()
+}
+
 #[tokio::test]
 async fn real_nginx_t_accepts_a_good_site() {
     let out = nginx_t_here(
@@ -427,12 +432,9 @@ async fn real_nginx_t_accepts_tls_with_existing_certificate_files() {
 
 #[tokio::test]
 async fn real_nginx_t_rejects_a_bad_site_with_its_message() {
-    let err = nginx_t_here(
+    let err = nginx_t_error(
         "name: converge-test-bad\nserver_name: bad.test\nupstream: \"127.0.0.1:8080\"\nextra: \"proxy_bufferz on;\"\n",
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    ).await;
     assert!(
         err.contains(
             "unknown directive \"proxy_bufferz\" in /etc/nginx/sites-enabled/converge-test-bad:"
@@ -443,12 +445,9 @@ async fn real_nginx_t_rejects_a_bad_site_with_its_message() {
 
 #[tokio::test]
 async fn missing_certificate_files_are_reported_not_tested() {
-    let err = nginx_t_here(
+    let err = nginx_t_error(
         "name: converge-test-nocert\nserver_name: x.test\nupstream: b\ntls: {cert: /nonexistent/c.pem, key: /nonexistent/k.pem}\n",
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    ).await;
     assert!(
         err.starts_with("certificate /nonexistent/c.pem does not exist yet"),
         "{err}"

@@ -31,6 +31,23 @@ async fn run(
     host.run(&*action(yaml), apply, book, &HashSet::new()).await
 }
 
+/// Apply `yaml` with the run's restart book; it must succeed.
+async fn applied_with(host: &FakeHost, yaml: &str, book: &mut RestartBook) -> Outcome {
+    run(host, yaml, true, book).await.unwrap()
+}
+
+/// Apply `yaml` with a fresh restart book; it must succeed.
+async fn applied(host: &FakeHost, yaml: &str) -> Outcome {
+    applied_with(host, yaml, &mut RestartBook::default()).await
+}
+
+/// Apply `yaml` with a fresh restart book; it must fail.
+async fn failed(host: &FakeHost, yaml: &str) -> Failure {
+    run(host, yaml, true, &mut RestartBook::default())
+        .await
+        .unwrap_err()
+}
+
 /// The changing calls the fakes saw (the probe's `show` left out).
 fn calls(host: &FakeHost) -> String {
     host.log()
@@ -45,14 +62,12 @@ async fn starts_and_enables_a_stopped_service() {
     let host = host("inactive", "disabled");
     let mut book = RestartBook::default();
     book.request("myapp");
-    let out = run(
+    let out = applied_with(
         &host,
         "{name: myapp, state: started, enabled: true}",
-        true,
         &mut book,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(out.status, Status::Changed);
     insta::assert_snapshot!(diff_text(&out), @r"
     --- host:service myapp (current)
@@ -75,14 +90,12 @@ async fn starts_and_enables_a_stopped_service() {
 async fn a_running_enabled_service_is_ok() {
     let host = host("active", "enabled");
     let mut book = RestartBook::default();
-    let out = run(
+    let out = applied_with(
         &host,
         "{name: myapp, state: started, enabled: true}",
-        true,
         &mut book,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(out.status, Status::Ok);
     assert_eq!(calls(&host), "");
     assert!(!book.was_restarted("myapp"));
@@ -112,7 +125,7 @@ async fn restarted_always_restarts_unless_merged() {
 
     // As a plain task: always changed, no diff for a running service.
     let mut book = RestartBook::default();
-    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    let out = applied_with(&host, yaml, &mut book).await;
     assert_eq!((out.status, out.diffs.len()), (Status::Changed, 0));
     assert_eq!(calls(&host), "systemctl restart -- myapp.service\n");
     assert!(book.was_restarted("myapp"));
@@ -121,7 +134,7 @@ async fn restarted_always_restarts_unless_merged() {
     let mut book = RestartBook::default();
     book.request("myapp");
     book.mark_restarted("myapp");
-    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    let out = applied_with(&host, yaml, &mut book).await;
     assert!(
         matches!(out.status, Status::Skipped(ref r) if r.starts_with("restart merged: myapp.service"))
     );
@@ -129,7 +142,7 @@ async fn restarted_always_restarts_unless_merged() {
 
     // Notified again after that restart: it restarts.
     book.request("myapp");
-    let out = run(&host, yaml, true, &mut book).await.unwrap();
+    let out = applied_with(&host, yaml, &mut book).await;
     assert_eq!(out.status, Status::Changed);
     assert!(!book.is_pending("myapp"));
 }
@@ -138,29 +151,18 @@ async fn restarted_always_restarts_unless_merged() {
 async fn reload_starts_a_stopped_service() {
     let host = host("inactive", "enabled");
     let mut book = RestartBook::default();
-    let out = run(&host, "{name: nginx, state: reloaded}", true, &mut book)
-        .await
-        .unwrap();
+    let out = applied_with(&host, "{name: nginx, state: reloaded}", &mut book).await;
     assert_eq!(out.status, Status::Changed);
     assert_eq!(calls(&host), "systemctl start -- nginx\n");
     let host = self::host("active", "enabled");
-    run(&host, "{name: nginx, state: reloaded}", true, &mut book)
-        .await
-        .unwrap();
+    applied_with(&host, "{name: nginx, state: reloaded}", &mut book).await;
     assert_eq!(calls(&host), "systemctl reload -- nginx\n");
 }
 
 #[tokio::test]
 async fn static_units_are_left_alone_by_enabled() {
     let host = host("active", "static");
-    let out = run(
-        &host,
-        "{name: myapp, enabled: true}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap();
+    let out = applied(&host, "{name: myapp, enabled: true}").await;
     assert_eq!(out.status, Status::Ok);
 }
 
@@ -168,14 +170,7 @@ async fn static_units_are_left_alone_by_enabled() {
 async fn a_failed_start_says_why() {
     let host = host("inactive", "enabled");
     std::fs::write(host.path("fail"), "").unwrap();
-    let err = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = failed(&host, "{name: myapp, state: started}").await;
     let msg = err.to_string();
     assert!(msg.contains("Job for myapp.service failed."), "{msg}");
     assert!(calls(&host).contains("systemctl status --no-pager --lines=10 -- myapp"));
@@ -216,28 +211,14 @@ async fn masked_and_systemd_less_hosts_fail() {
         "systemctl",
         "printf 'LoadState=masked\\nActiveState=inactive\\nUnitFileState=masked\\n'",
     );
-    let err = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = failed(&host, "{name: myapp, state: started}").await;
     assert!(err.to_string().contains("myapp.service is masked"));
 
     host.fake(
         "systemctl",
         "echo 'System has not been booted with systemd' >&2; exit 1",
     );
-    let err = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = failed(&host, "{name: myapp, state: started}").await;
     assert!(err.to_string().contains("is systemd running"), "{err}");
 }
 
@@ -262,26 +243,12 @@ fn the_probe_is_one_systemctl_show() {
 async fn a_crash_looping_service_is_neither_started_nor_stopped() {
     // `activating (auto-restart)`: Restart= brings it back unless it is stopped.
     let host = host("activating", "enabled");
-    let out = run(
-        &host,
-        "{name: myapp, state: stopped}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap();
+    let out = applied(&host, "{name: myapp, state: stopped}").await;
     assert!(diff_text(&out).contains("-active: activating\n+active: no\n"));
     assert_eq!(calls(&host), "systemctl stop -- myapp\n");
 
     let host = self::host("activating", "enabled");
-    let out = run(
-        &host,
-        "{name: myapp, state: started}",
-        true,
-        &mut RestartBook::default(),
-    )
-    .await
-    .unwrap();
+    let out = applied(&host, "{name: myapp, state: started}").await;
     assert!(diff_text(&out).contains("-active: activating\n+active: yes\n"));
     assert_eq!(calls(&host), "systemctl start -- myapp\n");
 }

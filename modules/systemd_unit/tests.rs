@@ -316,6 +316,11 @@ async fn verify_here(yaml: &str) -> Result<Outcome, Failure> {
     testing::Local::default().run(&*action(yaml), false).await
 }
 
+/// The message of [`verify_here`] refusing `yaml`.
+async fn verify_error(yaml: &str) -> String {
+    verify_here(yaml).await.unwrap_err().to_string()
+}
+
 #[tokio::test]
 async fn real_verify_accepts_a_good_unit_whose_binary_is_not_deployed_yet() {
     let out = verify_here(
@@ -328,12 +333,9 @@ async fn real_verify_accepts_a_good_unit_whose_binary_is_not_deployed_yet() {
 
 #[tokio::test]
 async fn real_verify_rejects_what_systemd_would_ignore() {
-    let err = verify_here(
+    let err = verify_error(
         "name: converge-test-bad\ncontent: \"[Service]\\nType=simple\\nRestartt=always\\nExecStart=/bin/true\\n\"\n",
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    ).await;
     assert!(
         err.contains("/etc/systemd/system/converge-test-bad.service:3: Unknown key 'Restartt'"),
         "{err}"
@@ -342,12 +344,9 @@ async fn real_verify_rejects_what_systemd_would_ignore() {
 
 #[tokio::test]
 async fn real_verify_rejects_a_missing_helper_binary() {
-    let err = verify_here(
+    let err = verify_error(
         "name: converge-test-pre\ncontent: \"[Service]\\nExecStartPre=/nonexistent/pre\\nExecStart=/opt/converge-test/app\\n\"\n",
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    ).await;
     assert!(
         err.contains("Command /nonexistent/pre is not executable"),
         "{err}"
@@ -357,10 +356,8 @@ async fn real_verify_rejects_a_missing_helper_binary() {
 
 #[tokio::test]
 async fn real_verify_rejects_a_unit_without_exec_start() {
-    let err = verify_here("name: converge-test-none\ncontent: \"[Service]\\nType=simple\\n\"\n")
-        .await
-        .unwrap_err()
-        .to_string();
+    let err =
+        verify_error("name: converge-test-none\ncontent: \"[Service]\\nType=simple\\n\"\n").await;
     assert!(err.contains("has no ExecStart="), "{err}");
 }
 

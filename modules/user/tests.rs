@@ -1,13 +1,6 @@
 use super::*;
-use crate::module::testing::{Local, diff_text, one, parsed, refused};
+use crate::module::testing::{Local, diff_text, one, parsed, probed, refused, sh};
 use std::collections::HashSet;
-
-fn probed(stdout: &str) -> Probed {
-    Probed {
-        stdout: stdout.to_string(),
-        status: 0,
-    }
-}
 
 /// An existing service account as the probe prints it.
 const APP: &str = "passwd=app:x:998:998::/opt/app:/bin/sh\ngroups=app adm\n";
@@ -35,17 +28,7 @@ fn dry_run(script: &str, group_exists: bool) -> String {
          usermod() {{ echo usermod; for a; do echo \"<$a>\"; done; }}\n",
         if group_exists { 0 } else { 2 }
     );
-    let out = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!("{stubs}{script}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    sh(&format!("{stubs}{script}"))
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub struct TestParams {
     node: Node,
     vars: Value,
     dir: PathBuf,
+    play_modules: &'static [&'static str],
 }
 
 impl TestParams {
@@ -35,7 +36,14 @@ impl TestParams {
             node,
             vars: Value::Null,
             dir: PathBuf::from("."),
+            play_modules: &[],
         }
+    }
+
+    /// The modules the task's play uses (for checks across tasks).
+    pub fn play_modules(mut self, modules: &'static [&'static str]) -> TestParams {
+        self.play_modules = modules;
+        self
     }
 
     pub fn vars(mut self, vars: Value) -> TestParams {
@@ -55,7 +63,7 @@ impl TestParams {
             node: &self.node,
             playbook_dir: &self.dir,
             vars: &self.vars,
-            play_modules: &[],
+            play_modules: self.play_modules,
         }
     }
 }
@@ -193,6 +201,29 @@ impl Local {
             &self.assumed,
         )
     }
+}
+
+/// A probe's output that exited 0.
+pub fn probed(stdout: &str) -> Probed {
+    Probed {
+        stdout: stdout.to_string(),
+        status: 0,
+    }
+}
+
+/// Run `script` with /bin/sh on this machine; it must succeed. Its stdout.
+pub fn sh(script: &str) -> String {
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("/bin/sh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
 /// The diffs of an outcome as the report shows them, for snapshots.

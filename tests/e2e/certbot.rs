@@ -21,11 +21,21 @@ fn site(pebble: &Pebble, certbot: &str) -> String {
     )
 }
 
-fn serial(s: &Scenario) -> String {
+/// `openssl x509 -noout` with `args` on h1's certificate.
+fn cert(s: &Scenario, args: &str) -> String {
     s.sh(
         "h1",
-        "openssl x509 -noout -serial -in /etc/letsencrypt/live/h1.test/cert.pem",
+        &format!("openssl x509 -noout {args} -in /etc/letsencrypt/live/h1.test/cert.pem"),
     )
+}
+
+fn serial(s: &Scenario) -> String {
+    cert(s, "-serial")
+}
+
+/// The certificate's subjectAltName extension.
+fn names(s: &Scenario) -> String {
+    cert(s, "-ext subjectAltName")
 }
 
 fn deployments(s: &Scenario) -> usize {
@@ -52,10 +62,7 @@ fn one_request_then_none_while_valid() {
         .expect_stdout_contains("+Environment=\"REQUESTS_CA_BUNDLE=/etc/ssl/pebble-ca.pem\"");
 
     s.converge().expect_code(0).expect_changed("h1", 2);
-    let san = s.sh(
-        "h1",
-        "openssl x509 -noout -ext subjectAltName -in /etc/letsencrypt/live/h1.test/cert.pem",
-    );
+    let san = names(&s);
     assert!(san.contains("DNS:h1.test, DNS:www.h1.test"), "{san}");
     assert_eq!(
         s.sh("h1", "cat /root/deployed.log"),
@@ -99,10 +106,7 @@ fn one_request_then_none_while_valid() {
         .expect_stdout_contains("-certificate: h1.test (h1.test, www.h1.test)\n")
         .expect_stdout_contains("+certificate: h1.test (h1.test, www.h1.test, api.h1.test)\n");
     s.converge().expect_code(0).expect_changed("h1", 1);
-    let san = s.sh(
-        "h1",
-        "openssl x509 -noout -ext subjectAltName -in /etc/letsencrypt/live/h1.test/cert.pem",
-    );
+    let san = names(&s);
     assert!(san.contains("DNS:api.h1.test"), "{san}");
     assert_eq!(deployments(&s), 2);
     s.converge().expect_code(0).expect_changed("h1", 0);

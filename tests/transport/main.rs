@@ -16,12 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Options for the test server, with a private home so no real `~/.ssh` is read.
 fn options(sshd: &Sshd, home: &Path) -> SshOptions {
-    let mut o = SshOptions::new("testhost");
-    o.address = Some("127.0.0.1".into());
-    o.port = Some(sshd.port);
+    let mut o = loopback_options("testhost", sshd.port, home);
     o.user = Some("root".into());
     o.identity_file = Some(sshd.client_key.clone());
-    o.home = Some(home.to_path_buf());
     // A developer's own agent must not change what these tests see.
     o.agent_socket = Some(home.join("no-agent.sock"));
     o
@@ -36,15 +33,40 @@ fn write_known_hosts(home: &Path, text: &str) {
     std::fs::write(known_hosts(home), text).unwrap();
 }
 
+/// A private home whose known_hosts already trusts `sshd`.
+fn trusting_home(sshd: &Sshd) -> TempDir {
+    let home = tempfile::tempdir().unwrap();
+    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    home
+}
+
+/// Connect with `opts`, which must succeed (the server's log on failure).
+async fn connect(sshd: &Sshd, opts: &SshOptions) -> SshTransport {
+    SshTransport::connect(opts)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}\nsshd log:\n{}", sshd.log()))
+}
+
+/// Connect with `opts`, which must succeed, and close the connection again.
+async fn connect_and_close(sshd: &Sshd, opts: &SshOptions) {
+    connect(sshd, opts).await.close().await;
+}
+
 /// A server, a home that already trusts it, and a connection.
 async fn connected() -> (Sshd, TempDir, SshTransport) {
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
-    let ssh = SshTransport::connect(&options(&sshd, home.path()))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\nsshd log:\n{}", sshd.log()));
+    let home = trusting_home(&sshd);
+    let ssh = connect(&sshd, &options(&sshd, home.path())).await;
     (sshd, home, ssh)
+}
+
+/// Options for a host at 127.0.0.1:`port` with a private home and nothing else set.
+fn loopback_options(name: &str, port: u16, home: &Path) -> SshOptions {
+    let mut opts = SshOptions::new(name);
+    opts.address = Some("127.0.0.1".into());
+    opts.port = Some(port);
+    opts.home = Some(home.to_path_buf());
+    opts
 }
 
 fn script<'a>(body: &'a str, stdin: &'a [u8]) -> Script<'a> {
@@ -102,13 +124,10 @@ async fn non_root_login_is_not_taken_for_root() {
     // `nobody` logs in (the key is authorized for every user) but its shell is nologin,
     // so the `id -u` probe fails: not root.
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    let home = trusting_home(&sshd);
     let mut opts = options(&sshd, home.path());
     opts.user = Some("nobody".into());
-    let ssh = SshTransport::connect(&opts)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let ssh = connect(&sshd, &opts).await;
     assert!(!ssh.login_is_root());
     let out = ssh.exec(script("true", b"")).await.unwrap();
     assert!(!out.success());
@@ -195,13 +214,8 @@ async fn thirty_concurrent_execs_share_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fewer_sessions_are_used_when_the_server_allows_fewer() {
     let sshd = Sshd::start_with("MaxSessions 2");
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
-    let ssh = Arc::new(
-        SshTransport::connect(&options(&sshd, home.path()))
-            .await
-            .unwrap(),
-    );
+    let home = trusting_home(&sshd);
+    let ssh = Arc::new(connect(&sshd, &options(&sshd, home.path())).await);
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let ssh = ssh.clone();
@@ -252,7 +266,7 @@ async fn new_host_key_is_accepted_and_saved_when_allowed() {
     let home = tempfile::tempdir().unwrap();
     let mut opts = options(&sshd, home.path());
     opts.accept_new_host_keys = true;
-    let ssh = SshTransport::connect(&opts).await.unwrap();
+    let ssh = connect(&sshd, &opts).await;
     assert!(ssh.exec(script("true", b"")).await.unwrap().success());
     ssh.close().await;
 
@@ -265,7 +279,7 @@ async fn new_host_key_is_accepted_and_saved_when_allowed() {
 
     // Now known: accepted without permission to learn, and not written twice.
     opts.accept_new_host_keys = false;
-    SshTransport::connect(&opts).await.unwrap().close().await;
+    connect_and_close(&sshd, &opts).await;
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }
 
@@ -290,8 +304,7 @@ async fn changed_host_key_is_refused_even_when_accepting_new_keys() {
 #[tokio::test]
 async fn hashed_known_hosts_entry_is_accepted() {
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    let home = trusting_home(&sshd);
     let status = Command::new("ssh-keygen")
         .arg("-H")
         .arg("-f")
@@ -303,11 +316,7 @@ async fn hashed_known_hosts_entry_is_accepted() {
     assert!(status.success());
     let hashed = std::fs::read_to_string(known_hosts(home.path())).unwrap();
     assert!(hashed.starts_with("|1|"), "{hashed}");
-    SshTransport::connect(&options(&sshd, home.path()))
-        .await
-        .unwrap()
-        .close()
-        .await;
+    connect_and_close(&sshd, &options(&sshd, home.path())).await;
 }
 
 #[tokio::test]
@@ -316,18 +325,13 @@ async fn known_hosts_entry_for_the_alias_is_accepted() {
     let home = tempfile::tempdir().unwrap();
     let line = format!("[testhost]:{} {}\n", sshd.port, sshd.host_key);
     write_known_hosts(home.path(), &line);
-    SshTransport::connect(&options(&sshd, home.path()))
-        .await
-        .unwrap()
-        .close()
-        .await;
+    connect_and_close(&sshd, &options(&sshd, home.path())).await;
 }
 
 #[tokio::test]
 async fn ssh_config_supplies_address_port_user_and_key() {
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    let home = trusting_home(&sshd);
     std::fs::copy(&sshd.client_key, home.path().join(".ssh/deploy_key")).unwrap();
     std::fs::write(
         home.path().join(".ssh/config"),
@@ -341,9 +345,7 @@ async fn ssh_config_supplies_address_port_user_and_key() {
     let mut opts = SshOptions::new("my-alias");
     opts.home = Some(home.path().to_path_buf());
     opts.agent_socket = Some(home.path().join("no-agent.sock"));
-    let ssh = SshTransport::connect(&opts)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ssh = connect(&sshd, &opts).await;
     assert_eq!(
         ssh.exec(script("id -un", b"")).await.unwrap().stdout_text(),
         "root\n"
@@ -353,33 +355,23 @@ async fn ssh_config_supplies_address_port_user_and_key() {
 #[tokio::test]
 async fn default_key_in_home_is_used() {
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    let home = trusting_home(&sshd);
     std::fs::copy(&sshd.client_key, home.path().join(".ssh/id_ed25519")).unwrap();
     let mut opts = options(&sshd, home.path());
     opts.identity_file = None;
-    SshTransport::connect(&opts)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .close()
-        .await;
+    connect_and_close(&sshd, &opts).await;
 }
 
 #[tokio::test]
 async fn rsa_key_signs_with_sha2() {
     // OpenSSH 8.8+ refuses ssh-rsa (SHA-1) signatures: success means rsa-sha2 was used.
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    let home = trusting_home(&sshd);
     let rsa = keygen(home.path(), "id_rsa_test", "rsa", "");
     sshd.authorize(&rsa);
     let mut opts = options(&sshd, home.path());
     opts.identity_file = Some(rsa);
-    SshTransport::connect(&opts)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()))
-        .close()
-        .await;
+    connect_and_close(&sshd, &opts).await;
 }
 
 /// An ssh-agent holding `key`, killed on drop.
@@ -423,25 +415,19 @@ impl Drop for Agent {
 #[tokio::test]
 async fn agent_keys_are_used() {
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    let home = trusting_home(&sshd);
     let socket = home.path().join("agent.sock");
     let _agent = Agent::start(&socket, &sshd.client_key);
     let mut opts = options(&sshd, home.path());
     opts.identity_file = None;
     opts.agent_socket = Some(socket);
-    SshTransport::connect(&opts)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .close()
-        .await;
+    connect_and_close(&sshd, &opts).await;
 }
 
 #[tokio::test]
 async fn auth_failure_lists_what_was_tried() {
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    write_known_hosts(home.path(), &format!("{}\n", sshd.known_hosts_line()));
+    let home = trusting_home(&sshd);
     let stranger = keygen(home.path(), "stranger", "ed25519", "");
     let locked = keygen(&home.path().join(".ssh"), "id_ed25519", "ed25519", "secret");
     let mut opts = options(&sshd, home.path());
@@ -470,10 +456,7 @@ async fn closed_port_fails_fast_with_connect_error() {
         listener.local_addr().unwrap().port()
     };
     let home = tempfile::tempdir().unwrap();
-    let mut opts = SshOptions::new("nowhere");
-    opts.address = Some("127.0.0.1".into());
-    opts.port = Some(port);
-    opts.home = Some(home.path().to_path_buf());
+    let opts = loopback_options("nowhere", port, home.path());
     let started = Instant::now();
     let err = SshTransport::connect(&opts).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -488,10 +471,7 @@ async fn silent_server_times_out_with_connect_error() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let home = tempfile::tempdir().unwrap();
-    let mut opts = SshOptions::new("silent");
-    opts.address = Some("127.0.0.1".into());
-    opts.port = Some(port);
-    opts.home = Some(home.path().to_path_buf());
+    let mut opts = loopback_options("silent", port, home.path());
     opts.connect_timeout = Duration::from_millis(500);
     let started = Instant::now();
     let err = SshTransport::connect(&opts).await.unwrap_err();
