@@ -601,3 +601,44 @@ fn default_subcommand_is_apply() {
         assert_eq!(implicit, folder.run(&explicit));
     }
 }
+
+/// A second run of the same playbook and inventory while the first holds the lock exits 4 at
+/// once; when the first ends, the lock is free again.
+#[test]
+fn a_run_holding_the_lock_makes_the_next_exit_4() {
+    // Accepts connections and never speaks SSH: the first run waits in its handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = silent.local_addr().expect("addr").port().to_string();
+    let folder = Folder::with_playbook(
+        "- hosts: all\n  tasks:\n    - file: { path: /nonexistent/x, content: x }\n",
+    );
+    folder.file(
+        "inventory.yml",
+        &format!("all:\n  hosts:\n    web1: {{ ansible_host: 127.0.0.1, ansible_port: {port} }}\n"),
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .args(["site.yml", "--timeout", "30"])
+        .current_dir(folder.dir.path())
+        .env("HOME", folder.dir.path())
+        .env("XDG_RUNTIME_DIR", folder.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("first run");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let second = folder.run(&["diff", "site.yml"]);
+    assert_eq!(second.code, 4, "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("another converge run holds the lock"),
+        "{second:?}"
+    );
+    assert!(started.elapsed().as_secs() < 5, "exit 4 must come at once");
+    first.kill().expect("kill the first run");
+    first.wait().expect("wait");
+    // Killed with -9: the lock went with the process.
+    let third = folder.run(&["diff", "site.yml", "--timeout", "1"]);
+    assert_ne!(third.code, 4, "{third:?}");
+}
