@@ -282,15 +282,7 @@ fn host_state(systemd: bool, timer: bool, dropin: Option<&str>, cron: Option<&st
             content: Some(c.as_bytes().to_vec()),
             link_target: None,
         },
-        None => FileState {
-            kind: files::Kind::Absent,
-            mode: None,
-            owner: None,
-            group: None,
-            sha256: None,
-            content: None,
-            link_target: None,
-        },
+        None => FileState::absent(),
     };
     HostState {
         certbot: true,

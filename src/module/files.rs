@@ -110,6 +110,19 @@ impl FileState {
         }
     }
 
+    /// Nothing at the path.
+    pub fn absent() -> FileState {
+        FileState {
+            kind: Kind::Absent,
+            mode: None,
+            owner: None,
+            group: None,
+            sha256: None,
+            content: None,
+            link_target: None,
+        }
+    }
+
     pub fn exists(&self) -> bool {
         self.kind != Kind::Absent
     }
@@ -598,15 +611,7 @@ mod tests {
     #[test]
     fn key_files_never_show_their_lines() {
         let key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----\n";
-        let absent = FileState {
-            kind: Kind::Absent,
-            mode: None,
-            owner: None,
-            group: None,
-            sha256: None,
-            content: None,
-            link_target: None,
-        };
+        let absent = FileState::absent();
         let desired = DesiredFile {
             path: "/root/.ssh/id_ed25519",
             content: key,
