@@ -2,7 +2,7 @@
 
 use super::RunSettings;
 use super::batch::Batch;
-use crate::module::{Ctx, Failure, HostInfo, Probed, Resource, RestartBook, Status};
+use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook, Status, systemd};
 use crate::plan::{EdgeKind, HostPlan};
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
 use crate::transport::{Script, Transport, TransportError, quote};
@@ -262,16 +262,18 @@ impl HostRun<'_> {
         for service in restarts.pending() {
             let name = format!("restart {service} (pending)");
             let started = Instant::now();
-            let diff = format!(
-                "--- {host}:service {service} (current)\n+++ {host}:service {service} (desired)\n-restarted: no\n+restarted: yes\n",
-                host = self.plan.host
-            );
+            let diff = Diff::new(
+                format!("service {service}"),
+                Some("restarted: no\n".into()),
+                Some("restarted: yes\n".into()),
+            )
+            .unified(&self.plan.host);
             let mut error = None;
             if !self.settings.check {
                 let out = self
                     .transport
                     .exec(Script {
-                        body: &format!("systemctl try-restart {}", quote(&service)),
+                        body: &systemd::systemctl("try-restart", &service),
                         stdin: &[],
                         become_root: true,
                     })
