@@ -120,6 +120,7 @@ impl<'a> Ctx<'a> {
             body,
             stdin,
             become_root: self.become_root,
+            timeout: None,
         };
         Ok(self.transport.exec(script).await?)
     }

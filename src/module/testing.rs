@@ -127,6 +127,7 @@ async fn probe_on(transport: &dyn Transport, action: &dyn Action) -> Probed {
             body: &body,
             stdin: &[],
             become_root: false,
+            timeout: None,
         })
         .await
         .expect("local probe runs");
@@ -409,6 +410,7 @@ impl Transport for FakeHost {
                 body: &body,
                 stdin: script.stdin,
                 become_root: false,
+                timeout: None,
             })
             .await
     }

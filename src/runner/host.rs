@@ -251,6 +251,7 @@ impl HostRun<'_> {
                 body: &script,
                 stdin: &[],
                 become_root: true,
+                timeout: None,
             })
             .await?;
         *persisted = wanted;
@@ -276,6 +277,7 @@ impl HostRun<'_> {
                         body: &systemd::systemctl("try-restart", &service),
                         stdin: &[],
                         become_root: true,
+                        timeout: None,
                     })
                     .await?;
                 if !out.success() {
@@ -329,6 +331,7 @@ impl HostRun<'_> {
                     body: batch.script(),
                     stdin: &[],
                     become_root: become_root == 1,
+                    timeout: None,
                 })
                 .await?;
             if !out.success() && out.stdout.is_empty() {

@@ -90,6 +90,7 @@ pub async fn first_read(
             body: batch.script(),
             stdin: &[],
             become_root,
+            timeout: None,
         })
         .await?;
     let mut results = batch.split(&out.stdout_text());

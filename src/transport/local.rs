@@ -92,6 +92,7 @@ mod tests {
                 body: "cat",
                 stdin: &input,
                 become_root: false,
+                timeout: None,
             })
             .await
             .unwrap();

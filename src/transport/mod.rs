@@ -47,6 +47,9 @@ pub struct Script<'a> {
     pub stdin: &'a [u8],
     /// Run as root (`sudo -n`) when the login user is not root.
     pub become_root: bool,
+    /// How long the script may run before it is killed on the host and the exec
+    /// fails; None: the transport's default for module commands.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// The command line that runs `script` with `/bin/sh`, wrapped in `sudo -n` when a
@@ -113,6 +116,7 @@ mod tests {
             body: "echo 'hi' > /tmp/x",
             stdin: b"",
             become_root,
+            timeout: None,
         }
     }
 

@@ -406,6 +406,7 @@ impl SshTransport {
                 body: "id -u",
                 stdin: b"",
                 become_root: false,
+                timeout: None,
             })
             .await?;
         Ok(out.success() && out.stdout_text().trim() == "0")

@@ -74,6 +74,7 @@ fn script<'a>(body: &'a str, stdin: &'a [u8]) -> Script<'a> {
         body,
         stdin,
         become_root: false,
+        timeout: None,
     }
 }
 
