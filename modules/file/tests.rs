@@ -1,6 +1,5 @@
 use super::File;
 use crate::module::testing::{FakeHost, Local, one};
-use crate::transport::quote;
 
 #[tokio::test]
 async fn a_link_is_switched_by_a_rename_from_the_staging_directory() {

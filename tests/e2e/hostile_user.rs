@@ -65,7 +65,7 @@ fn the_apps_user_racing_every_write_never_reaches_roots_files() {
     s.run(&["site.yml", "-e", "n=0", "-e", "m=0640"])
         .expect_code(0);
 
-    let mut racer = Command::new(SCRIPT)
+    let racer = Command::new(SCRIPT)
         .args(["exec", s.hosts.run_id(), "h1", "--"])
         .args(["runuser", "-u", "app", "--", "/bin/sh", "-c", RACER])
         .stdout(Stdio::piped())
