@@ -4,8 +4,8 @@
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Action, Change, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
-    State, metadata_lines,
+    Account, Action, Change, Ctx, Diff, Failure, HostPath, Mode, Module, Outcome, Params, Probed,
+    Resource, Resources, State, metadata_lines,
 };
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -15,9 +15,9 @@ pub struct Dir;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DirParams {
-    path: String,
-    owner: Option<String>,
-    group: Option<String>,
+    path: HostPath,
+    owner: Option<Account>,
+    group: Option<Account>,
     mode: Option<Mode>,
     #[serde(default)]
     state: State,
@@ -34,11 +34,7 @@ impl Module for Dir {
 
     fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
         let p: DirParams = params.parse()?;
-        let path = normalise(&p.path).map_err(|problem| {
-            params
-                .error_at("path", format!("`{}` {problem}", p.path))
-                .help("write the directory as an absolute path, like /opt/myapp/config")
-        })?;
+        let path = String::from(p.path);
         if p.state == State::Absent && components(&path) < 2 {
             return Err(params
                 .error_at(
@@ -52,28 +48,12 @@ impl Module for Dir {
         }
         Ok(vec![Box::new(DirAction {
             path,
-            owner: p.owner,
-            group: p.group,
+            owner: p.owner.map(String::from),
+            group: p.group.map(String::from),
             mode: p.mode,
             state: p.state,
         })])
     }
-}
-
-/// The absolute path without empty or `.` components and without a trailing `/`, so
-/// that `/opt/app/` and `/opt/app` are one directory for ordering and diffs.
-fn normalise(path: &str) -> Result<String, &'static str> {
-    if !path.starts_with('/') {
-        return Err("is not an absolute path");
-    }
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    if parts.contains(&"..") {
-        return Err("contains `..`");
-    }
-    Ok(format!("/{}", parts.join("/")))
 }
 
 fn components(path: &str) -> usize {

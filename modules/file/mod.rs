@@ -4,8 +4,8 @@
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, ManagedFile, Mode, Module, Outcome, Params, Probed, Resource,
-    Resources, State,
+    Account, Action, Ctx, Diff, Failure, HostPath, ManagedFile, Mode, Module, Outcome, Params,
+    Probed, Resource, Resources, State,
 };
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -15,14 +15,14 @@ pub struct File;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileParams {
-    path: String,
+    path: HostPath,
     content: Option<String>,
     src: Option<String>,
     link: Option<String>,
     #[serde(default)]
     state: State,
-    owner: Option<String>,
-    group: Option<String>,
+    owner: Option<Account>,
+    group: Option<Account>,
     mode: Option<Mode>,
     validate: Option<String>,
 }
@@ -38,9 +38,6 @@ impl Module for File {
 
     fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
         let p: FileParams = params.parse()?;
-        if !p.path.starts_with('/') {
-            return Err(params.error_at("path", "must be an absolute path"));
-        }
         let sources = [p.content.is_some(), p.src.is_some(), p.link.is_some()];
         if sources.iter().filter(|s| **s).count() > 1 {
             return Err(params
@@ -62,10 +59,10 @@ impl Module for File {
         };
         if let Some(content) = content {
             return Ok(vec![Box::new(ManagedFile {
-                path: p.path,
+                path: p.path.clone().into(),
                 content,
-                owner: p.owner,
-                group: p.group,
+                owner: p.owner.map(String::from),
+                group: p.group.map(String::from),
                 mode: p.mode,
                 validate: p.validate,
             })]);
@@ -81,10 +78,10 @@ impl Module for File {
             (State::Present, None) => What::MetadataOnly,
         };
         Ok(vec![Box::new(FileAction {
-            path: p.path,
+            path: p.path.into(),
             what,
-            owner: p.owner,
-            group: p.group,
+            owner: p.owner.map(String::from),
+            group: p.group.map(String::from),
             mode: p.mode,
         })])
     }

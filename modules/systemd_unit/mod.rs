@@ -9,7 +9,8 @@ use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+    Account, Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    one_or_many,
 };
 use crate::playbook::template::engine;
 use crate::transport::quote;
@@ -31,8 +32,8 @@ struct UnitParams {
     wants: Option<Vec<String>>,
     #[serde(rename = "type")]
     kind: Option<String>,
-    user: Option<String>,
-    group: Option<String>,
+    user: Option<Account>,
+    group: Option<Account>,
     working_directory: Option<String>,
     exec_start: Option<String>,
     exec_reload: Option<String>,
@@ -122,8 +123,8 @@ impl Module for SystemdUnit {
             path: format!("/etc/systemd/system/{name}.service"),
             unit: format!("{name}.service"),
             content,
-            user: p.user,
-            group: p.group,
+            user: p.user.map(String::from),
+            group: p.group.map(String::from),
             enabled: p.enabled,
             state: p.state,
         })])

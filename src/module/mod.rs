@@ -19,11 +19,12 @@ pub mod systemd;
 #[cfg(test)]
 pub mod testing;
 
+pub use account::Account;
 pub use change::Change;
 pub use context::{Ctx, HostInfo, RestartBook};
 pub use diff::{Diff, metadata_lines};
 pub use managed_file::ManagedFile;
-pub use params::{Mode, Params, State, one_or_many, opt_number};
+pub use params::{HostPath, Mode, Params, State, one_or_many, opt_number};
 pub use probe::Probed;
 
 use crate::error::InputResult;
