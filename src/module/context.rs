@@ -71,6 +71,8 @@ pub struct Ctx<'a> {
     pub host: &'a HostInfo,
     transport: &'a dyn Transport,
     become_root: bool,
+    /// The task's `timeout:` for each command; None: the transport's default.
+    timeout: Option<std::time::Duration>,
     pub restarts: &'a mut RestartBook,
     /// Resources that earlier tasks changed, or in check mode would have changed.
     changed: &'a HashSet<Resource>,
@@ -90,9 +92,16 @@ impl<'a> Ctx<'a> {
             host,
             transport,
             become_root,
+            timeout: None,
             restarts,
             changed,
         }
+    }
+
+    /// Each command of this task may run for `timeout` at most.
+    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Ctx<'a> {
+        self.timeout = timeout;
+        self
     }
 
     pub fn is_secret(&self, bytes: &[u8]) -> bool {
@@ -120,7 +129,7 @@ impl<'a> Ctx<'a> {
             body,
             stdin,
             become_root: self.become_root,
-            timeout: None,
+            timeout: self.timeout,
         };
         Ok(self.transport.exec(script).await?)
     }

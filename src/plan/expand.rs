@@ -221,6 +221,7 @@ fn expand_task(
             become_root,
             no_log: def.no_log,
             never_changed: def.never_changed,
+            timeout: def.timeout,
             span: def.span.clone(),
         };
         if when_false.is_some() || unresolved {

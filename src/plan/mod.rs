@@ -31,6 +31,8 @@ pub struct PlanNode {
     pub become_root: bool,
     pub no_log: bool,
     pub never_changed: bool,
+    /// The task's `timeout:` for each command it runs; None: the transport's default.
+    pub timeout: Option<std::time::Duration>,
     pub span: Span,
 }
 

@@ -169,7 +169,8 @@ impl HostRun<'_> {
                 node.become_root,
                 &mut restarts,
                 &changed,
-            );
+            )
+            .with_timeout(node.timeout);
             let result = action.converge(&probed, &mut ctx).await;
             let elapsed = started.elapsed().as_millis() as u64;
             match result {
