@@ -387,6 +387,11 @@ impl UnitAction {
 
 #[async_trait]
 impl Action for UnitAction {
+    /// A running service still runs the old unit until it restarts.
+    fn owes_restart(&self) -> Option<&str> {
+        Some(&self.unit)
+    }
+
     fn resources(&self) -> Resources {
         let mut r = Resources::for_path(&self.path, self.user.as_deref(), self.group.as_deref());
         r.provides.push(Resource::unit(&self.unit));

@@ -73,6 +73,11 @@ pub struct Ctx<'a> {
     become_root: bool,
     /// The task's `timeout:` for each command; None: the transport's default.
     timeout: Option<std::time::Duration>,
+    /// A snippet recording the restarts this task owes if it changes anything, run in
+    /// front of its first command in apply mode: the intent is on the host before the
+    /// change is live, so a crash in between cannot lose the restart.
+    restart_intent: std::sync::Mutex<Option<String>>,
+    intent_written: std::sync::atomic::AtomicBool,
     pub restarts: &'a mut RestartBook,
     /// Resources that earlier tasks changed, or in check mode would have changed.
     changed: &'a HashSet<Resource>,
@@ -93,9 +98,26 @@ impl<'a> Ctx<'a> {
             transport,
             become_root,
             timeout: None,
+            restart_intent: std::sync::Mutex::new(None),
+            intent_written: std::sync::atomic::AtomicBool::new(false),
             restarts,
             changed,
         }
+    }
+
+    /// Run `snippet` in front of the first command this task runs when applying.
+    pub fn with_restart_intent(self, snippet: Option<String>) -> Ctx<'a> {
+        *self
+            .restart_intent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = snippet;
+        self
+    }
+
+    /// Whether the restart intent went to the host (the task ran a command).
+    pub fn intent_written(&self) -> bool {
+        self.intent_written
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Each command of this task may run for `timeout` at most.
@@ -125,6 +147,24 @@ impl<'a> Ctx<'a> {
 
     /// Run a script with bytes on its stdin.
     pub async fn run_input(&self, body: &str, stdin: &[u8]) -> Result<ExecOutput, Failure> {
+        let intent = if self.apply {
+            self.restart_intent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+        } else {
+            None
+        };
+        let with_intent;
+        let body = match intent {
+            Some(snippet) => {
+                self.intent_written
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                with_intent = format!("{snippet}{body}");
+                with_intent.as_str()
+            }
+            None => body,
+        };
         let script = Script {
             body,
             stdin,

@@ -61,6 +61,12 @@ pub trait Action: Send + Sync {
         None
     }
 
+    /// The service that needs a restart once this action changed something (a unit
+    /// file), recorded on the host before the change goes live.
+    fn owes_restart(&self) -> Option<&str> {
+        self.restarts()
+    }
+
     /// A read-only POSIX sh snippet printing the current state on stdout. It runs in a
     /// subshell, batched with the other tasks' probes, as root when the task becomes root.
     /// It should depend on what to read (paths, names), not on desired content: a probe

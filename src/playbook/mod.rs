@@ -392,15 +392,27 @@ mod tests {
         let load = |timeout: &str| {
             std::fs::write(
                 &path,
-                format!("- hosts: all\n  tasks:\n    - command: sleep 9\n      timeout: {timeout}\n"),
+                format!(
+                    "- hosts: all\n  tasks:\n    - command: sleep 9\n      timeout: {timeout}\n"
+                ),
             )
             .unwrap();
             Playbook::load(&path).map(|p| p.plays[0].tasks[0].timeout)
         };
-        assert_eq!(load("90").unwrap(), Some(std::time::Duration::from_secs(90)));
-        assert_eq!(load("5m").unwrap(), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            load("90").unwrap(),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            load("5m").unwrap(),
+            Some(std::time::Duration::from_secs(300))
+        );
         let err = load("soon").unwrap_err();
-        assert!(err.message.contains("site.yml:4:16: timeout must be"), "{}", err.message);
+        assert!(
+            err.message.contains("site.yml:4:16: timeout must be"),
+            "{}",
+            err.message
+        );
         assert!(load("0").is_err());
     }
 }
