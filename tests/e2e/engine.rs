@@ -209,6 +209,26 @@ fn a_restart_is_owed_on_the_host_before_the_change_that_needs_it() {
 }
 
 #[test]
+fn a_later_plays_mistake_found_with_facts_stops_the_run_before_any_change() {
+    let s = Scenario::new(1);
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - file: { path: /etc/first-play.conf, content: \"x\\n\" }\n\
+         - hosts: all\n  tasks:\n    - file: { path: \"/etc/{{facts.os.codename}}.conf\", content: \"y\\n\" }\n",
+    );
+    s.converge()
+        .expect_code(3)
+        .expect_stderr_contains("facts.os.codename");
+    assert_eq!(
+        s.hosts
+            .exec("h1", "test -e /etc/first-play.conf")
+            .status
+            .code(),
+        Some(1),
+        "the first play changed the host before the second was rendered"
+    );
+}
+
+#[test]
 fn ctrl_c_finishes_the_task_in_progress_and_starts_no_other() {
     let s = Scenario::new(1);
     s.playbook(
