@@ -227,6 +227,15 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         if value.is_some_and(|v| v.contains(['\n', '\r'])) {
             return Err(params.error_at(key, "must be one line"));
         }
+        // systemd drops the spaces around a value: it would not be what was written.
+        if value.is_some_and(|v| v.trim() != v) {
+            return Err(params
+                .error_at(
+                    key,
+                    "has spaces at its start or end, which systemd would drop",
+                )
+                .help("remove them, or write the value without them"));
+        }
     }
     for (key, list) in [
         ("after", &p.after),
@@ -258,7 +267,7 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         environment.push(format!("\"{key}={}\"", escape_env(value)));
     }
     let ctx = json!({
-        "description": p.description.as_deref().unwrap_or(name),
+        "description": p.description.as_deref().unwrap_or(name).replace('%', "%%"),
         "after": p.after.clone().unwrap_or_else(|| vec!["network.target".into()]),
         "wants": p.wants.clone().unwrap_or_default(),
         "type": kind,
@@ -281,7 +290,8 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         .map_err(|e| params.error_at("name", format!("rendering unit.hbs: {e}")))
 }
 
-/// A value inside `Environment="K=V"`: systemd unquotes C-style and expands `%` specifiers.
+/// A value inside `Environment="K=V"`: systemd unquotes C-style and expands `%` specifiers
+/// (as in `Description=`, where only `%` needs escaping).
 fn escape_env(value: &str) -> String {
     value
         .replace('\\', "\\\\")

@@ -14,6 +14,7 @@ mod engine;
 mod gin_service;
 mod group;
 mod hostile_user;
+mod hostile_values;
 mod http_check;
 mod json;
 mod logrotate;
