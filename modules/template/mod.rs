@@ -56,6 +56,7 @@ impl Module for Template {
                     .label("in this template")
                     .help(template_help(&failure.message))
             })?;
+        let secret = params.taint.record_text(&text, params.vars);
         Ok(vec![Box::new(ManagedFile {
             path: p.dest,
             content: content.into_bytes(),
@@ -63,6 +64,7 @@ impl Module for Template {
             group: p.group,
             mode: p.mode,
             validate: p.validate,
+            secret,
         })])
     }
 }

@@ -1,6 +1,7 @@
 //! Playbooks: what the user wrote, loaded with locations, checked before anything runs.
 
 pub mod node;
+pub mod taint;
 pub mod template;
 pub mod vars;
 
@@ -226,8 +227,16 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
     if play.name.is_empty() {
         play.name = play.hosts.0.clone();
     }
+    // A mistake next to `vars: { pw: ... }` would show the secret in its snippet.
+    let secret_spans: Vec<Span> = play
+        .vars
+        .iter()
+        .chain(play.vars_files.iter().flatten())
+        .filter(|(name, _)| play.secrets.contains(name))
+        .map(|(_, node)| node.span.clone())
+        .collect();
     match InputError::combine(errors) {
-        Some(e) => Err(e),
+        Some(e) => Err(e.redact(&[], &secret_spans)),
         None => Ok(play),
     }
 }
