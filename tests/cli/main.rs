@@ -370,7 +370,10 @@ fn a_secret_in_any_form_is_hidden_in_an_error() {
     let stderr = bad_input(
         "- name: site\n  hosts: all\n  vars_files: [vars/db.yml]\n  secrets: [db]\n  tasks:\n    \
          - file: { path: /etc/app.conf, content: x, mode: \"{{upper db.password}}\" }\n",
-        &[("vars/db.yml", "db:\n  user: billing_rw\n  password: s3cr3t-pw\n")],
+        &[(
+            "vars/db.yml",
+            "db:\n  user: billing_rw\n  password: s3cr3t-pw\n",
+        )],
         &["site.yml"],
     );
     assert!(!stderr.to_lowercase().contains("s3cr3t"), "{stderr}");
