@@ -7,7 +7,6 @@ use crate::module::{
     Action, Change, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
     State, metadata_lines,
 };
-use crate::transport::quote;
 use async_trait::async_trait;
 use serde::Deserialize;
 
@@ -117,8 +116,7 @@ impl DirAction {
     }
 
     fn present(&self, state: &FileState) -> Result<Option<Change>, Failure> {
-        let p = quote(&self.path);
-        let metadata = files::chown_chmod_script(
+        let script = files::dir_script(
             &self.path,
             self.mode,
             self.owner.as_deref(),
@@ -131,14 +129,11 @@ impl DirAction {
             ("group", self.group.clone()),
         ];
         match state.kind {
-            Kind::Absent => {
-                // umask 022: the parents mkdir -p creates are 0755, owned by root (who runs it).
-                Ok(Some(Change {
-                    diff: Diff::new(&self.path, None, Some(metadata_lines(&want))),
-                    what: format!("creating {}", self.path),
-                    script: format!("set -e\numask 022\nmkdir -p {p}\n{metadata}"),
-                }))
-            }
+            Kind::Absent => Ok(Some(Change {
+                diff: Diff::new(&self.path, None, Some(metadata_lines(&want))),
+                what: format!("creating {}", self.path),
+                script,
+            })),
             Kind::Dir => {
                 let have = [
                     ("type", Some("directory".to_string())),
@@ -150,7 +145,7 @@ impl DirAction {
                     Diff::of_metadata(&self.path, &have, &want).map(|diff| Change {
                         diff,
                         what: format!("setting owner and mode of {}", self.path),
-                        script: metadata,
+                        script,
                     }),
                 )
             }
@@ -172,7 +167,7 @@ impl DirAction {
                 Ok(Some(Change {
                     diff: Diff::new(&self.path, Some(metadata_lines(&have)), None),
                     what: format!("removing {}", self.path),
-                    script: format!("rm -rf --one-file-system {}\n", quote(&self.path)),
+                    script: files::remove_script(&self.path, true),
                 }))
             }
             other => Err(self.not_a_dir(other)),

@@ -7,7 +7,6 @@ use crate::module::{
     Action, Ctx, Diff, Failure, ManagedFile, Mode, Module, Outcome, Params, Probed, Resource,
     Resources, State,
 };
-use crate::transport::quote;
 use async_trait::async_trait;
 use serde::Deserialize;
 
@@ -253,7 +252,7 @@ impl Action for FileAction {
                 if ctx.apply {
                     ctx.run_ok(
                         &format!("removing {}", self.path),
-                        &format!("rm -f {}", quote(&self.path)),
+                        &files::remove_script(&self.path, false),
                     )
                     .await?;
                 }

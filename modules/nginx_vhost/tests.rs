@@ -228,10 +228,11 @@ async fn a_fresh_host_gets_the_http_part_first() {
     assert!(sent[0].contains("exec nginx -t"), "{sent:?}");
     assert!(sent[1].contains("mkdir -p /var/www/letsencrypt"));
     assert!(
-        sent[2].contains("mv -f /etc/nginx/.myapp.converge~")
-            || sent[2].contains("sites-available/.myapp.converge~")
+        sent[2].contains("mv -T -- \"$cvg_tmp\" ./myapp"),
+        "{}",
+        sent[2]
     );
-    assert!(sent[3].contains("ln -s /etc/nginx/sites-available/myapp"));
+    assert!(sent[3].contains("ln -s -- /etc/nginx/sites-available/myapp"));
     assert!(sent[4].contains("systemctl reload nginx") && !sent[4].contains("restart"));
     assert_eq!(sent.len(), 5);
     // Then the https part, on the engine's fresh probe after certbot's change.

@@ -13,6 +13,7 @@ mod dir;
 mod engine;
 mod gin_service;
 mod group;
+mod hostile_user;
 mod http_check;
 mod json;
 mod logrotate;
