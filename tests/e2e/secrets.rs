@@ -87,6 +87,14 @@ fn assert_written(s: &Scenario, round: &str) {
         ),
         format!("kx2-{round}\n")
     );
+    // A file a secret flowed into is readable by root only (no task sets a mode).
+    assert_eq!(
+        s.sh(
+            "h1",
+            "stat -c '%a %n' /etc/demo/app.conf /etc/demo/pw.json /etc/demo/upper /etc/demo/dsn"
+        ),
+        "600 /etc/demo/app.conf\n600 /etc/demo/pw.json\n600 /etc/demo/upper\n600 /etc/demo/dsn\n"
+    );
 }
 
 #[test]
