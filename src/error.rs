@@ -158,7 +158,7 @@ impl InputError {
             return self;
         }
         let hide = |text: &str| crate::report::redact(text, secrets);
-        self.message = hide(&self.message);
+        self.message = crate::report::redact(&self.message, secrets);
         self.label = self.label.as_deref().map(hide);
         self.help = self.help.as_deref().map(hide);
         if let Some(source) = self.source_code.take() {
@@ -297,6 +297,33 @@ mod tests {
         assert_eq!(err.label.as_deref(), Some("<secret> here"));
         assert_eq!(err.help.as_deref(), Some("not <secret>"));
         assert_eq!(err.related[0].message, "uid `<secret>`");
+    }
+
+    #[test]
+    fn a_snippet_hides_secrets_and_still_points_at_the_mistake() {
+        let text = "vars: { pw: hunter2 }\ndb:\n  password: s3\n  port: x\nkey: hunter2\n";
+        let file = SourceFile::new("v.yml", text);
+        let at = |needle: &str, len: usize| Span {
+            file: file.clone(),
+            offset: text.find(needle).unwrap(),
+            len,
+        };
+        // The structured secret, written over two lines, and a mistake after it.
+        let written = at("password", "password: s3\n  port: x".len());
+        let err = at("x\n", 1)
+            .error("`x` is not a port")
+            .redact(&["hunter2".to_string()], &[written]);
+        let source = err.source_code.as_ref().unwrap().inner().to_string();
+        assert_eq!(
+            source,
+            "vars: { pw: <secret> }\ndb:\n  <secret>\n  <secret>\nkey: <secret>\n"
+        );
+        let span = err.span.unwrap();
+        assert_eq!(
+            &source[span.offset()..span.offset() + span.len()],
+            "<secret>"
+        );
+        assert_eq!(err.message, "v.yml:4:9: `x` is not a port");
     }
 
     #[test]

@@ -448,6 +448,7 @@ fn add_explicit_edges(
 mod tests {
     use super::*;
     use crate::playbook::Playbook;
+    use crate::report::redact;
 
     /// The plan of host `h` for the first play of `yaml`, without facts.
     fn plan(yaml: &str) -> InputResult<HostPlan> {
@@ -536,6 +537,39 @@ mod tests {
             assert!(!text.contains("hunter2"), "{text}");
             assert!(text.contains("seed <secret>"), "{text}");
         }
+    }
+
+    #[test]
+    fn every_form_of_a_secret_is_a_secret() {
+        let plan = plan(
+            "- hosts: all\n  vars:\n    app: demo\n    pw: \"it's\\\"x\"\n    \
+             db: { user: dbu, password: s3 }\n  secrets: [pw, db]\n  tasks:\n    \
+             - name: \"seed {{upper pw}}\"\n      \
+             command: \"run {{quote pw}} {{json pw}} {{lower db.password}} {{app}}\"\n    \
+             - name: item\n      file: { path: \"/etc/{{item}}\", content: x }\n      \
+             loop: [\"{{upper db.password}}\", plain]\n",
+        )
+        .unwrap();
+        let shown: Vec<String> = plan
+            .nodes
+            .iter()
+            .map(|n| redact(&n.name, &plan.secrets))
+            .collect();
+        assert_eq!(shown, ["seed <secret>", "item [<secret>]", "item [plain]"]);
+        let pw = "it's\"x";
+        for form in [
+            pw.to_string(),
+            crate::transport::quote(pw).into_owned(),
+            serde_json::to_string(pw).unwrap(),
+            "S3".to_string(),
+            "dbu".to_string(),
+        ] {
+            assert_eq!(redact(&form, &plan.secrets), "<secret>", "{form}");
+        }
+        assert_eq!(
+            redact("run x demo plain", &plan.secrets),
+            "run x demo plain"
+        );
     }
 
     #[test]

@@ -193,6 +193,22 @@ mod tests {
     }
 
     #[test]
+    fn a_value_derived_from_a_secret_is_secret() {
+        let l = layer(
+            "pw: hunter2\napp: demo\ndsn: \"db://{{app}}:{{pw}}\"\nalias: \"{{dsn}}\"\n\
+             home: \"/opt/{{app}}\"\n",
+        );
+        let resolved = resolve(&[&l[..]], &Map::new(), &["pw".to_string()]).unwrap();
+        let taint = &resolved.taint;
+        assert!(taint.reads_secret("{{upper alias}}"));
+        assert!(!taint.reads_secret("{{home}} {{app}}"));
+        let secrets = taint.secrets();
+        assert_eq!(secrets, ["hunter2", "db://demo:hunter2"]);
+        // pw, dsn and alias are written somewhere: their text is hidden in snippets.
+        assert_eq!(taint.spans().len(), 3);
+    }
+
+    #[test]
     fn extra_vars_are_strings() {
         let l = extra_vars(&["version=1.10".to_string()]).unwrap();
         let ctx = resolve(&[&l[..]], &Map::new(), &[]).unwrap().vars;
