@@ -19,11 +19,13 @@ type VarPath = Vec<String>;
 
 /// The tainted variables of one host (down to the field), and the strings that a
 /// secret turned into while the host's plan was made.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Taint {
     paths: Vec<VarPath>,
     /// Where the secrets were written, so error snippets can hide them.
     spans: Vec<Span>,
+    /// What the secrets rendered to; behind a lock because a module records what its
+    /// own templates make through the shared `Params` (`template`'s file).
     found: Mutex<Vec<String>>,
 }
 
@@ -218,7 +220,8 @@ impl Taint {
             Value::Array(items) => items.iter().for_each(|v| self.found_leaves(v)),
             Value::Object(map) => map.values().for_each(|v| self.found_leaves(v)),
             Value::String(s) => self.found(s.clone()),
-            Value::Null => {}
+            // A flag has two values to guess from: hiding every `true` would hide nothing.
+            Value::Null | Value::Bool(_) => {}
             other => self.found(other.to_string()),
         }
     }
@@ -350,7 +353,7 @@ fn helper_reads(h: &HelperTemplate, scope: &[VarPath], out: &mut Vec<VarPath>) {
     // `#each` and `#with` move the context into their argument.
     let inner_base = match (&h.name, h.params.first()) {
         (Parameter::Name(n), Some(Parameter::Path(p))) if n == "each" || n == "with" => {
-            let mut base = resolve(&p.to_string_lossy(), scope);
+            let mut base = resolve(raw(p), scope);
             if n == "each" {
                 base.push("*".to_string());
             }
@@ -374,10 +377,10 @@ fn parameter_reads(p: &Parameter, scope: &[VarPath], out: &mut Vec<VarPath>) {
     match p {
         Parameter::Name(name) => out.push(resolve(name, scope)),
         Parameter::Path(path) => {
-            let raw = path.to_string_lossy();
+            let written = raw(path);
             // `@index`, `@key`: positions, not values.
-            if !raw.trim_start_matches("../").starts_with('@') || raw.contains("@root") {
-                out.push(resolve(&raw, scope));
+            if !written.trim_start_matches("../").starts_with('@') || written.contains("@root") {
+                out.push(resolve(written, scope));
             }
         }
         Parameter::Subexpression(s) => {
@@ -413,18 +416,10 @@ fn resolve(raw: &str, scope: &[VarPath]) -> VarPath {
     path
 }
 
-/// The string of a template path, whichever form handlebars parsed it into.
-trait PathText {
-    fn to_string_lossy(&self) -> String;
-}
-
-impl PathText for handlebars::Path {
-    fn to_string_lossy(&self) -> String {
-        match self {
-            handlebars::Path::Relative((_, raw)) | handlebars::Path::Local((_, _, raw)) => {
-                raw.clone()
-            }
-        }
+/// A template path as written, whichever form handlebars parsed it into.
+fn raw(path: &handlebars::Path) -> &str {
+    match path {
+        handlebars::Path::Relative((_, raw)) | handlebars::Path::Local((_, _, raw)) => raw,
     }
 }
 
