@@ -130,4 +130,26 @@ fn no_form_of_a_secret_shows_in_any_output() {
     plain.expect_code(0);
     assert_hidden(&plain);
     assert_written(&s, "three");
+
+    // A failure that prints secrets (the error is the command's stderr).
+    s.file("fail.yml", FAILING);
+    for args in [
+        &["fail.yml"][..],
+        &["-v", "fail.yml"],
+        &["--json", "fail.yml"],
+    ] {
+        let failed = s.run(args);
+        failed.expect_code(1);
+        assert_hidden(&failed);
+        assert!(failed.stdout.contains("<secret>"), "{}", failed.stdout);
+    }
 }
+
+const FAILING: &str = r#"
+- hosts: all
+  vars: { pw: "it's\"p4ss-f" }
+  secrets: [pw]
+  tasks:
+    - name: "fail {{upper pw}}"
+      command: "printf '%s %s\n' {{quote pw}} {{json pw}} >&2; exit 3"
+"#;
