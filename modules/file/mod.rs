@@ -58,6 +58,7 @@ impl Module for File {
             p.content.map(String::into_bytes)
         };
         if let Some(content) = content {
+            let secret = params.taint.holds_at(params.node, &["content"]);
             return Ok(vec![Box::new(ManagedFile {
                 path: p.path.clone().into(),
                 content,
@@ -65,6 +66,7 @@ impl Module for File {
                 group: p.group.map(String::from),
                 mode: p.mode,
                 validate: p.validate,
+                secret,
             })]);
         }
         if p.validate.is_some() {

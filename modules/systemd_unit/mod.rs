@@ -5,13 +5,14 @@
 
 mod verify;
 
-use crate::error::InputResult;
+use crate::error::{InputError, InputResult};
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
     Account, Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
     one_or_many,
 };
+use crate::playbook::node::PathStep;
 use crate::playbook::template::engine;
 use crate::transport::quote;
 use async_trait::async_trait;
@@ -129,6 +130,24 @@ impl Module for SystemdUnit {
             state: p.state,
         })])
     }
+}
+
+/// A secret in `environment` would sit in a world-readable unit file (and in
+/// `systemctl show`): refused, on the key that holds it.
+fn secret_in_environment(params: &Params<'_>, key: &str) -> InputError {
+    let environment = params.node.find(&[PathStep::Key("environment".into())]);
+    let at = environment
+        .key_node(key)
+        .or_else(|| params.node.key_node("environment"))
+        .unwrap_or(params.node);
+    at.error(format!(
+        "systemd_unit: `environment.{key}` holds a secret, and a unit file is world-readable"
+    ))
+    .label("a secret")
+    .help(format!(
+        "write `{key}=...` into a file only root can read (a `template` or `file` task with \
+         mode \"0600\") and name it in `environment_file:`"
+    ))
 }
 
 /// The unit file's text, from `content`, `template` or the parameters.
@@ -253,6 +272,9 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
     }
     let mut environment = Vec::new();
     for (key, Scalar(value)) in p.environment.iter().flatten() {
+        if params.taint.holds_at(params.node, &["environment", key]) {
+            return Err(secret_in_environment(params, key));
+        }
         let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {

@@ -53,6 +53,7 @@ impl Module for Template {
                     .label("in this template")
                     .help(template_help(&failure.message))
             })?;
+        let secret = params.taint.record_text(&text, params.vars);
         Ok(vec![Box::new(ManagedFile {
             path: p.dest.into(),
             content: content.into_bytes(),
@@ -60,6 +61,7 @@ impl Module for Template {
             group: p.group.map(String::from),
             mode: p.mode,
             validate: p.validate,
+            secret,
         })])
     }
 }

@@ -402,6 +402,7 @@ mod tests {
             node: &n,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            taint: crate::playbook::taint::Taint::none(),
             play_modules: &[],
         };
         let p: UfwParams = params.parse()?;

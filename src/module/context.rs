@@ -11,12 +11,13 @@ pub struct HostInfo {
     pub name: String,
     /// `facts.*`, gathered in the first round trip.
     pub facts: Value,
-    /// The values of the play's `secrets:`, never to be shown.
+    /// Every form the play's secrets took in this host's plan (their values, their
+    /// fields, what templates made of them: `playbook::taint`), never to be shown.
     pub secrets: Vec<String>,
 }
 
 impl HostInfo {
-    /// Whether `bytes` hold any secret value.
+    /// Whether `bytes` hold any form of a secret (or a private key).
     pub fn is_secret(&self, bytes: &[u8]) -> bool {
         super::files::holds_private_key(bytes)
             || self

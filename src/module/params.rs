@@ -2,6 +2,7 @@
 
 use crate::error::{InputError, InputResult};
 use crate::playbook::node::{Node, PathStep};
+use crate::playbook::taint::Taint;
 use regex::Regex;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -20,6 +21,8 @@ pub struct Params<'a> {
     pub playbook_dir: &'a Path,
     /// Every variable of the host (facts, item, vars), for modules that render templates.
     pub vars: &'a Value,
+    /// Which of those variables hold a secret, and where the parameters do.
+    pub taint: &'a Taint,
     /// The modules of every task in the play, for checks that span tasks.
     pub play_modules: &'a [&'static str],
 }
@@ -314,6 +317,7 @@ mod tests {
             node: &n,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            taint: Taint::none(),
             play_modules: &[],
         };
         params.parse::<P>()
@@ -376,6 +380,7 @@ mod tests {
                 node: &n,
                 playbook_dir: Path::new("."),
                 vars: &Value::Null,
+                taint: Taint::none(),
                 play_modules: &[],
             };
             params.parse::<Outer>().unwrap_err().message
@@ -412,6 +417,7 @@ mod tests {
             node: &top,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            taint: Taint::none(),
             play_modules: &[],
         };
         let message = params.parse::<P>().unwrap_err().message;

@@ -63,6 +63,7 @@ impl TestParams {
             node: &self.node,
             playbook_dir: &self.dir,
             vars: &self.vars,
+            taint: crate::playbook::taint::Taint::none(),
             play_modules: self.play_modules,
         }
     }

@@ -42,7 +42,8 @@ pub struct HostPlan {
     pub graph: Graph,
     /// Node indices in the order they run.
     pub order: Vec<usize>,
-    /// Values of the play's `secrets:`, redacted from all output.
+    /// Every form the play's secrets took while this plan was made (values, fields,
+    /// what templates rendered from them), redacted from all output.
     pub secrets: Vec<String>,
     /// The host's variables (for connection settings).
     pub vars: Value,

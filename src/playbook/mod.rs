@@ -1,6 +1,7 @@
 //! Playbooks: what the user wrote, loaded with locations, checked before anything runs.
 
 pub mod node;
+pub mod taint;
 pub mod template;
 pub mod vars;
 
@@ -230,9 +231,29 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         play.name = play.hosts.0.clone();
     }
     match InputError::combine(errors) {
-        Some(e) => Err(e),
+        Some(e) => Err(hide_secrets(&play, e)),
         None => Ok(play),
     }
+}
+
+/// A mistake next to `vars: { pw: ... }` would show the secret in its snippet (and a
+/// message may quote it): hide what the play's secrets are written as.
+fn hide_secrets(play: &Play, error: InputError) -> InputError {
+    let written: Vec<&(String, Node)> = play
+        .vars
+        .iter()
+        .chain(play.vars_files.iter().flatten())
+        .filter(|(name, _)| play.secrets.contains(name))
+        .collect();
+    let spans = written.iter().map(|(_, node)| node.span.clone()).collect();
+    let taint = taint::Taint::declared(&play.secrets, spans);
+    taint.record_vars(&serde_json::Value::Object(
+        written
+            .iter()
+            .map(|(name, node)| (name.clone(), node.to_value()))
+            .collect(),
+    ));
+    error.redact(&taint.secrets(), taint.spans())
 }
 
 fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {

@@ -350,6 +350,58 @@ fn a_secret_never_shows_in_an_error() {
     insta::assert_snapshot!(stderr);
 }
 
+#[test]
+fn a_secret_next_to_a_mistake_is_hidden_in_the_snippet() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [pw]\n  vars: { pw: hunter2, app: demo }\n  \
+         vras: { x: 1 }\n  tasks: []\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("app: demo"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_secret_in_any_form_is_hidden_in_an_error() {
+    // A field of a structured secret, through a helper, in the message; the secret
+    // in the vars file next to the mistake, in the snippet.
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars_files: [vars/db.yml]\n  secrets: [db]\n  tasks:\n    \
+         - file: { path: /etc/app.conf, content: x, mode: \"{{upper db.password}}\" }\n",
+        &[(
+            "vars/db.yml",
+            "db:\n  user: billing_rw\n  password: s3cr3t-pw\n",
+        )],
+        &["site.yml"],
+    );
+    assert!(!stderr.to_lowercase().contains("s3cr3t"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [pw]\n  vars:\n    pw: \"it's-hunter2\"\n    \
+         url: \"http://{{nope}}/\"\n  tasks: []\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    insta::assert_snapshot!("a_secret_next_to_an_undefined_variable", stderr);
+}
+
+#[test]
+fn a_secret_in_a_unit_environment_is_refused() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { db_password: hunter2 }\n  secrets: [db_password]\n  \
+         tasks:\n    - systemd_unit:\n        name: app\n        exec_start: /usr/bin/true\n        \
+         environment:\n          MODE: release\n          DB_PASSWORD: \"{{db_password}}\"\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("site.yml:11:11:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
 // ---------------------------------------------------------------- ordering
 
 #[test]

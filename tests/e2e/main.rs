@@ -20,6 +20,7 @@ mod json;
 mod logrotate;
 mod nginx_vhost;
 mod release;
+mod secrets;
 mod service;
 mod systemd_unit;
 mod template;
