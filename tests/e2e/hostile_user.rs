@@ -123,3 +123,31 @@ fn the_apps_user_racing_every_write_never_reaches_roots_files() {
         "config.yaml app 640\napp.log app 640\nsub app 640\nrun 99\n/opt/app/releases/v99\n"
     );
 }
+
+#[test]
+fn a_write_that_fails_leaves_nothing_and_old_leftovers_are_swept() {
+    let s = Scenario::new(1);
+    // A full disk: a 1 MiB filesystem, with converge's staging directory on it (a write
+    // is staged on the target's filesystem) holding a leftover of a run killed 2 hours ago.
+    s.sh(
+        "h1",
+        "mkdir -p /opt/full && mount -t tmpfs -o size=1m tmpfs /opt/full \
+         && mkdir -m 700 /opt/full/.converge-stage \
+         && touch -d '2 hours ago' /opt/full/.converge-stage/cvg.old \
+         && touch /opt/full/.converge-stage/cvg.recent",
+    );
+    std::fs::write(s.path("big.bin"), vec![7u8; 2 << 20]).expect("big.bin");
+    s.playbook("- hosts: all\n  tasks:\n    - file: { path: /opt/full/big, src: big.bin }\n");
+    s.converge()
+        .expect_code(1)
+        .expect_stdout_contains("No space left on device");
+    assert_eq!(
+        s.sh("h1", "ls -A /opt/full /opt/full/.converge-stage"),
+        "/opt/full:\n.converge-stage\n\n/opt/full/.converge-stage:\ncvg.recent\n"
+    );
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - file: { path: /opt/full/small, content: \"fits\\n\" }\n",
+    );
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert_eq!(s.sh("h1", "cat /opt/full/small"), "fits\n");
+}

@@ -22,22 +22,28 @@ use crate::transport::{quote, quote_all};
 /// Shell functions the scripts below use. `cvg_enter MSG COMPONENT...` enters the
 /// directory made of the components (from `/`), or fails with MSG: a real directory is
 /// entered only when its physical path is what was asked, and a symbolic link on the way
-/// is followed only when no one but root can change it or the directories it leads
-/// through (`/lib -> usr/lib`, `/var/run -> /run`). `cvg_stage` sets `S` to the staging
+/// is followed only when it sits in a directory only root can change and its target is
+/// reached through real directories only root can change (`/lib -> usr/lib`,
+/// `/var/run -> /run`); `cvg_fixed` checks such a chain (a sticky directory counts when
+/// the entry below it is root's, which the next check sees). `cvg_stage` sets `S` to the staging
 /// directory for the current directory's filesystem (the same filesystem, so the final
 /// rename is atomic) and removes converge's own leftovers there.
 pub const PRELUDE: &str = r#"cvg_fail() { printf '%s\n' "$1" >&2; exit 1; }
 cvg_fixed() {
   cvg_p=$1; shift
   while [ -n "$cvg_p" ]; do cvg_p=${cvg_p%/*}; set -- "$@" "${cvg_p:-/}"; done
-  [ -z "$(find "$@" -maxdepth 0 \( ! -uid 0 -o -perm /022 \) -print 2>&1)" ]
+  [ -z "$(find "$@" -maxdepth 0 \( ! -uid 0 -o ! -type d -o -perm /022 ! -perm -1000 \) -print 2>&1)" ]
 }
 cvg_enter() {
   cvg_m=$1; shift
   cd / || cvg_fail "$cvg_m"
   for cvg_c in "$@"; do
     if [ -L "./$cvg_c" ]; then
-      cvg_t=$(readlink -f -- "./$cvg_c") && cvg_fixed "$cvg_t" . ||
+      cvg_t=$(readlink -- "./$cvg_c") || cvg_fail "$cvg_m"
+      case $cvg_t in /*) ;; *) cvg_h=$(pwd -P); cvg_t=${cvg_h%/}/$cvg_t ;; esac
+      cvg_t=${cvg_t%/}
+      case "$cvg_t/" in */./*|*/../*|*//*) cvg_t=//unsafe ;; esac
+      cvg_fixed "$cvg_t" . ||
         cvg_fail "$cvg_m ($(pwd -P)/$cvg_c is a symbolic link that someone other than root could redirect)"
     else
       cvg_t=$(pwd -P); cvg_t=${cvg_t%/}/$cvg_c
