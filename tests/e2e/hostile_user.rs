@@ -15,6 +15,8 @@ const SITE: &str = r#"
     - file: { path: /opt/app/config/config.yaml, content: "run {{n}}\n", owner: app, mode: "0640" }
     - file: { path: /opt/app/config/current, link: "/opt/app/releases/v{{n}}", owner: app }
     - file: { path: /opt/app/config/app.log, owner: app, mode: "{{m}}" }
+    - dir: { path: /opt/app/releases, owner: app }
+    - release: { name: app, version: "v{{n}}", src: build/app, dest: /opt/app, keep: 3 }
 "#;
 
 /// Under the app's user: swap every name converge touches (and the names its temp files
@@ -26,14 +28,17 @@ n=0
 while [ ! -e /tmp/stop-racer ]; do
   n=$((n+1))
   for f in config/config.yaml config/.config.yaml.converge~ config/current config/app.log \
-           config/.current.converge~ config/sub/x; do
+           config/.current.converge~ config/sub/x current .current.converge~ .converge-release \
+           .converge-release.converge~ releases/v$((n % 60))/app releases/.app.converge~; do
     ln -sfn /root/secret "$f.r" 2>/dev/null && mv -Tf "$f.r" "$f" 2>/dev/null
   done
   mv -T config/sub config/sub.old 2>/dev/null && ln -sfn /root config/sub 2>/dev/null
   mv -T config config.real 2>/dev/null && ln -sfn /root config 2>/dev/null
   rm -f config 2>/dev/null; mv -T config.real config 2>/dev/null
   rm -f config/sub 2>/dev/null; mv -T config/sub.old config/sub 2>/dev/null
-  for f in config/.[!.]* config/* config/sub/*; do
+  mv -T releases releases.real 2>/dev/null && ln -sfn /root releases 2>/dev/null
+  rm -f releases 2>/dev/null; mv -T releases.real releases 2>/dev/null
+  for f in config/.[!.]* config/* config/sub/* releases/*/* .[!.]*; do
     [ -f "$f" ] && [ ! -L "$f" ] && ln -sfn /root/secret "$f.r" 2>/dev/null && mv -Tf "$f.r" "$f" 2>/dev/null
   done
 done
@@ -58,6 +63,7 @@ fn the_apps_user_racing_every_write_never_reaches_roots_files() {
         "umask 077; echo 'root only' > /root/secret; chmod 700 /root",
     );
     let untouched = root_state(&s);
+    s.file("build/app", "#!/bin/sh\necho app\n");
 
     // The first run creates the user and the layout; app.log is the app's own file.
     s.run(&["site.yml", "-e", "n=0", "-e", "m=0640"]);
@@ -109,7 +115,7 @@ fn the_apps_user_racing_every_write_never_reaches_roots_files() {
     // Without the racer, one run repairs everything it left.
     s.sh(
         "h1",
-        "cd /opt/app; for d in config config/sub; do [ -L $d ] && rm -f $d; [ -d $d.real ] && mv -T $d.real $d; \
+        "cd /opt/app; for d in config config/sub releases; do [ -L $d ] && rm -f $d; [ -d $d.real ] && mv -T $d.real $d; \
          [ -d $d.old ] && mv -T $d.old $d; done; \
          [ -L config/app.log ] && rm -f config/app.log; runuser -u app -- touch config/app.log; true",
     );
@@ -121,6 +127,10 @@ fn the_apps_user_racing_every_write_never_reaches_roots_files() {
             "cd /opt/app/config; stat -c '%n %U %a' config.yaml app.log sub; cat config.yaml; readlink current"
         ),
         "config.yaml app 640\napp.log app 640\nsub app 640\nrun 99\n/opt/app/releases/v99\n"
+    );
+    assert_eq!(
+        s.sh("h1", "readlink /opt/app/current; cat /opt/app/current/app"),
+        "releases/v99\n#!/bin/sh\necho app\n"
     );
 }
 
