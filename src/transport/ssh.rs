@@ -3,6 +3,7 @@
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::ssh_auth::{self, Sources};
 use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
+use super::write_deadline::WriteDeadline;
 use super::{ExecOutput, Script, Stream, Transport, TransportError, shell_command_line};
 use async_trait::async_trait;
 use russh::client::{self, DisconnectReason, Handle};
@@ -63,9 +64,14 @@ const SESSION_RETRIES: u32 = 5;
 /// Keepalives start only after authentication, so a host that stalls while keys are
 /// being offered would otherwise hang the run.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Three unanswered keepalives 15 s apart: a silent host is dropped within about a minute.
+/// A host that neither answers nor accepts data for this long is given up as lost,
+/// whatever is in flight: silent while idle (keepalives below), or not taking the bytes
+/// of an upload ([`WriteDeadline`]).
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// A keepalive after 15 s of silence, then another; the third interval without a word
+/// from the host ends the connection at `DEAD_AFTER`.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-const KEEPALIVE_MAX: usize = 3;
+const KEEPALIVE_MAX: usize = 2;
 const SYSTEM_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
 
 pub struct SshTransport {
@@ -281,7 +287,10 @@ impl client::Handler for Client {
             DisconnectReason::Error(e) => (
                 match &e {
                     ClientError::Ssh(russh::Error::KeepaliveTimeout) => {
-                        "the host stopped answering keepalives".to_string()
+                        format!(
+                            "the host stopped answering keepalives for {} s",
+                            DEAD_AFTER.as_secs()
+                        )
                     }
                     ClientError::Ssh(e) => e.to_string(),
                     ClientError::HostKey(reason) => reason.clone(),
@@ -354,6 +363,7 @@ impl SshTransport {
         // russh applies Config::nodelay only to sockets it opens itself.
         tcp.set_nodelay(true)
             .map_err(|e| connect_error(format!("cannot set TCP_NODELAY: {e}")))?;
+        let tcp = WriteDeadline::new(tcp, DEAD_AFTER);
         let mut handle = tokio::time::timeout_at(
             deadline,
             client::connect_stream(Arc::new(config), tcp, client),
@@ -494,6 +504,7 @@ fn signal_status(signal: &Sig) -> i32 {
 #[async_trait]
 impl Transport for SshTransport {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        let started = tokio::time::Instant::now();
         let (channel, _permit) = self.open_session().await?;
         channel
             .exec(true, shell_command_line(&script, self.login_is_root))
@@ -517,6 +528,7 @@ impl Transport for SshTransport {
         let mut status = None;
         let mut refused = false;
         let mut closed = false;
+        let give_up = started + script.controller_deadline();
         loop {
             let msg = tokio::select! {
                 // A command that exits without reading its stdin leaves the rest unsent;
@@ -526,6 +538,13 @@ impl Transport for SshTransport {
                     continue;
                 }
                 msg = reader.wait() => msg,
+                // Dropping the channel closes it; the host's `timeout` still ends the script.
+                () = tokio::time::sleep_until(give_up) => {
+                    return Err(TransportError::TimedOut {
+                        limit: script.limit(),
+                        killed_on_host: false,
+                    });
+                }
             };
             match msg {
                 None => break,
@@ -555,6 +574,12 @@ impl Transport for SshTransport {
         }
         // OpenSSH's client also reports 255 when the server gives no exit status.
         out.status = status.unwrap_or(255);
+        if script.timed_out(out.status, started.elapsed()) {
+            return Err(TransportError::TimedOut {
+                limit: script.limit(),
+                killed_on_host: true,
+            });
+        }
         Ok(out)
     }
 

@@ -535,3 +535,84 @@ async fn exec_after_close_reports_a_lost_connection() {
     assert!(matches!(err, TransportError::Lost { .. }), "{err}");
     assert!(err.to_string().contains("converge closed"), "{err}");
 }
+
+/// Run `uploads` execs of `body` at once, each with `stdin`, freeze the server's session
+/// processes while they run, and return the first error and how long the execs took
+/// to fail after the freeze.
+async fn execs_against_a_dead_peer(
+    uploads: usize,
+    body: &str,
+    stdin: &[u8],
+) -> (TransportError, Duration) {
+    let (sshd, _home, ssh) = connected().await;
+    let ssh = Arc::new(ssh);
+    let stdin = Arc::new(stdin.to_vec());
+    let execs: Vec<_> = (0..uploads)
+        .map(|_| {
+            let (ssh, body, stdin) = (ssh.clone(), body.to_string(), stdin.clone());
+            tokio::spawn(async move { ssh.exec(script(&body, &stdin)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let frozen = sshd.freeze_sessions();
+    let frozen_at = Instant::now();
+    let results = tokio::time::timeout(Duration::from_secs(150), futures::future::join_all(execs))
+        .await
+        .expect("the execs gave up within 150 s");
+    let took = frozen_at.elapsed();
+    drop(frozen);
+    let errors: Vec<TransportError> = results
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Err(e) => e,
+            Ok(out) => panic!("an exec succeeded against a frozen server: {out:?}"),
+        })
+        .collect();
+    (errors.into_iter().next().unwrap(), took)
+}
+
+#[tokio::test]
+async fn dead_peer_mid_upload_is_given_up_as_lost() {
+    // Five fast uploads at once keep more in flight than the socket buffers hold, so
+    // converge is blocked writing to the socket when the server freezes.
+    let data = noise(100 << 20);
+    let (err, took) = execs_against_a_dead_peer(5, "cat >/dev/null", &data).await;
+    eprintln!("gave up {took:?} after the freeze, mid-upload: {err}");
+    assert!(matches!(err, TransportError::Lost { .. }), "{err}");
+    assert!(took < Duration::from_secs(75), "took {took:?}");
+}
+
+#[tokio::test]
+async fn dead_peer_while_a_command_runs_is_given_up_as_lost() {
+    let (err, took) = execs_against_a_dead_peer(1, "sleep 600", b"").await;
+    eprintln!("gave up {took:?} after the freeze, idle: {err}");
+    assert!(matches!(err, TransportError::Lost { .. }), "{err}");
+    assert!(took < Duration::from_secs(55), "took {took:?}");
+}
+
+#[tokio::test]
+async fn command_past_its_timeout_is_killed_on_the_host() {
+    let (sshd, _home, ssh) = connected().await;
+    let marker = sshd.dir.path().join("survived");
+    // The background child would outlive a kill of the shell alone.
+    let body = format!("(sleep 3; touch {}) & sleep 30", marker.display());
+    let start = Instant::now();
+    let err = ssh
+        .exec(Script {
+            timeout: Some(Duration::from_secs(1)),
+            ..script(&body, b"")
+        })
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(!err.is_unreachable(), "{err}");
+    assert_eq!(err.to_string(), "timed out after 1 s; killed on the host");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !marker.exists(),
+        "a child of the timed-out command kept running"
+    );
+    // The connection is still good for the next task.
+    assert!(ssh.exec(script("true", b"")).await.unwrap().success());
+}
