@@ -664,7 +664,7 @@ fn ctrl_c_lets_the_local_task_in_flight_finish_and_exits_130() {
             finished.display()
         ),
     );
-    let mut run = Command::new(env!("CARGO_BIN_EXE_converge"))
+    let run = Command::new(env!("CARGO_BIN_EXE_converge"))
         .arg("site.yml")
         .current_dir(folder.dir.path())
         .env("HOME", folder.dir.path())

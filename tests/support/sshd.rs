@@ -18,7 +18,7 @@ pub struct Sshd {
     pub dir: TempDir,
     /// Unencrypted ed25519 private key, authorized for every user.
     pub client_key: PathBuf,
-    /// The server's host key as `ssh-ed25519 AAAA...`.
+    /// The server's host key as `ssh-ed25519 AAAA...` (or `ssh-rsa AAAA...`).
     pub host_key: String,
     log: PathBuf,
 }
@@ -72,10 +72,15 @@ impl Sshd {
 
     /// Start with extra `sshd_config` lines appended.
     pub fn start_with(extra_config: &str) -> Sshd {
+        Sshd::start_with_host_key("ed25519", extra_config)
+    }
+
+    /// Start with a host key of `kind` (as [`keygen`] takes it), and extra config lines.
+    pub fn start_with_host_key(kind: &str, extra_config: &str) -> Sshd {
         // Privilege separation refuses to start without it.
         fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         let dir = tempfile::tempdir().expect("temp dir");
-        let host_key_path = keygen(dir.path(), "host_ed25519", "ed25519", "");
+        let host_key_path = keygen(dir.path(), &format!("host_{kind}"), kind, "");
         let client_key = keygen(dir.path(), "client_ed25519", "ed25519", "");
         fs::write(
             dir.path().join("authorized_keys"),

@@ -616,3 +616,78 @@ async fn command_past_its_timeout_is_killed_on_the_host() {
     // The connection is still good for the next task.
     assert!(ssh.exec(script("true", b"")).await.unwrap().success());
 }
+
+/// A server whose only host key is RSA and which signs it only with SHA-1 (`ssh-rsa`),
+/// like an old OpenSSH.
+fn sha1_rsa_server() -> Sshd {
+    Sshd::start_with_host_key("rsa", "HostKeyAlgorithms ssh-rsa")
+}
+
+#[tokio::test]
+async fn ssh_rsa_host_key_is_refused_with_the_way_to_allow_it() {
+    let sshd = sha1_rsa_server();
+    let home = trusting_home(&sshd);
+    let reason = host_key_reason(SshTransport::connect(&options(&sshd, home.path())).await);
+    assert!(
+        reason.contains("ssh-rsa (RSA with SHA-1) is refused"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("`HostKeyAlgorithms +ssh-rsa` under `Host testhost`"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn ssh_rsa_host_key_is_accepted_when_ssh_config_allows_it() {
+    let sshd = sha1_rsa_server();
+    let home = trusting_home(&sshd);
+    std::fs::write(
+        home.path().join(".ssh/config"),
+        "Host testhost\n  HostKeyAlgorithms +ssh-rsa\n",
+    )
+    .unwrap();
+    let ssh = connect(&sshd, &options(&sshd, home.path())).await;
+    assert!(ssh.exec(script("true", b"")).await.unwrap().success());
+    ssh.close().await;
+}
+
+#[tokio::test]
+async fn learned_host_key_is_hashed_when_ssh_config_says_so() {
+    let sshd = Sshd::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::write(home.path().join(".ssh/config"), "HashKnownHosts yes\n").unwrap();
+    let mut opts = options(&sshd, home.path());
+    opts.accept_new_host_keys = true;
+    connect_and_close(&sshd, &opts).await;
+
+    let path = known_hosts(home.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+    assert!(!text.contains("127.0.0.1"), "{text}");
+    assert!(text.trim_end().ends_with(&sshd.host_key), "{text}");
+
+    // The hashed entry vouches for the host on the next connect, without learning again.
+    opts.accept_new_host_keys = false;
+    connect_and_close(&sshd, &opts).await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // OpenSSH finds it too.
+    let found = Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(format!("[127.0.0.1]:{}", sshd.port))
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "ssh-keygen -F did not find the entry"
+    );
+    assert!(
+        String::from_utf8_lossy(&found.stdout).contains(&sshd.host_key),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}
