@@ -464,7 +464,7 @@ impl SshTransport {
                 body: "id -u",
                 stdin: b"",
                 become_root: false,
-                timeout: None,
+                timeout: Some(super::PROBE_TIMEOUT),
             })
             .await?;
         Ok(out.success() && out.stdout_text().trim() == "0")

@@ -691,3 +691,80 @@ async fn learned_host_key_is_hashed_when_ssh_config_says_so() {
         String::from_utf8_lossy(&found.stdout)
     );
 }
+
+#[tokio::test]
+async fn command_past_its_timeout_is_killed_on_the_host_also_through_sudo() {
+    let hosts = support::hosts::TestHosts::up(1);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::copy(hosts.known_hosts(), known_hosts(home.path())).unwrap();
+    let mut opts = SshOptions::new("h1");
+    opts.address = Some(hosts.host("h1").ip.clone());
+    opts.user = Some("deploy".into());
+    opts.identity_file = Some(hosts.key());
+    opts.home = Some(home.path().to_path_buf());
+    opts.agent_socket = Some(home.path().join("no-agent.sock"));
+    let ssh = SshTransport::connect(&opts).await.unwrap();
+    assert!(!ssh.login_is_root());
+
+    // Root's own background child: only a kill run as root, of the whole group, ends it.
+    let err = ssh
+        .exec(Script {
+            body: "(sleep 3; touch /root/survived) & exec sleep 30",
+            stdin: b"",
+            become_root: true,
+            timeout: Some(Duration::from_secs(1)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "timed out after 1 s; killed on the host");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = hosts.exec("h1", "test -e /root/survived || pgrep -x sleep");
+    assert!(
+        !left.status.success(),
+        "the timed-out command or its child kept running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    ssh.close().await;
+}
+
+#[tokio::test]
+async fn a_host_that_never_reports_the_kill_times_out_on_the_controller() {
+    let (sshd, _home, ssh) = connected().await;
+    let exec = tokio::spawn(async move {
+        let result = ssh
+            .exec(Script {
+                timeout: Some(Duration::from_secs(1)),
+                ..script("sleep 600", b"")
+            })
+            .await;
+        (result, ssh)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Frozen, the host can neither kill the command nor say so; the connection itself
+    // would be given up only later.
+    let _frozen = sshd.freeze_sessions();
+    let frozen_at = Instant::now();
+    let (result, _ssh) = exec.await.unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::TimedOut {
+                killed_on_host: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_unreachable());
+    assert!(
+        err.to_string().contains("may still be running there"),
+        "{err}"
+    );
+    assert!(
+        frozen_at.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        frozen_at.elapsed()
+    );
+}
