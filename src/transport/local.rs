@@ -110,6 +110,15 @@ mod tests {
     use crate::transport::quote;
     use std::time::{Duration, Instant};
 
+    fn script<'a>(body: &'a str, stdin: &'a [u8], timeout: Option<Duration>) -> Script<'a> {
+        Script {
+            body,
+            stdin,
+            become_root: false,
+            timeout,
+        }
+    }
+
     #[tokio::test]
     async fn a_script_past_its_limit_is_killed_with_its_children() {
         let dir = tempfile::tempdir().unwrap();
@@ -121,12 +130,7 @@ mod tests {
         );
         let start = Instant::now();
         let err = LocalTransport::new()
-            .exec(Script {
-                body: &body,
-                stdin: b"",
-                become_root: false,
-                timeout: Some(Duration::from_secs(1)),
-            })
+            .exec(script(&body, b"", Some(Duration::from_secs(1))))
             .await
             .unwrap_err();
         let took = start.elapsed();
@@ -152,12 +156,7 @@ mod tests {
     #[tokio::test]
     async fn a_script_within_its_limit_keeps_its_own_status() {
         let out = LocalTransport::new()
-            .exec(Script {
-                body: "exit 124",
-                stdin: b"",
-                become_root: false,
-                timeout: Some(Duration::from_secs(5)),
-            })
+            .exec(script("exit 124", b"", Some(Duration::from_secs(5))))
             .await
             .unwrap();
         assert_eq!(out.status, 124);
@@ -167,12 +166,7 @@ mod tests {
     async fn large_input_echoed_back_does_not_deadlock() {
         let input = vec![b'x'; 4 << 20];
         let out = LocalTransport::new()
-            .exec(Script {
-                body: "cat",
-                stdin: &input,
-                become_root: false,
-                timeout: None,
-            })
+            .exec(script("cat", &input, None))
             .await
             .unwrap();
         assert!(out.success());
