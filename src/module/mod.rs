@@ -193,7 +193,19 @@ pub enum Failure {
     Task(String),
     /// The connection broke: the host is unreachable from here on.
     #[error(transparent)]
-    Connection(#[from] TransportError),
+    Connection(TransportError),
+}
+
+impl From<TransportError> for Failure {
+    /// A command that timed out (or that the host refused to run) fails its task; the
+    /// other transport errors mean the connection is gone.
+    fn from(e: TransportError) -> Failure {
+        if e.is_unreachable() {
+            Failure::Connection(e)
+        } else {
+            Failure::Task(e.to_string())
+        }
+    }
 }
 
 impl Failure {

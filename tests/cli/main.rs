@@ -694,3 +694,56 @@ fn a_run_holding_the_lock_makes_the_next_exit_4() {
     let third = folder.run(&["diff", "site.yml", "--timeout", "1"]);
     assert_ne!(third.code, 4, "{third:?}");
 }
+
+/// Ctrl-C in the terminal signals the whole foreground process group. With the local
+/// connection the task's children must not get it: converge lets the task in flight
+/// finish, then exits 130.
+#[test]
+fn ctrl_c_lets_the_local_task_in_flight_finish_and_exits_130() {
+    use std::os::unix::process::CommandExt;
+    let folder = Folder::new();
+    let started = folder.dir.path().join("started");
+    let finished = folder.dir.path().join("finished");
+    folder.file(
+        "inventory.yml",
+        "all:\n  hosts:\n    here: { ansible_connection: local }\n",
+    );
+    folder.file(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n    - command: \"touch {} && sleep 2 && touch {}\"\n",
+            started.display(),
+            finished.display()
+        ),
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .arg("site.yml")
+        .current_dir(folder.dir.path())
+        .env("HOME", folder.dir.path())
+        .env("XDG_RUNTIME_DIR", folder.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        // A group of its own stands for the terminal's foreground process group.
+        .process_group(0)
+        .spawn()
+        .expect("start converge");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let group = libc::pid_t::try_from(run.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let out = run.wait_with_output().expect("wait for converge");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        finished.exists(),
+        "the task in flight was cut short\n{stderr}"
+    );
+}
