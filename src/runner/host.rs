@@ -5,7 +5,7 @@ use super::batch::Batch;
 use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook, Status, systemd};
 use crate::plan::{EdgeKind, HostPlan};
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
-use crate::transport::{Script, Transport, TransportError, quote};
+use crate::transport::{PROBE_TIMEOUT, Script, Transport, TransportError, quote};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -292,7 +292,7 @@ impl HostRun<'_> {
                 body: &script,
                 stdin: &[],
                 become_root: true,
-                timeout: None,
+                timeout: Some(PROBE_TIMEOUT),
             })
             .await?;
         *persisted = wanted;
@@ -372,7 +372,7 @@ impl HostRun<'_> {
                     body: batch.script(),
                     stdin: &[],
                     become_root: become_root == 1,
-                    timeout: None,
+                    timeout: Some(PROBE_TIMEOUT),
                 })
                 .await?;
             if !out.success() && out.stdout.is_empty() {

@@ -90,7 +90,7 @@ pub async fn first_read(
             body: batch.script(),
             stdin: &[],
             become_root,
-            timeout: None,
+            timeout: Some(crate::transport::PROBE_TIMEOUT),
         })
         .await?;
     let mut results = batch.split(&out.stdout_text());
