@@ -25,8 +25,56 @@ pub fn test_script(name: &str) -> String {
     )
 }
 
-/// Reload nginx if it runs (never start or restart it): through systemd when the host
-/// runs it, with `nginx -s reload` otherwise.
-pub const RELOAD: &str = "if [ -d /run/systemd/system ]; then \
-       if systemctl is-active --quiet nginx; then systemctl reload nginx; fi; \
-     elif [ -s /run/nginx.pid ] && kill -0 \"$(cat /run/nginx.pid)\" 2>/dev/null; then nginx -s reload; fi\n";
+/// How long the new configuration may take to serve. The master parses the whole
+/// configuration, opens new ports (retrying a busy one for about 2.5 s before it gives up)
+/// and forks the new workers; this is that with room to spare, and the bound after which
+/// a reload that the master refused is reported.
+pub const RELOAD_WAIT_SECS: u32 = 10;
+
+/// Reload nginx if it runs (never start or restart it), through systemd when the host
+/// runs it, with `nginx -s reload` otherwise; then wait until the new configuration
+/// serves. Prints `reloaded=yes` once it does, `reloaded=no` when nginx is not running;
+/// exits 3 with the master's new error-log lines when it kept its old workers.
+///
+/// A reload only signals the master, which then forks a new generation of workers and
+/// tells the old one to close its listening sockets and finish its requests. A new
+/// connection is served by whoever holds a listening socket, so the new configuration
+/// serves exactly when the master's children holding one are all new (and there is at
+/// least one): read from /proc (the listening inodes in /proc/net, each child's fds), so a
+/// request made right after the task gets the new site. A master that rejects the
+/// configuration (a port in use, say, which `nginx -t` does not bind) forks none.
+pub fn reload_script() -> String {
+    format!(
+        r#"if [ -d /run/systemd/system ]; then
+  systemctl is-active --quiet nginx || {{ echo reloaded=no; exit 0; }}
+  m=$(systemctl show -p MainPID --value nginx)
+else
+  m=$(cat /run/nginx.pid 2>/dev/null) || m=
+  [ -n "$m" ] && kill -0 "$m" 2>/dev/null || {{ echo reloaded=no; exit 0; }}
+fi
+t=$(mktemp) || exit 1
+trap 'rm -f "$t"' EXIT
+kids() {{ grep -ls "^PPid:[[:space:]]*$m\$" /proc/[0-9]*/status | cut -d/ -f3; }}
+listens() {{ ls -l "/proc/$1/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' | grep -qxF -f "$t"; }}
+log=/var/log/nginx/error.log
+size=$(wc -c < "$log" 2>/dev/null) || size=0
+old=" $(kids | tr '\n' ' ') "
+if [ -d /run/systemd/system ]; then systemctl reload nginx; else nginx -s reload; fi || exit
+end=$(($(date +%s) + {RELOAD_WAIT_SECS}))
+while [ "$(date +%s)" -lt "$end" ]; do
+  {{ cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == "0A" {{ print $10 }}'
+    awk '$4 == "00010000" {{ print $7 }}' /proc/net/unix; }} > "$t" 2>/dev/null
+  new=no stale=no
+  for k in $(kids); do
+    listens "$k" || continue
+    case "$old" in *" $k "*) stale=yes ;; *) new=yes ;; esac
+  done
+  [ "$new" = yes ] && [ "$stale" = no ] && {{ echo reloaded=yes; exit 0; }}
+  sleep 0.1
+done
+echo "the nginx master (pid $m) kept its old workers for {RELOAD_WAIT_SECS} s: it did not take the new configuration" >&2
+[ -f "$log" ] && tail -c +"$((size + 1))" "$log" | tail -n 5 >&2
+exit 3
+"#
+    )
+}

@@ -12,7 +12,8 @@ mod check;
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+    Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
+    one_or_many,
 };
 use crate::playbook::node::PathStep;
 use crate::playbook::template::engine;
@@ -636,11 +637,97 @@ impl Action for VhostAction {
                 )
                 .await?;
             }
-            if content_changed || link_changed {
-                ctx.run_ok("reloading nginx", check::RELOAD).await?;
+            if (content_changed || link_changed)
+                && let Err(refused) = ctx.run_ok("reloading nginx", &check::reload_script()).await
+            {
+                let restored = match self
+                    .restore(&seen, !file_diffs.is_empty(), link_changed, ctx)
+                    .await
+                {
+                    Ok(()) => format!("the previous {} is back on disk", site.name),
+                    Err(e) => format!("restoring the previous {} failed too: {e}", site.name),
+                };
+                return Err(Failure::new(format!(
+                    "{refused}\nnginx still serves the last good configuration; {restored}"
+                )));
             }
         }
         Ok(Outcome::from_diffs(diffs))
+    }
+}
+
+impl VhostAction {
+    /// Put back what the probe saw at the site's file and link, so that a configuration
+    /// the master refused at reload is not picked up by a later restart either. The link
+    /// first: a new site's link never points at a removed file.
+    async fn restore(
+        &self,
+        seen: &Seen,
+        file: bool,
+        link: bool,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), Failure> {
+        let site = &self.site;
+        if link {
+            match (&seen.link.kind, &seen.link.link_target) {
+                (Kind::Link, Some(target)) => {
+                    ctx.run_ok(
+                        &format!("restoring {}", site.enabled),
+                        &files::link_script(&site.enabled, target, None),
+                    )
+                    .await?;
+                }
+                (Kind::Absent, _) => {
+                    ctx.run_ok(
+                        "disabling the new site",
+                        &format!("rm -f -- {}\n", quote(&site.enabled)),
+                    )
+                    .await?;
+                }
+                _ => {
+                    return Err(Failure::new(format!(
+                        "{} was not a link before: not restored",
+                        site.enabled
+                    )));
+                }
+            }
+        }
+        if file {
+            match (&seen.file.kind, &seen.file.content) {
+                (Kind::File, Some(content)) => {
+                    let mode = seen
+                        .file
+                        .mode
+                        .as_deref()
+                        .and_then(|m| u32::from_str_radix(m, 8).ok());
+                    let old = DesiredFile {
+                        path: &site.available,
+                        content,
+                        mode: Some(Mode(mode.unwrap_or(0o644))),
+                        owner: seen.file.owner.as_deref(),
+                        group: seen.file.group.as_deref(),
+                        validate: None,
+                        secret: ctx.is_secret(content),
+                    };
+                    files::write(ctx, &old).await?;
+                }
+                (Kind::Absent, _) => {
+                    ctx.run_ok(
+                        "removing the new site",
+                        &format!("rm -f -- {}\n", quote(&site.available)),
+                    )
+                    .await
+                    .map(drop)?;
+                }
+                _ => {
+                    return Err(Failure::new(format!(
+                        "{} was not a small regular file before: not restored",
+                        site.available
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
