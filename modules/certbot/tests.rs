@@ -363,3 +363,31 @@ fn without_systemd_cron_renews() {
     let s = plain.schedule(&host_state(false, false, None, Some(&ours)), false);
     assert!(s.diffs[0].unified("h").contains("-REQUESTS_CA_BUNDLE"));
 }
+
+#[test]
+fn hostile_domains_and_emails_are_refused_where_they_stand() {
+    use crate::module::testing::{HOSTILE, yaml_str};
+    for bad in HOSTILE {
+        let err = error(&format!("domains: [a.example, {}]\n", yaml_str(bad)));
+        assert!(
+            err.starts_with("play.yml:1:22: certbot: `domains[1]`:"),
+            "{bad:?}: {err}"
+        );
+        let email = format!("{bad}@example.com");
+        let err = error(&format!(
+            "domains: a.example\nemail: {}\n",
+            yaml_str(&email)
+        ));
+        assert!(
+            err.starts_with("play.yml:2:8: certbot: `email`:")
+                && err.contains("not an email address"),
+            "{email:?}: {err}"
+        );
+    }
+    for bad in ["ops@-x.example", "ops@example", "-ops@example.com"] {
+        assert!(
+            error(&format!("domains: a.example\nemail: {bad}\n")).contains("not an email address")
+        );
+    }
+    action_of("domains: a.example\nemail: ops+certs@example.com\n");
+}

@@ -149,9 +149,38 @@ impl Hsts {
 /// A word nginx reads as one token: nothing that ends a directive or opens a block.
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, ';' | '{' | '}' | '"' | '\'' | '#'))
+        && !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, ';' | '{' | '}' | '"' | '\'' | '#')
+        })
+}
+
+/// Whether nginx matches `name` as a server name without a regular expression: a host
+/// name, an IPv4 address, `*.` or `.` in front, `.*` at the end, or `_` (no name). The
+/// first one names the certificate and its directory, so no `/`, no `..`, nothing a
+/// shell or nginx would read as more than one word.
+fn check_server_name(name: &str) -> Result<(), String> {
+    if name.starts_with('~') {
+        return Err(format!(
+            "`{name}`: regular-expression server names are not supported"
+        ));
+    }
+    let core = name
+        .strip_prefix("*.")
+        .or_else(|| name.strip_prefix('.'))
+        .unwrap_or(name);
+    let core = core.strip_suffix(".*").unwrap_or(core);
+    let ok = !core.is_empty()
+        && core
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-'))
+        && core
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a server name", name.escape_debug()))
+    }
 }
 
 const SITES_AVAILABLE: &str = "/etc/nginx/sites-available";
@@ -222,8 +251,14 @@ impl Site {
         let Some(main_name) = p.server_name.first().cloned() else {
             return Err(params.error_at("server_name", "give at least one server name"));
         };
-        if let Some(bad) = p.server_name.iter().find(|n| !is_token(n)) {
-            return Err(params.error_at("server_name", format!("`{bad}` is not a server name")));
+        for (i, name) in p.server_name.iter().enumerate() {
+            if let Err(why) = check_server_name(name) {
+                let at = [PathStep::Key("server_name".into()), PathStep::Index(i)];
+                return Err(params.error_at_path(&at, why).help(
+                    "a host name (IDNs in punycode), an IPv4 address, `*.example.com`, \
+                     `example.*`, `.example.com` or `_`",
+                ));
+            }
         }
         for (key, value) in [
             ("acme_webroot", &p.acme_webroot),
@@ -623,7 +658,7 @@ impl Action for VhostAction {
             if makes_webroot {
                 ctx.run_ok(
                     &format!("creating {}", site.acme_webroot),
-                    &format!("mkdir -p {}", quote(&site.acme_webroot)),
+                    &format!("mkdir -p -- {}", quote(&site.acme_webroot)),
                 )
                 .await?;
             }

@@ -256,3 +256,18 @@ async fn a_crash_looping_service_is_neither_started_nor_stopped() {
     assert!(diff_text(&out).contains("-active: activating\n+active: yes\n"));
     assert_eq!(calls(&host), "systemctl start -- myapp\n");
 }
+
+#[test]
+fn hostile_unit_names_are_refused_where_they_stand() {
+    for bad in crate::module::testing::HOSTILE {
+        let yaml = format!(
+            "{{name: {}, state: started}}",
+            crate::module::testing::yaml_str(bad)
+        );
+        let err = refused(&Service, &yaml);
+        assert!(
+            err.starts_with("play.yml:1:8: service: `name`:"),
+            "{bad:?}: {err}"
+        );
+    }
+}

@@ -577,6 +577,22 @@ mod tests {
     }
 
     #[test]
+    fn hostile_ports_and_addresses_are_refused_where_they_stand() {
+        use crate::module::testing::{HOSTILE, yaml_str};
+        for bad in HOSTILE {
+            for (before, key) in [("proto: tcp, ", "port"), ("port: 80, ", "from")] {
+                let yaml = format!("allow: [{{ {before}{key}: {} }}]\n", yaml_str(bad));
+                let col = yaml.find(&format!("{key}: ")).unwrap() + key.len() + 3;
+                let err = prepare(&yaml).unwrap_err().message;
+                assert!(
+                    err.starts_with(&format!("site.yml:1:{col}: ufw: `allow[0].{key}`:")),
+                    "{bad:?}: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn denying_ssh_is_refused_before_any_host_is_touched() {
         let err = prepare("deny: [\"22/tcp\"]\n").unwrap_err();
         insta::assert_snapshot!(err.message, @"site.yml:1:8: ufw: `deny[0]`: this denies SSH (22/tcp) from everywhere");
