@@ -94,7 +94,7 @@ fn the_request_command() {
     );
     insta::assert_snapshot!(a.request_script(true), @r#"
     set -e
-    mkdir -p /var/www/letsencrypt
+    mkdir -p -- /var/www/letsencrypt
     REQUESTS_CA_BUNDLE='/etc/ssl/pebble ca.pem' certbot certonly --non-interactive --agree-tos --email ops@example.com --cert-name a.example -d a.example -d b.example --expand --force-renewal --webroot -w /var/www/letsencrypt --server https://127.0.0.1:14000/dir --key-type ecdsa --deploy-hook 'systemctl reload nginx && echo '\''renewed'\'' >> /var/log/renew.log'
     "#);
     let b = action_of("domains: a.example\nmethod: standalone\nstaging: true\n");
