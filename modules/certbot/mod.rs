@@ -13,7 +13,6 @@ use crate::module::{
     Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
     metadata_lines, one_or_many,
 };
-use crate::modules::nginx_vhost::check;
 use crate::playbook::node::PathStep;
 use crate::transport::{quote, quote_all};
 use async_trait::async_trait;
@@ -436,15 +435,6 @@ impl CertbotAction {
         }
         s.push_str(&quote_all(&args));
         s.push('\n');
-        // A hook reloading nginx (`systemctl reload nginx`, `nginx -s reload`) returns
-        // before nginx serves the new certificate: the task ends once it does.
-        if self
-            .deploy_hook
-            .as_deref()
-            .is_some_and(|h| h.contains("nginx"))
-        {
-            return check::serving_after(&s);
-        }
         s
     }
 

@@ -7,7 +7,7 @@
 //! before the `certbot` task, and the `https` part (the full site) after it. The full
 //! site is never written before its certificate exists.
 
-pub(crate) mod check;
+mod check;
 
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
