@@ -257,9 +257,10 @@ async fn run(args: RunArgs, check: bool) -> Exit {
     }
     let _lock = match RunLock::acquire(&args.target.playbook, &loaded.inventory_path) {
         Ok(lock) => lock,
-        Err(LockError::Held(path)) => {
+        Err(LockError::Held { path, holder }) => {
             eprintln!(
-                "error: another converge run holds the lock for this playbook and inventory ({})",
+                "error: another converge run holds the lock for this playbook and inventory: \
+                 {holder} ({})\n  help: wait for it to end; the lock goes with its process",
                 path.display()
             );
             return Exit::Locked;
