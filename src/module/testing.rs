@@ -415,6 +415,10 @@ impl Transport for FakeHost {
             .await
     }
 
+    async fn exec_stream(&self, script: Script<'_>) -> Result<Box<dyn Stream>, TransportError> {
+        self.local.exec_stream(script).await
+    }
+
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
         self.local.connect_tcp(host, port).await
     }

@@ -97,6 +97,10 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// Run a script; a non-zero exit is not an error here, callers read `status`.
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError>;
 
+    /// Start a script that lives until its stream or the connection closes; the stream
+    /// is its stdin and stdout. For what must die with the connection (the host lock).
+    async fn exec_stream(&self, script: Script<'_>) -> Result<Box<dyn Stream>, TransportError>;
+
     /// Open a TCP connection to `host:port` as seen from the managed host.
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;
 

@@ -558,6 +558,30 @@ impl Transport for SshTransport {
         Ok(out)
     }
 
+    async fn exec_stream(&self, script: Script<'_>) -> Result<Box<dyn Stream>, TransportError> {
+        let (channel, permit) = self.open_session().await?;
+        // The channel holds its sshd session for the whole connection, so the execs get
+        // one permit fewer for good (1 + 2 x 4 <= MaxSessions), and at least one is left.
+        if self
+            .session_limit
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 1).then(|| n - 1)
+            })
+            .is_err()
+        {
+            return Err(TransportError::Io(format!(
+                "{}: the server allows one session at a time; a long-lived one needs two",
+                self.target
+            )));
+        }
+        permit.forget();
+        channel
+            .exec(true, shell_command_line(&script, self.login_is_root))
+            .await
+            .map_err(|e| self.lost_error(e))?;
+        Ok(Box::new(channel.into_stream()))
+    }
+
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
         let channel = self
             .handle
