@@ -15,6 +15,7 @@ mod gin_service;
 mod group;
 mod http_check;
 mod json;
+mod lock;
 mod logrotate;
 mod nginx_vhost;
 mod release;
