@@ -56,7 +56,8 @@ impl Folder {
         self
     }
 
-    /// `converge ARGS` in the folder, without colors, with a HOME (and lock dir) of its own.
+    /// `converge ARGS` in the folder, without colors, with a HOME and XDG_RUNTIME_DIR of its
+    /// own (the run lock's place depends on neither).
     fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_converge"))
             .args(args)
