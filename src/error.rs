@@ -149,20 +149,37 @@ impl InputError {
         self
     }
 
-    /// The same error with every secret value replaced by `<secret>` (a value rendered
-    /// from a secret can end up in a message: "`hunter2` is not an octal mode").
-    pub fn redact(mut self, secrets: &[String]) -> InputError {
-        if secrets.is_empty() {
+    /// The same error with every secret replaced by `<secret>`: each of the `secrets`
+    /// strings wherever it appears (a value rendered from a secret can end up in a
+    /// message: "`hunter2` is not an octal mode"), and the source text at `spans`, where
+    /// the secrets were written, in the snippet shown under the message.
+    pub fn redact(mut self, secrets: &[String], spans: &[Span]) -> InputError {
+        if secrets.is_empty() && spans.is_empty() {
             return self;
         }
         let hide = |text: &str| crate::report::redact(text, secrets);
         self.message = crate::report::redact(&self.message, secrets);
         self.label = self.label.as_deref().map(hide);
         self.help = self.help.as_deref().map(hide);
+        if let Some(source) = self.source_code.take() {
+            let text = source.inner().clone();
+            let written = spans
+                .iter()
+                .filter(|s| Arc::ptr_eq(&s.file.text, &text))
+                .map(|s| (s.offset, s.offset + s.len));
+            let (masked, moved) = mask(&text, written.chain(occurrences(&text, secrets)));
+            self.span = self.span.map(|s| {
+                let start = moved(s.offset());
+                let end = moved(s.offset() + s.len()).max(start + 1);
+                SourceSpan::new(start.into(), end - start)
+            });
+            self.source_code =
+                Some(NamedSource::new(source.name(), Arc::from(masked)).with_language("yaml"));
+        }
         self.related = self
             .related
             .into_iter()
-            .map(|e| e.redact(secrets))
+            .map(|e| e.redact(secrets, spans))
             .collect();
         self
     }
@@ -176,6 +193,72 @@ impl InputError {
         first.related.extend(errors);
         Some(first)
     }
+}
+
+/// Byte ranges of every occurrence of each secret in `text`.
+fn occurrences<'a>(
+    text: &'a str,
+    secrets: &'a [String],
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    secrets.iter().filter(|s| !s.is_empty()).flat_map(move |s| {
+        text.match_indices(s.as_str())
+            .map(|(i, m)| (i, i + m.len()))
+    })
+}
+
+/// `text` with each range shown as `<secret>` (line by line, so the snippet keeps its
+/// lines and indentation), and where an offset of `text` moved to.
+fn mask(
+    text: &str,
+    ranges: impl Iterator<Item = (usize, usize)>,
+) -> (String, impl Fn(usize) -> usize) {
+    let mut ranges: Vec<(usize, usize)> = ranges.collect();
+    ranges.sort_unstable();
+    // Each masked piece: its range in `text` and in the result.
+    let mut pieces: Vec<((usize, usize), (usize, usize))> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, end) in ranges {
+        let start = start.max(copied);
+        let end = end.min(text.len());
+        if start >= end || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        let mut line_start = start;
+        for line in text[start..end].split_inclusive('\n') {
+            let content = line.trim_end_matches('\n');
+            let indent = if line_start == start {
+                0
+            } else {
+                content.len() - content.trim_start().len()
+            };
+            let from = line_start + indent;
+            let to = line_start + content.len();
+            if from < to {
+                out.push_str(&text[copied..from]);
+                let at = out.len();
+                out.push_str("<secret>");
+                pieces.push(((from, to), (at, out.len())));
+                copied = to;
+            }
+            line_start += line.len();
+        }
+    }
+    out.push_str(&text[copied..]);
+    let moved = move |offset: usize| {
+        let mut shift: isize = 0;
+        for &((from, to), (at, after)) in &pieces {
+            if offset <= from {
+                break;
+            }
+            if offset < to {
+                return at;
+            }
+            shift = after as isize - to as isize;
+        }
+        offset.saturating_add_signed(shift)
+    };
+    (out, moved)
 }
 
 pub type InputResult<T> = Result<T, InputError>;
@@ -209,11 +292,38 @@ mod tests {
             .label("hunter2 here")
             .help("not hunter2");
         err.related.push(InputError::new("uid `hunter2`"));
-        let err = err.redact(&secrets);
+        let err = err.redact(&secrets, &[]);
         assert_eq!(err.message, "`<secret>` is not an octal mode");
         assert_eq!(err.label.as_deref(), Some("<secret> here"));
         assert_eq!(err.help.as_deref(), Some("not <secret>"));
         assert_eq!(err.related[0].message, "uid `<secret>`");
+    }
+
+    #[test]
+    fn a_snippet_hides_secrets_and_still_points_at_the_mistake() {
+        let text = "vars: { pw: hunter2 }\ndb:\n  password: s3\n  port: x\nkey: hunter2\n";
+        let file = SourceFile::new("v.yml", text);
+        let at = |needle: &str, len: usize| Span {
+            file: file.clone(),
+            offset: text.find(needle).unwrap(),
+            len,
+        };
+        // The structured secret, written over two lines, and a mistake after it.
+        let written = at("password", "password: s3\n  port: x".len());
+        let err = at("x\n", 1)
+            .error("`x` is not a port")
+            .redact(&["hunter2".to_string()], &[written]);
+        let source = err.source_code.as_ref().unwrap().inner().to_string();
+        assert_eq!(
+            source,
+            "vars: { pw: <secret> }\ndb:\n  <secret>\n  <secret>\nkey: <secret>\n"
+        );
+        let span = err.span.unwrap();
+        assert_eq!(
+            &source[span.offset()..span.offset() + span.len()],
+            "<secret>"
+        );
+        assert_eq!(err.message, "v.yml:4:9: `x` is not a port");
     }
 
     #[test]

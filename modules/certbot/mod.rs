@@ -157,9 +157,11 @@ fn action(params: &Params<'_>) -> InputResult<CertbotAction> {
             .help("for Let's Encrypt, leave `server` out"));
     }
     if let Some(email) = &p.email
-        && (!email.contains('@') || email.contains(char::is_whitespace))
+        && let Err(why) = check_email(email)
     {
-        return Err(params.error_at("email", format!("`{email}` is not an email address")));
+        return Err(params
+            .error_at("email", why)
+            .help("the ACME account's contact, like ops@example.com"));
     }
     if let Some(bundle) = &p.ca_bundle
         && (!bundle.starts_with('/') || bundle.contains(char::is_control))
@@ -187,6 +189,22 @@ fn action(params: &Params<'_>) -> InputResult<CertbotAction> {
         ca_bundle: p.ca_bundle,
         deploy_hook: p.deploy_hook,
     })
+}
+
+/// An address certbot takes as one `--email` value: `LOCAL@DOMAIN` in the characters
+/// addresses use in practice, nothing that reads as an option or breaks a line.
+fn check_email(email: &str) -> Result<(), String> {
+    let bad = || format!("`{}` is not an email address", email.escape_debug());
+    let (local, domain) = email.rsplit_once('@').ok_or_else(bad)?;
+    let local_ok = !local.is_empty()
+        && !local.starts_with(['-', '.'])
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b));
+    if !local_ok || check_domain(&domain.to_lowercase()).is_err() {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// A name an HTTP-01 challenge can prove: no wildcards, no IP addresses.
@@ -410,7 +428,7 @@ impl CertbotAction {
         }
         let mut s = String::from("set -e\n");
         if self.method == Method::Webroot {
-            s.push_str(&format!("mkdir -p {}\n", quote(&self.webroot)));
+            s.push_str(&format!("mkdir -p -- {}\n", quote(&self.webroot)));
         }
         if let Some(bundle) = &self.ca_bundle {
             s.push_str(&format!("REQUESTS_CA_BUNDLE={} ", quote(bundle)));

@@ -90,12 +90,12 @@ fn the_request_command() {
         "domains: [a.example, b.example]\nemail: ops@example.com\n\
          server: https://127.0.0.1:14000/dir\nkey_type: ecdsa\n\
          ca_bundle: /etc/ssl/pebble ca.pem\n\
-         deploy_hook: \"systemctl reload nginx && echo 'renewed' >> /var/log/renew.log\"\n",
+         deploy_hook: \"systemctl restart app && echo 'renewed' >> /var/log/renew.log\"\n",
     );
     insta::assert_snapshot!(a.request_script(true), @r#"
     set -e
-    mkdir -p /var/www/letsencrypt
-    REQUESTS_CA_BUNDLE='/etc/ssl/pebble ca.pem' certbot certonly --non-interactive --agree-tos --email ops@example.com --cert-name a.example -d a.example -d b.example --expand --force-renewal --webroot -w /var/www/letsencrypt --server https://127.0.0.1:14000/dir --key-type ecdsa --deploy-hook 'systemctl reload nginx && echo '\''renewed'\'' >> /var/log/renew.log'
+    mkdir -p -- /var/www/letsencrypt
+    REQUESTS_CA_BUNDLE='/etc/ssl/pebble ca.pem' certbot certonly --non-interactive --agree-tos --email ops@example.com --cert-name a.example -d a.example -d b.example --expand --force-renewal --webroot -w /var/www/letsencrypt --server https://127.0.0.1:14000/dir --key-type ecdsa --deploy-hook 'systemctl restart app && echo '\''renewed'\'' >> /var/log/renew.log'
     "#);
     let b = action_of("domains: a.example\nmethod: standalone\nstaging: true\n");
     insta::assert_snapshot!(b.request_script(false), @r"
@@ -362,4 +362,32 @@ fn without_systemd_cron_renews() {
     let ours = a.cron_content();
     let s = plain.schedule(&host_state(false, false, None, Some(&ours)), false);
     assert!(s.diffs[0].unified("h").contains("-REQUESTS_CA_BUNDLE"));
+}
+
+#[test]
+fn hostile_domains_and_emails_are_refused_where_they_stand() {
+    use crate::module::testing::{HOSTILE, yaml_str};
+    for bad in HOSTILE {
+        let err = error(&format!("domains: [a.example, {}]\n", yaml_str(bad)));
+        assert!(
+            err.starts_with("play.yml:1:22: certbot: `domains[1]`:"),
+            "{bad:?}: {err}"
+        );
+        let email = format!("{bad}@example.com");
+        let err = error(&format!(
+            "domains: a.example\nemail: {}\n",
+            yaml_str(&email)
+        ));
+        assert!(
+            err.starts_with("play.yml:2:8: certbot: `email`:")
+                && err.contains("not an email address"),
+            "{email:?}: {err}"
+        );
+    }
+    for bad in ["ops@-x.example", "ops@example", "-ops@example.com"] {
+        assert!(
+            error(&format!("domains: a.example\nemail: {bad}\n")).contains("not an email address")
+        );
+    }
+    action_of("domains: a.example\nemail: ops+certs@example.com\n");
 }

@@ -4,10 +4,9 @@
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Action, Change, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
-    State, metadata_lines,
+    Account, Action, Change, Ctx, Diff, Failure, HostPath, Mode, Module, Outcome, Params, Probed,
+    Resource, Resources, State, metadata_lines,
 };
-use crate::transport::quote;
 use async_trait::async_trait;
 use serde::Deserialize;
 
@@ -16,9 +15,9 @@ pub struct Dir;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DirParams {
-    path: String,
-    owner: Option<String>,
-    group: Option<String>,
+    path: HostPath,
+    owner: Option<Account>,
+    group: Option<Account>,
     mode: Option<Mode>,
     #[serde(default)]
     state: State,
@@ -35,11 +34,7 @@ impl Module for Dir {
 
     fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
         let p: DirParams = params.parse()?;
-        let path = normalise(&p.path).map_err(|problem| {
-            params
-                .error_at("path", format!("`{}` {problem}", p.path))
-                .help("write the directory as an absolute path, like /opt/myapp/config")
-        })?;
+        let path = String::from(p.path);
         if p.state == State::Absent && components(&path) < 2 {
             return Err(params
                 .error_at(
@@ -53,28 +48,12 @@ impl Module for Dir {
         }
         Ok(vec![Box::new(DirAction {
             path,
-            owner: p.owner,
-            group: p.group,
+            owner: p.owner.map(String::from),
+            group: p.group.map(String::from),
             mode: p.mode,
             state: p.state,
         })])
     }
-}
-
-/// The absolute path without empty or `.` components and without a trailing `/`, so
-/// that `/opt/app/` and `/opt/app` are one directory for ordering and diffs.
-fn normalise(path: &str) -> Result<String, &'static str> {
-    if !path.starts_with('/') {
-        return Err("is not an absolute path");
-    }
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    if parts.contains(&"..") {
-        return Err("contains `..`");
-    }
-    Ok(format!("/{}", parts.join("/")))
 }
 
 fn components(path: &str) -> usize {
@@ -117,8 +96,7 @@ impl DirAction {
     }
 
     fn present(&self, state: &FileState) -> Result<Option<Change>, Failure> {
-        let p = quote(&self.path);
-        let metadata = files::chown_chmod_script(
+        let script = files::dir_script(
             &self.path,
             self.mode,
             self.owner.as_deref(),
@@ -131,14 +109,11 @@ impl DirAction {
             ("group", self.group.clone()),
         ];
         match state.kind {
-            Kind::Absent => {
-                // umask 022: the parents mkdir -p creates are 0755, owned by root (who runs it).
-                Ok(Some(Change {
-                    diff: Diff::new(&self.path, None, Some(metadata_lines(&want))),
-                    what: format!("creating {}", self.path),
-                    script: format!("set -e\numask 022\nmkdir -p {p}\n{metadata}"),
-                }))
-            }
+            Kind::Absent => Ok(Some(Change {
+                diff: Diff::new(&self.path, None, Some(metadata_lines(&want))),
+                what: format!("creating {}", self.path),
+                script,
+            })),
             Kind::Dir => {
                 let have = [
                     ("type", Some("directory".to_string())),
@@ -150,7 +125,7 @@ impl DirAction {
                     Diff::of_metadata(&self.path, &have, &want).map(|diff| Change {
                         diff,
                         what: format!("setting owner and mode of {}", self.path),
-                        script: metadata,
+                        script,
                     }),
                 )
             }
@@ -172,7 +147,7 @@ impl DirAction {
                 Ok(Some(Change {
                     diff: Diff::new(&self.path, Some(metadata_lines(&have)), None),
                     what: format!("removing {}", self.path),
-                    script: format!("rm -rf --one-file-system {}\n", quote(&self.path)),
+                    script: files::remove_script(&self.path, true),
                 }))
             }
             other => Err(self.not_a_dir(other)),

@@ -79,8 +79,14 @@ async fn something_else_in_the_way_is_a_failure() {
 
 #[test]
 fn paths_are_checked_and_normalised() {
-    assert_eq!(normalise("/opt//app/./").unwrap(), "/opt/app");
-    assert_eq!(normalise("/").unwrap(), "/");
+    use crate::module::HostPath;
+    assert_eq!(&*HostPath::parse("/opt//app/./").unwrap(), "/opt/app");
+    assert_eq!(&*HostPath::parse("/").unwrap(), "/");
+    assert!(refused(&Dir, "{path: \"/opt/a\\nb\"}").contains("control character"));
+    assert!(
+        refused(&Dir, "{path: /opt/app, owner: --reference=/etc/shadow}")
+            .contains("not a user or group name")
+    );
     assert!(refused(&Dir, "{path: opt/app}").contains("not an absolute path"));
     assert!(refused(&Dir, "{path: /opt/../etc}").contains("contains `..`"));
     assert!(refused(&Dir, "{path: /opt/app, mode: 0755}").contains("quoted octal"));

@@ -4,10 +4,9 @@
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, ManagedFile, Mode, Module, Outcome, Params, Probed, Resource,
-    Resources, State,
+    Account, Action, Ctx, Diff, Failure, HostPath, ManagedFile, Mode, Module, Outcome, Params,
+    Probed, Resource, Resources, State,
 };
-use crate::transport::quote;
 use async_trait::async_trait;
 use serde::Deserialize;
 
@@ -16,14 +15,14 @@ pub struct File;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileParams {
-    path: String,
+    path: HostPath,
     content: Option<String>,
     src: Option<String>,
     link: Option<String>,
     #[serde(default)]
     state: State,
-    owner: Option<String>,
-    group: Option<String>,
+    owner: Option<Account>,
+    group: Option<Account>,
     mode: Option<Mode>,
     validate: Option<String>,
 }
@@ -39,9 +38,6 @@ impl Module for File {
 
     fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
         let p: FileParams = params.parse()?;
-        if !p.path.starts_with('/') {
-            return Err(params.error_at("path", "must be an absolute path"));
-        }
         let sources = [p.content.is_some(), p.src.is_some(), p.link.is_some()];
         if sources.iter().filter(|s| **s).count() > 1 {
             return Err(params
@@ -62,13 +58,15 @@ impl Module for File {
             p.content.map(String::into_bytes)
         };
         if let Some(content) = content {
+            let secret = params.taint.holds_at(params.node, &["content"]);
             return Ok(vec![Box::new(ManagedFile {
-                path: p.path,
+                path: p.path.clone().into(),
                 content,
-                owner: p.owner,
-                group: p.group,
+                owner: p.owner.map(String::from),
+                group: p.group.map(String::from),
                 mode: p.mode,
                 validate: p.validate,
+                secret,
             })]);
         }
         if p.validate.is_some() {
@@ -82,10 +80,10 @@ impl Module for File {
             (State::Present, None) => What::MetadataOnly,
         };
         Ok(vec![Box::new(FileAction {
-            path: p.path,
+            path: p.path.into(),
             what,
-            owner: p.owner,
-            group: p.group,
+            owner: p.owner.map(String::from),
+            group: p.group.map(String::from),
             mode: p.mode,
         })])
     }
@@ -251,7 +249,7 @@ impl Action for FileAction {
                 if ctx.apply {
                     ctx.run_ok(
                         &format!("removing {}", self.path),
-                        &format!("rm -f {}", quote(&self.path)),
+                        &files::remove_script(&self.path, false),
                     )
                     .await?;
                 }

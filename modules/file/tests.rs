@@ -1,16 +1,16 @@
 use super::File;
 use crate::module::testing::{FakeHost, Local, one};
-use crate::transport::quote;
 
 #[tokio::test]
-async fn a_link_is_switched_through_a_hidden_temp_name() {
+async fn a_link_is_switched_by_a_rename_from_the_staging_directory() {
     let dir = tempfile::tempdir().unwrap();
     let enabled = dir.path().join("sites-enabled");
     std::fs::create_dir(&enabled).unwrap();
     let link = enabled.join("myapp");
     let yaml = |target: &str| format!("{{path: '{}', link: {target}}}", link.display());
 
-    // What is sent: the temp link is a hidden name, which `sites-enabled/*` does not read.
+    // What is sent: the new link is made in converge's staging directory, never in
+    // `sites-enabled`, whose `*` nginx reads, and renamed over `./myapp`.
     let host = FakeHost::ok();
     let (out, _) = host
         .converge(
@@ -21,13 +21,16 @@ async fn a_link_is_switched_through_a_hidden_temp_name() {
         )
         .await;
     assert!(out.unwrap().changed());
-    let temp = format!("{}/.myapp.converge~", enabled.display());
     assert!(
-        host.ran(&format!("ln -s /etc/one {}", quote(&temp))),
+        host.ran("ln -s -- /etc/one \"$cvg_tmp\"\nmv -T -- \"$cvg_tmp\" ./myapp"),
         "{:?}",
         host.sent()
     );
-    assert!(!host.ran("/myapp.converge~"), "{:?}", host.sent());
+    assert!(
+        !host.ran(&format!("{}/.", enabled.display())),
+        "{:?}",
+        host.sent()
+    );
 
     // And for real, in a temp dir: switched, nothing left beside it.
     for target in ["/etc/one", "/etc/two"] {

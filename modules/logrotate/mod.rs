@@ -330,8 +330,7 @@ impl Action for LogrotateAction {
             }
         }
         if ctx.apply && !diffs.is_empty() {
-            let temp = format!("/etc/.logrotate.d.{}.converge~", self.name);
-            files::write_via(ctx, &desired, &temp).await?;
+            files::write(ctx, &desired).await?;
         }
         Ok(Outcome::from_diffs(diffs))
     }

@@ -156,7 +156,7 @@ fn verdicts_read_the_error_lines() {
 }
 
 #[tokio::test]
-async fn apply_stages_the_temp_file_outside_logrotate_d() {
+async fn apply_stages_the_new_file_outside_logrotate_d() {
     let a = action(SEEDS);
     let host = FakeHost::answering(|script, _| {
         if script.contains("logrotate -d") {
@@ -172,13 +172,17 @@ async fn apply_stages_the_temp_file_outside_logrotate_d() {
     let sent = host.sent();
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(sent[0].contains("logrotate -d"));
+    // Staged in converge's own directory (logrotate reads hidden files in logrotate.d
+    // too), renamed into place from inside logrotate.d.
+    assert!(sent[1].contains("cvg_enter "), "{}", sent[1]);
+    assert!(sent[1].contains(" etc logrotate.d\n"), "{}", sent[1]);
+    assert!(sent[1].contains("cat > \"$cvg_tmp\""), "{}", sent[1]);
     assert!(
-        sent[1].contains("cat > '/etc/.logrotate.d.myapp.converge~'"),
+        sent[1].contains("mv -T -- \"$cvg_tmp\" ./myapp"),
         "{}",
         sent[1]
     );
-    assert!(sent[1].contains("mv -f '/etc/.logrotate.d.myapp.converge~' /etc/logrotate.d/myapp"));
-    assert!(!sent[1].contains("/etc/logrotate.d/.myapp"));
+    assert!(!sent[1].contains("/etc/logrotate.d/."));
 }
 
 #[tokio::test]

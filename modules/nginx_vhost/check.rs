@@ -25,8 +25,80 @@ pub fn test_script(name: &str) -> String {
     )
 }
 
-/// Reload nginx if it runs (never start or restart it): through systemd when the host
-/// runs it, with `nginx -s reload` otherwise.
-pub const RELOAD: &str = "if [ -d /run/systemd/system ]; then \
-       if systemctl is-active --quiet nginx; then systemctl reload nginx; fi; \
-     elif [ -s /run/nginx.pid ] && kill -0 \"$(cat /run/nginx.pid)\" 2>/dev/null; then nginx -s reload; fi\n";
+/// How long the new configuration may take to serve. The master parses the whole
+/// configuration, opens new ports (retrying a busy one for about 2.5 s before it gives up)
+/// and forks the new workers; this is that with room to spare, and the bound after which
+/// a reload that the master refused is reported.
+pub const RELOAD_WAIT_SECS: u32 = 10;
+
+/// Shell functions telling when nginx serves a configuration it was told to reload.
+/// `nginx_master` sets `m` to the running master's pid, or fails when nginx is not
+/// running; `nginx_before` remembers the master's children (the serving generation) and
+/// the error log's length; `nginx_serves_new`, after a reload, waits at most
+/// [`RELOAD_WAIT_SECS`] until a new generation serves, or returns 3 with the master's new
+/// error-log lines.
+///
+/// A reload only signals the master, which then forks a new generation of workers and
+/// tells the old one to close its listening sockets and finish its requests. A new
+/// connection is served by whoever holds a listening socket, so the new configuration
+/// serves exactly when the master's children holding one are all new (and there is at
+/// least one): read from /proc (the listening inodes in /proc/net, each child's fds), so a
+/// request made right after the task gets the new site. A master that rejects the
+/// configuration (a port in use, say, which `nginx -t` does not bind) forks none.
+fn generation_functions() -> String {
+    format!(
+        r#"nginx_master() {{
+  if [ -d /run/systemd/system ]; then
+    systemctl is-active --quiet nginx || return 1
+    m=$(systemctl show -p MainPID --value nginx)
+  else
+    m=$(cat /run/nginx.pid 2>/dev/null) || return 1
+    [ -n "$m" ] && kill -0 "$m" 2>/dev/null
+  fi
+}}
+nginx_kids() {{ grep -ls "^PPid:[[:space:]]*$m\$" /proc/[0-9]*/status | cut -d/ -f3; }}
+nginx_before() {{
+  nginx_log=/var/log/nginx/error.log
+  nginx_size=$(wc -c < "$nginx_log" 2>/dev/null) || nginx_size=0
+  nginx_old=" $(nginx_kids | tr '\n' ' ') "
+}}
+nginx_listens() {{
+  ls -l "/proc/$1/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' | grep -qxF -f "$nginx_sockets"
+}}
+nginx_serves_new() {{
+  nginx_sockets=$(mktemp) || return 1
+  end=$(($(date +%s) + {RELOAD_WAIT_SECS}))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    {{ cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == "0A" {{ print $10 }}'
+      awk '$4 == "00010000" {{ print $7 }}' /proc/net/unix; }} > "$nginx_sockets" 2>/dev/null || :
+    new=no stale=no
+    for k in $(nginx_kids); do
+      nginx_listens "$k" || continue
+      case "$nginx_old" in *" $k "*) stale=yes ;; *) new=yes ;; esac
+    done
+    [ "$new" = yes ] && [ "$stale" = no ] && {{ rm -f "$nginx_sockets"; return 0; }}
+    sleep 0.1
+  done
+  rm -f "$nginx_sockets"
+  echo "the nginx master (pid $m) kept its old workers for {RELOAD_WAIT_SECS} s: it did not take the new configuration" >&2
+  [ -f "$nginx_log" ] && tail -c +"$((nginx_size + 1))" "$nginx_log" | tail -n 5 >&2
+  return 3
+}}
+"#
+    )
+}
+
+/// Reload nginx if it runs (never start or restart it), through systemd when the host
+/// runs it, with `nginx -s reload` otherwise, and wait until the new configuration
+/// serves (see [`generation_functions`]). Prints `reloaded=yes` once it does,
+/// `reloaded=no` when nginx is not running; exits 3 when the master kept its old workers.
+pub fn reload_script() -> String {
+    format!(
+        "{}nginx_master || {{ echo reloaded=no; exit 0; }}\n\
+         nginx_before\n\
+         if [ -d /run/systemd/system ]; then systemctl reload nginx; else nginx -s reload; fi || exit\n\
+         nginx_serves_new || exit\n\
+         echo reloaded=yes\n",
+        generation_functions()
+    )
+}

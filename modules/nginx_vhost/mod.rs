@@ -12,7 +12,8 @@ mod check;
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+    Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
+    one_or_many,
 };
 use crate::playbook::node::PathStep;
 use crate::playbook::template::engine;
@@ -148,9 +149,38 @@ impl Hsts {
 /// A word nginx reads as one token: nothing that ends a directive or opens a block.
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, ';' | '{' | '}' | '"' | '\'' | '#'))
+        && !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, ';' | '{' | '}' | '"' | '\'' | '#')
+        })
+}
+
+/// Whether nginx matches `name` as a server name without a regular expression: a host
+/// name, an IPv4 address, `*.` or `.` in front, `.*` at the end, or `_` (no name). The
+/// first one names the certificate and its directory, so no `/`, no `..`, nothing a
+/// shell or nginx would read as more than one word.
+fn check_server_name(name: &str) -> Result<(), String> {
+    if name.starts_with('~') {
+        return Err(format!(
+            "`{name}`: regular-expression server names are not supported"
+        ));
+    }
+    let core = name
+        .strip_prefix("*.")
+        .or_else(|| name.strip_prefix('.'))
+        .unwrap_or(name);
+    let core = core.strip_suffix(".*").unwrap_or(core);
+    let ok = !core.is_empty()
+        && core
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-'))
+        && core
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}` is not a server name", name.escape_debug()))
+    }
 }
 
 const SITES_AVAILABLE: &str = "/etc/nginx/sites-available";
@@ -221,8 +251,14 @@ impl Site {
         let Some(main_name) = p.server_name.first().cloned() else {
             return Err(params.error_at("server_name", "give at least one server name"));
         };
-        if let Some(bad) = p.server_name.iter().find(|n| !is_token(n)) {
-            return Err(params.error_at("server_name", format!("`{bad}` is not a server name")));
+        for (i, name) in p.server_name.iter().enumerate() {
+            if let Err(why) = check_server_name(name) {
+                let at = [PathStep::Key("server_name".into()), PathStep::Index(i)];
+                return Err(params.error_at_path(&at, why).help(
+                    "a host name (IDNs in punycode), an IPv4 address, `*.example.com`, \
+                     `example.*`, `.example.com` or `_`",
+                ));
+            }
         }
         for (key, value) in [
             ("acme_webroot", &p.acme_webroot),
@@ -622,7 +658,7 @@ impl Action for VhostAction {
             if makes_webroot {
                 ctx.run_ok(
                     &format!("creating {}", site.acme_webroot),
-                    &format!("mkdir -p {}", quote(&site.acme_webroot)),
+                    &format!("mkdir -p -- {}", quote(&site.acme_webroot)),
                 )
                 .await?;
             }
@@ -636,11 +672,97 @@ impl Action for VhostAction {
                 )
                 .await?;
             }
-            if content_changed || link_changed {
-                ctx.run_ok("reloading nginx", check::RELOAD).await?;
+            if (content_changed || link_changed)
+                && let Err(refused) = ctx.run_ok("reloading nginx", &check::reload_script()).await
+            {
+                let restored = match self
+                    .restore(&seen, !file_diffs.is_empty(), link_changed, ctx)
+                    .await
+                {
+                    Ok(()) => format!("the previous {} is back on disk", site.name),
+                    Err(e) => format!("restoring the previous {} failed too: {e}", site.name),
+                };
+                return Err(Failure::new(format!(
+                    "{refused}\nnginx still serves the last good configuration; {restored}"
+                )));
             }
         }
         Ok(Outcome::from_diffs(diffs))
+    }
+}
+
+impl VhostAction {
+    /// Put back what the probe saw at the site's file and link, so that a configuration
+    /// the master refused at reload is not picked up by a later restart either. The link
+    /// first: a new site's link never points at a removed file.
+    async fn restore(
+        &self,
+        seen: &Seen,
+        file: bool,
+        link: bool,
+        ctx: &Ctx<'_>,
+    ) -> Result<(), Failure> {
+        let site = &self.site;
+        if link {
+            match (&seen.link.kind, &seen.link.link_target) {
+                (Kind::Link, Some(target)) => {
+                    ctx.run_ok(
+                        &format!("restoring {}", site.enabled),
+                        &files::link_script(&site.enabled, target, None),
+                    )
+                    .await?;
+                }
+                (Kind::Absent, _) => {
+                    ctx.run_ok(
+                        "disabling the new site",
+                        &format!("rm -f -- {}\n", quote(&site.enabled)),
+                    )
+                    .await?;
+                }
+                _ => {
+                    return Err(Failure::new(format!(
+                        "{} was not a link before: not restored",
+                        site.enabled
+                    )));
+                }
+            }
+        }
+        if file {
+            match (&seen.file.kind, &seen.file.content) {
+                (Kind::File, Some(content)) => {
+                    let mode = seen
+                        .file
+                        .mode
+                        .as_deref()
+                        .and_then(|m| u32::from_str_radix(m, 8).ok());
+                    let old = DesiredFile {
+                        path: &site.available,
+                        content,
+                        mode: Some(Mode(mode.unwrap_or(0o644))),
+                        owner: seen.file.owner.as_deref(),
+                        group: seen.file.group.as_deref(),
+                        validate: None,
+                        secret: ctx.is_secret(content),
+                    };
+                    files::write(ctx, &old).await?;
+                }
+                (Kind::Absent, _) => {
+                    ctx.run_ok(
+                        "removing the new site",
+                        &format!("rm -f -- {}\n", quote(&site.available)),
+                    )
+                    .await
+                    .map(drop)?;
+                }
+                _ => {
+                    return Err(Failure::new(format!(
+                        "{} was not a small regular file before: not restored",
+                        site.available
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

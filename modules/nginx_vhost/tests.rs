@@ -226,12 +226,13 @@ async fn a_fresh_host_gets_the_http_part_first() {
     );
     let sent = h.sent();
     assert!(sent[0].contains("exec nginx -t"), "{sent:?}");
-    assert!(sent[1].contains("mkdir -p /var/www/letsencrypt"));
+    assert!(sent[1].contains("mkdir -p -- /var/www/letsencrypt"));
     assert!(
-        sent[2].contains("mv -f /etc/nginx/.myapp.converge~")
-            || sent[2].contains("sites-available/.myapp.converge~")
+        sent[2].contains("mv -T -- \"$cvg_tmp\" ./myapp"),
+        "{}",
+        sent[2]
     );
-    assert!(sent[3].contains("ln -s /etc/nginx/sites-available/myapp"));
+    assert!(sent[3].contains("ln -s -- /etc/nginx/sites-available/myapp"));
     assert!(sent[4].contains("systemctl reload nginx") && !sent[4].contains("restart"));
     assert_eq!(sent.len(), 5);
     // Then the https part, on the engine's fresh probe after certbot's change.
@@ -486,4 +487,78 @@ fn the_hidden_link_temp_is_not_included_by_nginx() {
     );
     std::fs::write(sites.join("y~"), "garbage here\n").unwrap();
     assert!(!run().status.success());
+}
+
+#[test]
+fn hostile_server_names_are_refused_where_they_stand() {
+    for bad in testing::HOSTILE
+        .iter()
+        .chain(&["~^www\\.", "a..b", "*", "x/y"])
+    {
+        let yaml = format!(
+            "name: x\nserver_name: [ok.example, {}]\nupstream: b\n",
+            testing::yaml_str(bad)
+        );
+        let err = testing::refused(&NginxVhost, &yaml);
+        assert!(
+            err.starts_with("play.yml:2:27: nginx_vhost: `server_name[1]`"),
+            "{bad:?}: {err}"
+        );
+    }
+    for good in [
+        "example.com",
+        "*.example.com",
+        "example.*",
+        ".example.com",
+        "_",
+        "10.0.0.1",
+        "xn--caf-dma.example",
+    ] {
+        site(&format!("name: x\nserver_name: {good:?}\nupstream: b\n"));
+    }
+}
+
+#[tokio::test]
+async fn a_reload_the_master_refuses_puts_the_old_site_back() {
+    let a = actions("name: myapp\nserver_name: a\nupstream: b\n");
+    let stdin_of_writes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = stdin_of_writes.clone();
+    let h = FakeHost::answering(move |script, stdin| {
+        if script.contains("kept its old workers") {
+            output(
+                3,
+                "",
+                "the nginx master (pid 9) kept its old workers for 10 s",
+            )
+        } else {
+            if script.contains("mv -f") {
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(stdin).into_owned());
+            }
+            output(0, "", "")
+        }
+    });
+    let (out, _) = h
+        .converge(
+            &*a[0],
+            &probe(Some("old site\n"), true, true, false),
+            true,
+            &[],
+        )
+        .await;
+    let err = out.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "reloading nginx failed (exit 3): the nginx master (pid 9) kept its old workers"
+        ) && err.ends_with(
+            "nginx still serves the last good configuration; the previous myapp is back on disk"
+        ),
+        "{err}"
+    );
+    let writes = stdin_of_writes.lock().unwrap().clone();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(writes[1], "old site\n");
+    // The link was there already: it is left alone.
+    assert!(!h.ran("rm -f -- /etc/nginx/sites-enabled/myapp"));
 }

@@ -163,8 +163,8 @@ impl Layout<'_> {
             secret: false,
         };
         format!(
-            "set -e\nmkdir -p {}\n{}",
-            quote(&self.dir(version)),
+            "{}{}",
+            files::dir_script(&self.dir(version), None, None, None),
             files::write_script(&desired)
         )
     }
@@ -195,16 +195,16 @@ impl Layout<'_> {
     /// order releases went live in, which pruning follows.
     pub fn switch_script(&self, version: &str) -> String {
         format!(
-            "{}touch {}\n",
+            "{}{}",
             files::link_script(&self.current(), &format!("releases/{version}"), None),
-            quote(&self.dir(version))
+            files::touch_dir_script(&self.dir(version))
         )
     }
 
     pub fn prune_script(&self, versions: &[String]) -> String {
         versions
             .iter()
-            .map(|v| format!("rm -rf -- {}\n", quote(&self.dir(v))))
+            .map(|v| files::remove_script(&self.dir(v), true))
             .collect()
     }
 }

@@ -438,20 +438,21 @@ impl ReleaseAction {
                 "{v} unhealthy: {reason}; no previous release to roll back to, so {v} stays live"
             )));
         };
-        ctx.run_ok(
-            &format!("rolling back to {}", target.version),
-            &layout.switch_script(&target.version),
-        )
-        .await?;
-        let again = self.restart_and_check(ctx).await?;
+        // Recorded with the switch back, before the restart: a run that dies during the
+        // restart still knows that {v} was rolled back and must not be deployed again.
         state.current = Some(target.clone());
         state.previous = plan.previous_after_rollback.clone();
         state.record_rolled_back(this);
         ctx.run_ok(
-            &format!("recording the rollback of {v}"),
-            &layout.state_script(&state),
+            &format!("rolling back to {}", target.version),
+            &format!(
+                "set -e\n{}{}",
+                layout.state_script(&state),
+                layout.switch_script(&target.version)
+            ),
         )
         .await?;
+        let again = self.restart_and_check(ctx).await?;
         let mut message = format!("{v} unhealthy: {reason}; rolled back to {}", target.version);
         if let Err(also) = again {
             message.push_str(&format!(", which is unhealthy too: {also}"));

@@ -137,6 +137,10 @@ impl Action for ServiceAction {
             };
             if let Some(verb) = verb {
                 script.push_str(&systemd::systemctl(verb, name));
+                // Reported as running only once it runs, and stays up.
+                if now_active {
+                    script.push_str(&systemd::until_running(name));
+                }
             }
             // A fresh start or a restart picks up every change made so far.
             if matches!(verb, Some("start" | "restart")) {

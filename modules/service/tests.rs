@@ -3,15 +3,19 @@ use crate::module::testing::{FakeHost, diff_text, one, refused};
 use crate::module::{Action, Failure, Outcome, Resource, RestartBook, Status};
 use std::collections::HashSet;
 
-/// A host whose systemd knows `myapp` in the given state (`active`, `enabled`).
+/// A host whose systemd knows `myapp` in the given state (`active`, `enabled`); active
+/// once started.
 fn host(active: &str, enabled: &str) -> FakeHost {
     let host = FakeHost::new();
     host.fake(
         "systemctl",
         &format!(
-            "case \"$1\" in\n\
-             show) printf 'MainPID=0\\nLoadState=loaded\\nActiveState={active}\\nUnitFileState={enabled}\\n' ;;\n\
-             start) if [ -e \"$(dirname \"$0\")/../fail\" ]; then echo 'Job for myapp.service failed.' >&2; exit 1; fi ;;\n\
+            "d=\"$(dirname \"$0\")/..\"\n\
+             case \"$1\" in\n\
+             show) a={active}; [ -e \"$d/running\" ] && a=active\n\
+               printf 'MainPID=0\\nLoadState=loaded\\nActiveState=%s\\nUnitFileState={enabled}\\n' \"$a\" ;;\n\
+             start) if [ -e \"$d/fail\" ]; then echo 'Job for myapp.service failed.' >&2; exit 1; fi; touch \"$d/running\" ;;\n\
+             restart | reload) touch \"$d/running\" ;;\n\
              esac"
         ),
     );
@@ -251,4 +255,19 @@ async fn a_crash_looping_service_is_neither_started_nor_stopped() {
     let out = applied(&host, "{name: myapp, state: started}").await;
     assert!(diff_text(&out).contains("-active: activating\n+active: yes\n"));
     assert_eq!(calls(&host), "systemctl start -- myapp\n");
+}
+
+#[test]
+fn hostile_unit_names_are_refused_where_they_stand() {
+    for bad in crate::module::testing::HOSTILE {
+        let yaml = format!(
+            "{{name: {}, state: started}}",
+            crate::module::testing::yaml_str(bad)
+        );
+        let err = refused(&Service, &yaml);
+        assert!(
+            err.starts_with("play.yml:1:8: service: `name`:"),
+            "{bad:?}: {err}"
+        );
+    }
 }

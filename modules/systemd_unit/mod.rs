@@ -5,12 +5,14 @@
 
 mod verify;
 
-use crate::error::InputResult;
+use crate::error::{InputError, InputResult};
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+    Account, Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    one_or_many,
 };
+use crate::playbook::node::PathStep;
 use crate::playbook::template::engine;
 use crate::transport::quote;
 use async_trait::async_trait;
@@ -31,8 +33,8 @@ struct UnitParams {
     wants: Option<Vec<String>>,
     #[serde(rename = "type")]
     kind: Option<String>,
-    user: Option<String>,
-    group: Option<String>,
+    user: Option<Account>,
+    group: Option<Account>,
     working_directory: Option<String>,
     exec_start: Option<String>,
     exec_reload: Option<String>,
@@ -122,12 +124,30 @@ impl Module for SystemdUnit {
             path: format!("/etc/systemd/system/{name}.service"),
             unit: format!("{name}.service"),
             content,
-            user: p.user,
-            group: p.group,
+            user: p.user.map(String::from),
+            group: p.group.map(String::from),
             enabled: p.enabled,
             state: p.state,
         })])
     }
+}
+
+/// A secret in `environment` would sit in a world-readable unit file (and in
+/// `systemctl show`): refused, on the key that holds it.
+fn secret_in_environment(params: &Params<'_>, key: &str) -> InputError {
+    let environment = params.node.find(&[PathStep::Key("environment".into())]);
+    let at = environment
+        .key_node(key)
+        .or_else(|| params.node.key_node("environment"))
+        .unwrap_or(params.node);
+    at.error(format!(
+        "systemd_unit: `environment.{key}` holds a secret, and a unit file is world-readable"
+    ))
+    .label("a secret")
+    .help(format!(
+        "write `{key}=...` into a file only root can read (a `template` or `file` task with \
+         mode \"0600\") and name it in `environment_file:`"
+    ))
 }
 
 /// The unit file's text, from `content`, `template` or the parameters.
@@ -226,6 +246,15 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         if value.is_some_and(|v| v.contains(['\n', '\r'])) {
             return Err(params.error_at(key, "must be one line"));
         }
+        // systemd drops the spaces around a value: it would not be what was written.
+        if value.is_some_and(|v| v.trim() != v) {
+            return Err(params
+                .error_at(
+                    key,
+                    "has spaces at its start or end, which systemd would drop",
+                )
+                .help("remove them, or write the value without them"));
+        }
     }
     for (key, list) in [
         ("after", &p.after),
@@ -243,6 +272,9 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
     }
     let mut environment = Vec::new();
     for (key, Scalar(value)) in p.environment.iter().flatten() {
+        if params.taint.holds_at(params.node, &["environment", key]) {
+            return Err(secret_in_environment(params, key));
+        }
         let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
@@ -257,7 +289,7 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         environment.push(format!("\"{key}={}\"", escape_env(value)));
     }
     let ctx = json!({
-        "description": p.description.as_deref().unwrap_or(name),
+        "description": p.description.as_deref().unwrap_or(name).replace('%', "%%"),
         "after": p.after.clone().unwrap_or_else(|| vec!["network.target".into()]),
         "wants": p.wants.clone().unwrap_or_default(),
         "type": kind,
@@ -280,7 +312,8 @@ fn render(p: &UnitParams, name: &str, params: &Params<'_>) -> InputResult<String
         .map_err(|e| params.error_at("name", format!("rendering unit.hbs: {e}")))
 }
 
-/// A value inside `Environment="K=V"`: systemd unquotes C-style and expands `%` specifiers.
+/// A value inside `Environment="K=V"`: systemd unquotes C-style and expands `%` specifiers
+/// (as in `Description=`, where only `%` needs escaping).
 fn escape_env(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -386,6 +419,11 @@ impl UnitAction {
 
 #[async_trait]
 impl Action for UnitAction {
+    /// A running service still runs the old unit until it restarts.
+    fn owes_restart(&self) -> Option<&str> {
+        Some(&self.unit)
+    }
+
     fn resources(&self) -> Resources {
         let mut r = Resources::for_path(&self.path, self.user.as_deref(), self.group.as_deref());
         r.provides.push(Resource::unit(&self.unit));

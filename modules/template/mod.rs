@@ -2,7 +2,7 @@
 //! managed exactly like `file` with that content.
 
 use crate::error::InputResult;
-use crate::module::{Action, ManagedFile, Mode, Module, Params};
+use crate::module::{Account, Action, HostPath, ManagedFile, Mode, Module, Params};
 use crate::playbook::template::{engine, template_help};
 use serde::Deserialize;
 
@@ -12,9 +12,9 @@ pub struct Template;
 #[serde(deny_unknown_fields)]
 struct TemplateParams {
     src: String,
-    dest: String,
-    owner: Option<String>,
-    group: Option<String>,
+    dest: HostPath,
+    owner: Option<Account>,
+    group: Option<Account>,
     mode: Option<Mode>,
     validate: Option<String>,
 }
@@ -30,9 +30,6 @@ impl Module for Template {
 
     fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>> {
         let p: TemplateParams = params.parse()?;
-        if !p.dest.starts_with('/') {
-            return Err(params.error_at("dest", "must be an absolute path"));
-        }
         let local = params.local_path(&p.src);
         let bytes = std::fs::read(&local).map_err(|e| {
             params
@@ -56,13 +53,15 @@ impl Module for Template {
                     .label("in this template")
                     .help(template_help(&failure.message))
             })?;
+        let secret = params.taint.record_text(&text, params.vars);
         Ok(vec![Box::new(ManagedFile {
-            path: p.dest,
+            path: p.dest.into(),
             content: content.into_bytes(),
-            owner: p.owner,
-            group: p.group,
+            owner: p.owner.map(String::from),
+            group: p.group.map(String::from),
             mode: p.mode,
             validate: p.validate,
+            secret,
         })])
     }
 }

@@ -120,7 +120,7 @@ fn a_missing_or_binary_src_is_an_input_error() {
     assert!(message.contains("is not UTF-8 text"), "{message}");
     let message = error(dir.path(), "{src: templates/app.hbs, dest: etc/x}");
     assert!(
-        message.contains("`dest`: must be an absolute path"),
+        message.contains("`dest`: `etc/x` is not an absolute path"),
         "{message}"
     );
 }

@@ -282,6 +282,58 @@ fn probe_script(root: &str) -> String {
     )
 }
 
+/// `ufw_loaded`, a shell function: whether the kernel holds what ufw's files say (the
+/// files are what ufw commands change; the kernel is what filters). For IPv4, and IPv6
+/// when ufw uses it: the rules of the `ufw-user-*` chains, compared on what decides a
+/// packet (chain, protocol, addresses, ports, interfaces, target; iptables-save spells
+/// the same rule differently), and the INPUT and OUTPUT policies. Prints what differs.
+const LOADED: &str = r#"ufw_sig() {
+  awk '$1 == "-A" && $2 ~ /^ufw6?-user-(input|output|forward)$/ {
+    split("", v); r = ""
+    for (k = 3; k < NF; k++) if ($k ~ /^(-[psdijo]|--[ds]ports?)$/) v[$k] = $(k + 1)
+    for (k = 3; k <= NF; k++) if ($k == "--set" || $k == "--update") r = $k
+    s = v["-s"]; d = v["-d"]; sub(/\/(32|128)$/, "", s); sub(/\/(32|128)$/, "", d)
+    print $2, v["-p"], s, d, v["--dport"] v["--dports"], v["--sport"] v["--sports"], v["-i"], v["-o"], v["-j"], r
+  }' | sort
+}
+ufw_loaded() {
+  ipv6=$(sed -n 's/^IPV6=//p' /etc/default/ufw | tr -d '"')
+  for v in '' 6; do
+    [ -z "$v" ] || [ "$ipv6" = yes ] || continue
+    k=$(ip${v}tables-save -t filter) || return 1
+    printf '%s\n' "$k" | grep -q "^:ufw$v-user-input " || { echo "IPv${v:-4}: ufw's chains are not loaded"; return 1; }
+    [ "$(printf '%s\n' "$k" | ufw_sig)" = "$(ufw_sig < /etc/ufw/user$v.rules)" ] ||
+      { echo "IPv${v:-4}: the loaded rules differ from /etc/ufw/user$v.rules"; return 1; }
+    for c in INPUT OUTPUT; do
+      want=$(sed -n "s/^DEFAULT_${c}_POLICY=\"*\([A-Z]*\).*/\1/p" /etc/default/ufw | sed s/REJECT/DROP/)
+      [ "$(printf '%s\n' "$k" | sed -n "s/^:$c \([A-Z]*\) .*/\1/p")" = "$want" ] ||
+        { echo "IPv${v:-4}: the $c policy loaded is not $want"; return 1; }
+    done
+  done
+}
+ufw_enabled() { grep -q '^ENABLED=yes' /etc/ufw/ufw.conf 2>/dev/null; }
+"#;
+
+/// The probe's part on the kernel: `loaded=no` when ufw is enabled but the kernel does
+/// not hold its rules (flushed by hand, ufw's unit stopped), which the files cannot show.
+fn loaded_probe() -> String {
+    format!(
+        "{LOADED}if ufw_enabled && command -v iptables-save >/dev/null; then \
+         if ufw_loaded >/dev/null; then echo loaded=yes; else echo loaded=no; fi; fi\n"
+    )
+}
+
+/// After the commands, in the same exec: fail unless the kernel holds what ufw's files
+/// now say, then print the probe again under `[after]`, to be compared with what was asked.
+fn verify_script() -> String {
+    format!(
+        "{LOADED}if ufw_enabled; then ufw_loaded >&2 || {{ echo 'ufw changed its files, but the kernel does not hold them' >&2; exit 1; }}\n\
+         elif iptables-save -t filter | grep -q '^:ufw-user-input '; then echo 'ufw is disabled, but its rules are still loaded' >&2; exit 1; fi\n\
+         set +e\necho '[after]'\n{}exit 0\n",
+        probe_script("")
+    )
+}
+
 /// ufw's state (None when ufw is not installed) and what SSH needs, from the probe.
 fn read_state(probed: &Probed) -> (Option<Firewall>, Vec<Guard>) {
     let fields = probed.fields();
@@ -351,7 +403,7 @@ impl Action for UfwAction {
     }
 
     fn probe(&self) -> String {
-        probe_script("")
+        probe_script("") + &loaded_probe()
     }
 
     async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
@@ -366,7 +418,18 @@ impl Action for UfwAction {
                 ));
             }
         };
-        let plan = rules::plan(&current, &self.desired);
+        let mut plan = rules::plan(&current, &self.desired);
+        // Enabled in its files, but not in the kernel: a reload loads the files.
+        let unloaded = current.enabled && probed.field("loaded").as_deref() == Some("no");
+        if unloaded
+            && plan.after.enabled
+            && !plan
+                .commands
+                .iter()
+                .any(|c| c.first().map(String::as_str) == Some("enable"))
+        {
+            plan.commands.push(vec!["reload".into()]);
+        }
         if plan.commands.is_empty() {
             return Ok(Outcome::ok());
         }
@@ -379,9 +442,37 @@ impl Action for UfwAction {
                 )));
             }
         }
-        let diff = Diff::new("ufw", Some(current.text()), Some(plan.after.text()));
+        let loaded = |yes: bool| {
+            if unloaded {
+                format!("loaded: {}\n", if yes { "yes" } else { "no" })
+            } else {
+                String::new()
+            }
+        };
+        let diff = Diff::new(
+            "ufw",
+            Some(current.text() + &loaded(false)),
+            Some(plan.after.text() + &loaded(true)),
+        );
         if ctx.apply {
-            ctx.run_ok("ufw", &apply_script(&plan.commands)).await?;
+            let script = apply_script(&plan.commands) + &verify_script();
+            let out = ctx.run_ok("ufw", &script).await?;
+            let after = Probed {
+                stdout: out
+                    .split_once("[after]\n")
+                    .map_or("", |(_, a)| a)
+                    .to_string(),
+                status: 0,
+            };
+            let left = read_state(&after)
+                .0
+                .map(|now| rules::plan(&now, &self.desired).commands);
+            if left.as_ref().is_none_or(|c| !c.is_empty()) {
+                return Err(Failure::new(format!(
+                    "ufw's files do not hold what was asked after the change; still to do: {:?}",
+                    left.unwrap_or_default()
+                )));
+            }
         }
         Ok(Outcome::from_diffs(vec![diff]))
     }
@@ -402,6 +493,7 @@ mod tests {
             node: &n,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            taint: crate::playbook::taint::Taint::none(),
             play_modules: &[],
         };
         let p: UfwParams = params.parse()?;
@@ -483,6 +575,22 @@ mod tests {
         assert!(err.message.contains("as a keyword"), "{}", err.message);
         let err = prepare("allow: [{ comment: nothing }]\n").unwrap_err();
         assert!(err.message.contains("give a port"), "{}", err.message);
+    }
+
+    #[test]
+    fn hostile_ports_and_addresses_are_refused_where_they_stand() {
+        use crate::module::testing::{HOSTILE, yaml_str};
+        for bad in HOSTILE {
+            for (before, key) in [("proto: tcp, ", "port"), ("port: 80, ", "from")] {
+                let yaml = format!("allow: [{{ {before}{key}: {} }}]\n", yaml_str(bad));
+                let col = yaml.find(&format!("{key}: ")).unwrap() + key.len() + 3;
+                let err = prepare(&yaml).unwrap_err().message;
+                assert!(
+                    err.starts_with(&format!("site.yml:1:{col}: ufw: `allow[0].{key}`:")),
+                    "{bad:?}: {err}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::Params;
 use crate::error::InputResult;
+use serde::de::{Deserialize, Deserializer, Error as _};
 
 /// Why `name` cannot name a user or group, if it cannot.
 pub fn name_problem(name: &str) -> Option<&'static str> {
@@ -26,6 +27,39 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
         return Some("may hold only letters, digits, `.`, `_`, `-` and a final `$`");
     }
     None
+}
+
+/// A user or group name as a parameter (`owner`, `group`, `user`): checked when the
+/// parameters are read, so a name that would reach `chown` as an option
+/// (`--reference=/etc/shadow`) or break a unit file is a located error before any host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Account(String);
+
+impl std::ops::Deref for Account {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Account {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Account, D::Error> {
+        let name = String::deserialize(d)?;
+        match name_problem(&name) {
+            None => Ok(Account(name)),
+            Some(problem) => Err(D::Error::custom(format!(
+                "`{name}` is not a user or group name: it {problem}"
+            ))),
+        }
+    }
+}
+
+impl From<Account> for String {
+    fn from(account: Account) -> String {
+        account.0
+    }
 }
 
 /// A located error when a name under `key` is not a valid user or group name.

@@ -11,12 +11,13 @@ pub struct HostInfo {
     pub name: String,
     /// `facts.*`, gathered in the first round trip.
     pub facts: Value,
-    /// The values of the play's `secrets:`, never to be shown.
+    /// Every form the play's secrets took in this host's plan (their values, their
+    /// fields, what templates made of them: `playbook::taint`), never to be shown.
     pub secrets: Vec<String>,
 }
 
 impl HostInfo {
-    /// Whether `bytes` hold any secret value.
+    /// Whether `bytes` hold any form of a secret (or a private key).
     pub fn is_secret(&self, bytes: &[u8]) -> bool {
         super::files::holds_private_key(bytes)
             || self
@@ -71,6 +72,13 @@ pub struct Ctx<'a> {
     pub host: &'a HostInfo,
     transport: &'a dyn Transport,
     become_root: bool,
+    /// The task's `timeout:` for each command; None: the transport's default.
+    timeout: Option<std::time::Duration>,
+    /// A snippet recording the restarts this task owes if it changes anything, run in
+    /// front of its first command in apply mode: the intent is on the host before the
+    /// change is live, so a crash in between cannot lose the restart.
+    restart_intent: std::sync::Mutex<Option<String>>,
+    intent_written: std::sync::atomic::AtomicBool,
     pub restarts: &'a mut RestartBook,
     /// Resources that earlier tasks changed, or in check mode would have changed.
     changed: &'a HashSet<Resource>,
@@ -90,9 +98,33 @@ impl<'a> Ctx<'a> {
             host,
             transport,
             become_root,
+            timeout: None,
+            restart_intent: std::sync::Mutex::new(None),
+            intent_written: std::sync::atomic::AtomicBool::new(false),
             restarts,
             changed,
         }
+    }
+
+    /// Run `snippet` in front of the first command this task runs when applying.
+    pub fn with_restart_intent(self, snippet: Option<String>) -> Ctx<'a> {
+        *self
+            .restart_intent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = snippet;
+        self
+    }
+
+    /// Whether the restart intent went to the host (the task ran a command).
+    pub fn intent_written(&self) -> bool {
+        self.intent_written
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Each command of this task may run for `timeout` at most.
+    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Ctx<'a> {
+        self.timeout = timeout;
+        self
     }
 
     pub fn is_secret(&self, bytes: &[u8]) -> bool {
@@ -116,11 +148,29 @@ impl<'a> Ctx<'a> {
 
     /// Run a script with bytes on its stdin.
     pub async fn run_input(&self, body: &str, stdin: &[u8]) -> Result<ExecOutput, Failure> {
+        let intent = if self.apply {
+            self.restart_intent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+        } else {
+            None
+        };
+        let with_intent;
+        let body = match intent {
+            Some(snippet) => {
+                self.intent_written
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                with_intent = format!("{snippet}{body}");
+                with_intent.as_str()
+            }
+            None => body,
+        };
         let script = Script {
             body,
             stdin,
             become_root: self.become_root,
-            timeout: None,
+            timeout: self.timeout,
         };
         Ok(self.transport.exec(script).await?)
     }

@@ -14,6 +14,8 @@ pub struct ManagedFile {
     pub mode: Option<Mode>,
     /// A shell line run on the candidate (`%s`) before it goes live.
     pub validate: Option<String>,
+    /// A secret flowed into the content (known from the templates that made it).
+    pub secret: bool,
 }
 
 impl ManagedFile {
@@ -45,7 +47,7 @@ impl Action for ManagedFile {
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!("{} is a directory", self.path)));
         }
-        let desired = self.desired(ctx.is_secret(&self.content));
+        let desired = self.desired(self.secret || ctx.is_secret(&self.content));
         let diffs = files::diff(&state, &desired);
         if !diffs.is_empty() && ctx.apply {
             files::write(ctx, &desired).await?;

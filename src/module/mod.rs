@@ -19,11 +19,12 @@ pub mod systemd;
 #[cfg(test)]
 pub mod testing;
 
+pub use account::Account;
 pub use change::Change;
 pub use context::{Ctx, HostInfo, RestartBook};
 pub use diff::{Diff, metadata_lines};
 pub use managed_file::ManagedFile;
-pub use params::{Mode, Params, State, one_or_many, opt_number};
+pub use params::{HostPath, Mode, Params, State, one_or_many, opt_number};
 pub use probe::Probed;
 
 use crate::error::InputResult;
@@ -58,6 +59,12 @@ pub trait Action: Send + Sync {
     /// The service this action restarts, so restarts of one service can be merged.
     fn restarts(&self) -> Option<&str> {
         None
+    }
+
+    /// The service that needs a restart once this action changed something (a unit
+    /// file), recorded on the host before the change goes live.
+    fn owes_restart(&self) -> Option<&str> {
+        self.restarts()
     }
 
     /// A read-only POSIX sh snippet printing the current state on stdout. It runs in a
@@ -186,7 +193,19 @@ pub enum Failure {
     Task(String),
     /// The connection broke: the host is unreachable from here on.
     #[error(transparent)]
-    Connection(#[from] TransportError),
+    Connection(TransportError),
+}
+
+impl From<TransportError> for Failure {
+    /// A command that timed out (or that the host refused to run) fails its task; the
+    /// other transport errors mean the connection is gone.
+    fn from(e: TransportError) -> Failure {
+        if e.is_unreachable() {
+            Failure::Connection(e)
+        } else {
+            Failure::Task(e.to_string())
+        }
+    }
 }
 
 impl Failure {

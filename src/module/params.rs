@@ -2,6 +2,7 @@
 
 use crate::error::{InputError, InputResult};
 use crate::playbook::node::{Node, PathStep};
+use crate::playbook::taint::Taint;
 use regex::Regex;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -20,6 +21,8 @@ pub struct Params<'a> {
     pub playbook_dir: &'a Path,
     /// Every variable of the host (facts, item, vars), for modules that render templates.
     pub vars: &'a Value,
+    /// Which of those variables hold a secret, and where the parameters do.
+    pub taint: &'a Taint,
     /// The modules of every task in the play, for checks that span tasks.
     pub play_modules: &'a [&'static str],
 }
@@ -191,6 +194,56 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
+/// An absolute path on a host, normalised (no empty or `.` components, no trailing `/`,
+/// so `/opt/app/` and `/opt/app` are one path for ordering and diffs), without `..`
+/// and without control characters: the write path enters directories by exactly these
+/// components, and a newline could not be named safely in a message or a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPath(String);
+
+impl HostPath {
+    pub fn parse(path: &str) -> Result<HostPath, String> {
+        if !path.starts_with('/') {
+            return Err(format!("`{path}` is not an absolute path"));
+        }
+        if path.chars().any(char::is_control) {
+            return Err(format!("{path:?} holds a control character (a newline?)"));
+        }
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if parts.contains(&"..") {
+            return Err(format!("`{path}` contains `..`"));
+        }
+        Ok(HostPath(format!("/{}", parts.join("/"))))
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HostPath, D::Error> {
+        HostPath::parse(&String::deserialize(d)?).map_err(|problem| {
+            D::Error::custom(format!(
+                "{problem}: write an absolute path like /opt/myapp/config"
+            ))
+        })
+    }
+}
+
+impl std::ops::Deref for HostPath {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<HostPath> for String {
+    fn from(path: HostPath) -> String {
+        path.0
+    }
+}
+
 /// `state: present | absent`, the usual switch of a module that manages one thing.
 #[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
@@ -264,6 +317,7 @@ mod tests {
             node: &n,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            taint: Taint::none(),
             play_modules: &[],
         };
         params.parse::<P>()
@@ -326,6 +380,7 @@ mod tests {
                 node: &n,
                 playbook_dir: Path::new("."),
                 vars: &Value::Null,
+                taint: Taint::none(),
                 play_modules: &[],
             };
             params.parse::<Outer>().unwrap_err().message
@@ -362,6 +417,7 @@ mod tests {
             node: &top,
             playbook_dir: Path::new("."),
             vars: &Value::Null,
+            taint: Taint::none(),
             play_modules: &[],
         };
         let message = params.parse::<P>().unwrap_err().message;

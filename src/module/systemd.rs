@@ -181,6 +181,53 @@ pub fn systemctl(verb: &str, unit: &str) -> String {
     )
 }
 
+/// How long a started unit may stay `activating` (systemctl returns at once for
+/// `Type=simple`; `notify` and `forking` units are ready when it returns).
+pub const START_WAIT_SECS: u32 = 10;
+
+/// How long a started unit must then stay up, unrestarted, to count as started.
+pub const SETTLE_SECS: u32 = 1;
+
+/// The lines run after `systemctl start|restart|reload UNIT`, so that the task reports
+/// the unit as running only once it runs: they wait (at most [`START_WAIT_SECS`]) until
+/// the unit is active, then watch it for [`SETTLE_SECS`], and fail with its status if it
+/// stopped, went back to `activating` or was restarted by `Restart=` meanwhile (its
+/// `NRestarts` or `ActiveEnterTimestampMonotonic` moved). A process that dies of a bad
+/// configuration, a missing file or a busy port does so within that second; a unit that
+/// dies later is beyond what a bounded wait can know. A `Type=oneshot` unit that ran to
+/// success counts as started.
+pub fn until_running(unit: &str) -> String {
+    let u = quote(unit);
+    let settle_tenths = SETTLE_SECS * 10;
+    format!(
+        r#"show() {{ s=$(systemctl show -p ActiveState,SubState,Result,Type,NRestarts,ActiveEnterTimestampMonotonic -- {u}); }}
+get() {{ printf '%s\n' "$s" | sed -n "s/^$1=//p"; }}
+down() {{ printf '%s %s\n' {u} "$1" >&2; systemctl status --no-pager --lines=10 -- {u} >&2; exit 1; }}
+end=$(($(date +%s) + {START_WAIT_SECS}))
+while show; do
+  case $(get ActiveState)/$(get SubState) in
+    active/* | reloading/*) break ;;
+    activating/auto-restart) down "exited (Result=$(get Result)) and waits to be restarted" ;;
+    activating/*) [ "$(date +%s)" -lt "$end" ] || down "is still starting after {START_WAIT_SECS} s" ;;
+    *) [ "$(get Type)/$(get Result)" = oneshot/success ] && exit 0
+       down "is $(get ActiveState) (Result=$(get Result)) right after it started" ;;
+  esac
+  sleep 0.1
+done
+restarts=$(get NRestarts) since=$(get ActiveEnterTimestampMonotonic)
+i=0
+while [ "$i" -lt {settle_tenths} ]; do
+  sleep 0.1
+  i=$((i + 1))
+  show
+  case $(get ActiveState) in active | reloading) ;; *) down "stopped (Result=$(get Result)) within {SETTLE_SECS} s of starting" ;; esac
+  [ "$(get NRestarts)/$(get ActiveEnterTimestampMonotonic)" = "$restarts/$since" ] ||
+    down "was restarted by systemd within {SETTLE_SECS} s of starting"
+done
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,28 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Values no name parameter may take (each must be refused with a located error): shell
+/// syntax, quotes, a line break, a leading `-`, a space, non-ASCII, a path, nothing.
+pub const HOSTILE: &[&str] = &[
+    "$(touch /tmp/pwned)",
+    "`id`",
+    "x;reboot",
+    "a|b",
+    "it's",
+    "a\"b",
+    "a\nb",
+    "-rf",
+    "a b",
+    "café",
+    "../x",
+    "",
+];
+
+/// `value` as a YAML scalar (JSON's string syntax is YAML's double-quoted one).
+pub fn yaml_str(value: &str) -> String {
+    serde_json::to_string(value).expect("a string serializes")
+}
+
 /// A task's parameters as written in YAML, for `Module::prepare`.
 pub struct TestParams {
     module: &'static str,
@@ -63,6 +85,7 @@ impl TestParams {
             node: &self.node,
             playbook_dir: &self.dir,
             vars: &self.vars,
+            taint: crate::playbook::taint::Taint::none(),
             play_modules: self.play_modules,
         }
     }
@@ -415,8 +438,12 @@ impl Transport for FakeHost {
             .await
     }
 
-    async fn exec_stream(&self, script: Script<'_>) -> Result<Box<dyn Stream>, TransportError> {
-        self.local.exec_stream(script).await
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
+        self.local.exec_stream(body, become_root).await
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

@@ -5,6 +5,7 @@ use super::{HostPlan, PlanNode};
 use crate::error::{InputError, InputResult};
 use crate::module::Params;
 use crate::playbook::node::{Kind, Node};
+use crate::playbook::taint::Taint;
 use crate::playbook::template::engine;
 use crate::playbook::vars::{self, Layer};
 use crate::playbook::{Play, Playbook, TaskDef, closest};
@@ -99,17 +100,12 @@ pub fn build(
     layers.push(&play.vars);
     layers.extend(play.vars_files.iter().map(Vec::as_slice));
     layers.push(host.extra);
-    let ctx = vars::resolve(&layers, &base)?;
-    let secrets: Vec<String> = play
-        .secrets
-        .iter()
-        .filter_map(|name| ctx.get(name))
-        .map(item_text)
-        .filter(|s| !s.is_empty())
-        .collect();
-    // A value rendered from a secret can end up in an error message.
-    let (nodes, graph, order) =
-        plan_nodes(playbook, play, &ctx, facts_known, selection).map_err(|e| e.redact(&secrets))?;
+    let vars::Resolved { vars: ctx, taint } = vars::resolve(&layers, &base, &play.secrets)?;
+    let nodes = plan_nodes(playbook, play, &ctx, &taint, facts_known, selection);
+    // Everything a secret turned into while the tasks were expanded, to hide it in
+    // errors (a value rendered from a secret can end up in a message) and all output.
+    let secrets = taint.secrets();
+    let (nodes, graph, order) = nodes.map_err(|e| e.redact(&secrets, taint.spans()))?;
     Ok(HostPlan {
         host: host.host.to_string(),
         nodes,
@@ -125,6 +121,7 @@ fn plan_nodes(
     playbook: &Playbook,
     play: &Play,
     ctx: &Map<String, Value>,
+    taint: &Taint,
     facts_known: bool,
     selection: &Selection,
 ) -> InputResult<(Vec<PlanNode>, Graph, Vec<usize>)> {
@@ -134,7 +131,7 @@ fn plan_nodes(
     let mut errors = Vec::new();
     for (index, def) in defs.iter().enumerate() {
         let unresolved = !facts_known && task_mentions_facts(def);
-        match expand_task(playbook, play, def, index, ctx, unresolved) {
+        match expand_task(playbook, play, def, index, ctx, taint, unresolved) {
             Ok((name, task_nodes)) => {
                 task_names.push(name);
                 if def.is_handler || selection.selects(def) {
@@ -164,33 +161,105 @@ fn expand_task(
     def: &TaskDef,
     index: usize,
     ctx: &Map<String, Value>,
+    taint: &Taint,
     unresolved: bool,
 ) -> InputResult<(String, Vec<PlanNode>)> {
     let base = Value::Object(ctx.clone());
+    // Where in the list the loop's items hold a secret (`[]`: everywhere).
+    let loop_taint = def
+        .loop_items
+        .as_ref()
+        .map(|node| taint.derive(node))
+        .unwrap_or_default();
     let items: Vec<Option<Value>> = match &def.loop_items {
         None => vec![None],
-        Some(node) => match engine().render_node(node, &base)? {
-            Value::Array(items) => items.into_iter().map(Some).collect(),
-            _ if unresolved => vec![None],
-            other => {
-                return Err(node
-                    .error(format!("loop needs a list, this is {other}"))
-                    .help(
-                        "write `loop: [a, b]` or name a list variable: `loop: \"{{ names }}\"`",
-                    ));
+        Some(node) => {
+            let value = engine().render_node(node, &base)?;
+            taint.record(node, &value, &base);
+            match value {
+                Value::Array(items) => items.into_iter().map(Some).collect(),
+                _ if unresolved => vec![None],
+                other => {
+                    return Err(node
+                        .error(format!("loop needs a list, this is {other}"))
+                        .help(
+                            "write `loop: [a, b]` or name a list variable: \
+                             `loop: \"{{ names }}\"`",
+                        ));
+                }
             }
-        },
+        }
+    };
+    let task = Task {
+        playbook,
+        play,
+        def,
+        index,
+        unresolved,
     };
     let mut task_name = None;
     let mut nodes = Vec::new();
-    for item in items {
+    for (position, item) in items.into_iter().enumerate() {
         let mut item_ctx = ctx.clone();
         if let Some(item) = &item {
             item_ctx.insert("item".into(), item.clone());
         }
         let item_ctx = Value::Object(item_ctx);
-        let name = task_display_name(def, &item_ctx)?;
-        task_name.get_or_insert_with(|| name.clone());
+        let item_taint = taint.with_item(item_paths(&loop_taint, position));
+        if let Some(item) = &item {
+            item_taint.record_vars(&serde_json::json!({ "item": item }));
+        }
+        let expanded = task.expand_item(item, &item_ctx, &item_taint);
+        // What the item's secrets turned into must be hidden even in its error.
+        taint.absorb(item_taint);
+        let (name, item_nodes) = expanded?;
+        task_name.get_or_insert(name);
+        nodes.extend(item_nodes);
+    }
+    Ok((
+        task_name.unwrap_or_else(|| def.module.name().to_string()),
+        nodes,
+    ))
+}
+
+/// The secret paths inside loop item `position`, from those inside the list.
+fn item_paths(loop_taint: &[Vec<String>], position: usize) -> Vec<Vec<String>> {
+    let at = position.to_string();
+    loop_taint
+        .iter()
+        .filter_map(|p| match p.split_first() {
+            None => Some(Vec::new()),
+            Some((first, rest)) if *first == at || first == "*" => Some(rest.to_vec()),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// One task of a play, being expanded.
+struct Task<'a> {
+    playbook: &'a Playbook,
+    play: &'a Play,
+    def: &'a TaskDef,
+    index: usize,
+    unresolved: bool,
+}
+
+impl Task<'_> {
+    /// One item's name and nodes (or the task's, without a loop).
+    fn expand_item(
+        &self,
+        item: Option<Value>,
+        item_ctx: &Value,
+        taint: &Taint,
+    ) -> InputResult<(String, Vec<PlanNode>)> {
+        let Task {
+            playbook,
+            play,
+            def,
+            index,
+            unresolved,
+        } = *self;
+        let name = task_display_name(def, item_ctx, taint)?;
         let shown = match &item {
             Some(i) if def.name.is_some() || def.module.key_param().is_none() => {
                 format!("{name} [{}]", item_text(i))
@@ -200,7 +269,7 @@ fn expand_task(
         let when_false = match &def.when {
             Some(when) if !unresolved => {
                 let expression = when.scalar_text()?;
-                let truthy = engine().truthy(&expression, &item_ctx).map_err(|e| {
+                let truthy = engine().truthy(&expression, item_ctx).map_err(|e| {
                     let help = crate::playbook::template::template_help(&e);
                     when.error(format!("when: {e}")).help(help)
                 })?;
@@ -221,29 +290,34 @@ fn expand_task(
             become_root,
             no_log: def.no_log,
             never_changed: def.never_changed,
+            timeout: def.timeout,
             span: def.span.clone(),
         };
         if when_false.is_some() || unresolved {
-            nodes.push(node_for(None, None));
-            continue;
+            return Ok((name, vec![node_for(None, None)]));
         }
+        let value = engine().render_node(&def.params, item_ctx)?;
+        taint.record(&def.params, &value, item_ctx);
         let params = Params {
             module: def.module.name(),
-            value: engine().render_node(&def.params, &item_ctx)?,
+            value,
             node: &def.params,
             playbook_dir: &playbook.dir,
-            vars: &item_ctx,
+            vars: item_ctx,
+            taint,
             play_modules: &play_modules(play),
         };
-        for action in def.module.prepare(&params)? {
-            let phase = action.phase();
-            nodes.push(node_for(Some(action), phase));
-        }
+        let nodes = def
+            .module
+            .prepare(&params)?
+            .into_iter()
+            .map(|action| {
+                let phase = action.phase();
+                node_for(Some(action), phase)
+            })
+            .collect();
+        Ok((name, nodes))
     }
-    Ok((
-        task_name.unwrap_or_else(|| def.module.name().to_string()),
-        nodes,
-    ))
 }
 
 fn play_modules(play: &Play) -> Vec<&'static str> {
@@ -255,9 +329,10 @@ fn play_modules(play: &Play) -> Vec<&'static str> {
 }
 
 /// The task's name: its `name:`, or `MODULE KEY` (e.g. `dir /opt/myapp`).
-fn task_display_name(def: &TaskDef, ctx: &Value) -> InputResult<String> {
+fn task_display_name(def: &TaskDef, ctx: &Value, taint: &Taint) -> InputResult<String> {
     if let Some(name) = &def.name {
         let text = name.scalar_text()?;
+        taint.record_text(&text, ctx);
         return engine().render_text(&text, ctx).map_err(|e| {
             let help = crate::playbook::template::template_help(&e);
             name.error(e).help(help)
@@ -274,6 +349,7 @@ fn task_display_name(def: &TaskDef, ctx: &Value) -> InputResult<String> {
     Ok(match key {
         Some(node) => {
             let value = engine().render_node(node, ctx)?;
+            taint.record(node, &value, ctx);
             let text = match value {
                 Value::Array(items) => items.iter().map(item_text).collect::<Vec<_>>().join(","),
                 other => item_text(&other),
@@ -373,6 +449,7 @@ fn add_explicit_edges(
 mod tests {
     use super::*;
     use crate::playbook::Playbook;
+    use crate::report::redact;
 
     /// The plan of host `h` for the first play of `yaml`, without facts.
     fn plan(yaml: &str) -> InputResult<HostPlan> {
@@ -461,6 +538,39 @@ mod tests {
             assert!(!text.contains("hunter2"), "{text}");
             assert!(text.contains("seed <secret>"), "{text}");
         }
+    }
+
+    #[test]
+    fn every_form_of_a_secret_is_a_secret() {
+        let plan = plan(
+            "- hosts: all\n  vars:\n    app: demo\n    pw: \"it's\\\"x\"\n    \
+             db: { user: dbu, password: s3 }\n  secrets: [pw, db]\n  tasks:\n    \
+             - name: \"seed {{upper pw}}\"\n      \
+             command: \"run {{quote pw}} {{json pw}} {{lower db.password}} {{app}}\"\n    \
+             - name: item\n      file: { path: \"/etc/{{item}}\", content: x }\n      \
+             loop: [\"{{upper db.password}}\", plain]\n",
+        )
+        .unwrap();
+        let shown: Vec<String> = plan
+            .nodes
+            .iter()
+            .map(|n| redact(&n.name, &plan.secrets))
+            .collect();
+        assert_eq!(shown, ["seed <secret>", "item [<secret>]", "item [plain]"]);
+        let pw = "it's\"x";
+        for form in [
+            pw.to_string(),
+            crate::transport::quote(pw).into_owned(),
+            serde_json::to_string(pw).unwrap(),
+            "S3".to_string(),
+            "dbu".to_string(),
+        ] {
+            assert_eq!(redact(&form, &plan.secrets), "<secret>", "{form}");
+        }
+        assert_eq!(
+            redact("run x demo plain", &plan.secrets),
+            "run x demo plain"
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct PlanNode {
     pub become_root: bool,
     pub no_log: bool,
     pub never_changed: bool,
+    /// The task's `timeout:` for each command it runs; None: the transport's default.
+    pub timeout: Option<std::time::Duration>,
     pub span: Span,
 }
 
@@ -40,7 +42,8 @@ pub struct HostPlan {
     pub graph: Graph,
     /// Node indices in the order they run.
     pub order: Vec<usize>,
-    /// Values of the play's `secrets:`, redacted from all output.
+    /// Every form the play's secrets took while this plan was made (values, fields,
+    /// what templates rendered from them), redacted from all output.
     pub secrets: Vec<String>,
     /// The host's variables (for connection settings).
     pub vars: Value,

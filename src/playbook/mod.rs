@@ -1,6 +1,7 @@
 //! Playbooks: what the user wrote, loaded with locations, checked before anything runs.
 
 pub mod node;
+pub mod taint;
 pub mod template;
 pub mod vars;
 
@@ -50,6 +51,8 @@ pub struct TaskDef {
     pub no_log: bool,
     /// `changed_when: false` (for `command`).
     pub never_changed: bool,
+    /// `timeout:` for each command the task runs on the host.
+    pub timeout: Option<std::time::Duration>,
     pub is_handler: bool,
     pub span: Span,
 }
@@ -83,6 +86,7 @@ const TASK_KEYS: &[&str] = &[
     "become",
     "no_log",
     "changed_when",
+    "timeout",
 ];
 
 /// Read a YAML file the user pointed at, as a [`Node`].
@@ -227,9 +231,29 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         play.name = play.hosts.0.clone();
     }
     match InputError::combine(errors) {
-        Some(e) => Err(e),
+        Some(e) => Err(hide_secrets(&play, e)),
         None => Ok(play),
     }
+}
+
+/// A mistake next to `vars: { pw: ... }` would show the secret in its snippet (and a
+/// message may quote it): hide what the play's secrets are written as.
+fn hide_secrets(play: &Play, error: InputError) -> InputError {
+    let written: Vec<&(String, Node)> = play
+        .vars
+        .iter()
+        .chain(play.vars_files.iter().flatten())
+        .filter(|(name, _)| play.secrets.contains(name))
+        .collect();
+    let spans = written.iter().map(|(_, node)| node.span.clone()).collect();
+    let taint = taint::Taint::declared(&play.secrets, spans);
+    taint.record_vars(&serde_json::Value::Object(
+        written
+            .iter()
+            .map(|(name, node)| (name.clone(), node.to_value()))
+            .collect(),
+    ));
+    error.redact(&taint.secrets(), taint.spans())
 }
 
 fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
@@ -265,6 +289,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
     let mut become_root = None;
     let mut no_log = false;
     let mut never_changed = false;
+    let mut timeout = None;
     for (key, key_node, value) in node
         .entries()
         .map_err(|e| e.help("a task is a mapping such as `- name: ...` with one module key"))?
@@ -278,6 +303,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
             "tags" => tags = value.string_list()?.into_iter().map(|(s, _)| s).collect(),
             "become" => become_root = Some(value.as_bool()?),
             "no_log" => no_log = value.as_bool()?,
+            "timeout" => timeout = Some(task_timeout(value)?),
             "changed_when" => match value.kind {
                 Kind::Bool(false) => never_changed = true,
                 Kind::Bool(true) => {}
@@ -336,9 +362,26 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
         become_root,
         no_log,
         never_changed,
+        timeout,
         is_handler,
         span: node.span.clone(),
     })
+}
+
+/// `timeout: 90` (seconds) or `timeout: 5m` (humantime: `30s`, `5m`, `1h 30m`).
+fn task_timeout(value: &Node) -> InputResult<std::time::Duration> {
+    let help = "write seconds (`timeout: 600`) or a duration like `timeout: 10m`";
+    let duration = match &value.kind {
+        Kind::Int(n) if *n > 0 => Some(std::time::Duration::from_secs(*n as u64)),
+        Kind::Str(text) => humantime::parse_duration(text.trim()).ok(),
+        _ => None,
+    };
+    match duration {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(value
+            .error("timeout must be a positive number of seconds or a duration")
+            .help(help)),
+    }
 }
 
 #[cfg(test)]
@@ -361,5 +404,36 @@ mod tests {
             err.message
         );
         assert!(err.help.unwrap().contains("playbook's folder"));
+    }
+
+    #[test]
+    fn a_task_timeout_is_seconds_or_a_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.yml");
+        let load = |timeout: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    "- hosts: all\n  tasks:\n    - command: sleep 9\n      timeout: {timeout}\n"
+                ),
+            )
+            .unwrap();
+            Playbook::load(&path).map(|p| p.plays[0].tasks[0].timeout)
+        };
+        assert_eq!(
+            load("90").unwrap(),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            load("5m").unwrap(),
+            Some(std::time::Duration::from_secs(300))
+        );
+        let err = load("soon").unwrap_err();
+        assert!(
+            err.message.contains("site.yml:4:16: timeout must be"),
+            "{}",
+            err.message
+        );
+        assert!(load("0").is_err());
     }
 }

@@ -26,7 +26,8 @@ static SINGLE_HELPER_CALL: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*\s[^{}]*?)\s*\}\}$").expect("static regex")
 });
 
-static SINGLE_EXPRESSION: LazyLock<regex::Regex> = LazyLock::new(|| {
+/// Exactly one variable, `{{db.password}}`: its value keeps its type.
+pub(super) static SINGLE_EXPRESSION: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*)\s*\}\}$")
         .expect("static regex")
 });
@@ -132,7 +133,7 @@ fn position(error: &RenderError) -> Option<(usize, usize)> {
     }
 }
 
-fn is_helper(name: &str) -> bool {
+pub(super) fn is_helper(name: &str) -> bool {
     name == "default" || VALUE_HELPERS.iter().any(|(n, _)| *n == name)
 }
 

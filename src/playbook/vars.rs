@@ -2,6 +2,7 @@
 //! resolved against each other.
 
 use super::node::{Kind, Node};
+use super::taint::Taint;
 use super::template::engine;
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use indexmap::IndexMap;
@@ -20,21 +21,68 @@ fn has_template(node: &Node) -> bool {
     }
 }
 
-/// Merge `layers` (later wins) over `base` (facts, item, inventory_hostname), then
-/// render values that hold templates until they stop changing. A value whose template
-/// cannot be resolved is an error located at that value.
-pub fn resolve(
-    layers: &[&[(String, Node)]],
-    base: &Map<String, Value>,
-) -> InputResult<Map<String, Value>> {
+/// A host's variables, and which of them a secret flowed into.
+pub struct Resolved {
+    pub vars: Map<String, Value>,
+    pub taint: Taint,
+}
+
+/// Each variable's winning definition (later layers win), in first-definition order.
+fn winners<'a>(layers: &[&'a [(String, Node)]]) -> IndexMap<&'a str, &'a Node> {
     let mut winners: IndexMap<&str, &Node> = IndexMap::new();
     for layer in layers {
         for (name, node) in layer.iter() {
             winners.insert(name, node);
         }
     }
+    winners
+}
+
+/// Merge `layers` (later wins) over `base` (facts, item, inventory_hostname), then
+/// render values that hold templates until they stop changing. A value whose template
+/// cannot be resolved is an error located at that value. The variables named in
+/// `secrets`, and every variable whose template reads one of them (directly or through
+/// others), are tainted.
+pub fn resolve(
+    layers: &[&[(String, Node)]],
+    base: &Map<String, Value>,
+    secrets: &[String],
+) -> InputResult<Resolved> {
+    let winners = winners(layers);
+    let spans = winners
+        .iter()
+        .filter(|(name, _)| secrets.iter().any(|s| s == **name))
+        .map(|(_, node)| node.span.clone())
+        .collect();
+    let mut taint = Taint::declared(secrets, spans);
+    let vars = render_all(&winners, base).map_err(|e| e.redact(&[], taint.spans()))?;
+    // Each pass follows one more level of variables that name tainted ones.
+    loop {
+        let mut spread = false;
+        for (name, node) in winners.iter().filter(|(_, n)| has_template(n)) {
+            for path in taint.derive(node) {
+                let mut full = vec![name.to_string()];
+                full.extend(path);
+                if taint.mark(full) {
+                    taint.add_span(node.span.clone());
+                    spread = true;
+                }
+            }
+        }
+        if !spread {
+            break;
+        }
+    }
+    taint.record_vars(&Value::Object(vars.clone()));
+    Ok(Resolved { vars, taint })
+}
+
+fn render_all(
+    winners: &IndexMap<&str, &Node>,
+    base: &Map<String, Value>,
+) -> InputResult<Map<String, Value>> {
     let mut ctx = base.clone();
-    for (name, node) in &winners {
+    for (name, node) in winners {
         ctx.insert(name.to_string(), node.to_value());
     }
     let templated: Vec<(&str, &Node)> = winners
@@ -128,7 +176,9 @@ mod tests {
         let high = layer(
             "app: myapp\nhome: \"/opt/{{app}}\"\nlog: \"{{home}}/log\"\nports: \"{{port}}\"\n",
         );
-        let ctx = resolve(&[&low[..], &high[..]], &Map::new()).unwrap();
+        let ctx = resolve(&[&low[..], &high[..]], &Map::new(), &[])
+            .unwrap()
+            .vars;
         assert_eq!(ctx["home"], "/opt/myapp");
         assert_eq!(ctx["log"], "/opt/myapp/log");
         assert_eq!(ctx["ports"], 1);
@@ -137,15 +187,31 @@ mod tests {
     #[test]
     fn undefined_variables_in_vars_are_located() {
         let l = layer("a: 1\nb: \"{{nope}}\"\n");
-        let err = resolve(&[&l[..]], &Map::new()).unwrap_err();
+        let err = resolve(&[&l[..]], &Map::new(), &[]).err().unwrap();
         assert!(err.message.starts_with("v.yml:2:4:"), "{}", err.message);
         assert!(err.message.contains("undefined variable `nope`"));
     }
 
     #[test]
+    fn a_value_derived_from_a_secret_is_secret() {
+        let l = layer(
+            "pw: hunter2\napp: demo\ndsn: \"db://{{app}}:{{pw}}\"\nalias: \"{{dsn}}\"\n\
+             home: \"/opt/{{app}}\"\n",
+        );
+        let resolved = resolve(&[&l[..]], &Map::new(), &["pw".to_string()]).unwrap();
+        let taint = &resolved.taint;
+        assert!(taint.reads_secret("{{upper alias}}"));
+        assert!(!taint.reads_secret("{{home}} {{app}}"));
+        let secrets = taint.secrets();
+        assert_eq!(secrets, ["hunter2", "db://demo:hunter2"]);
+        // pw, dsn and alias are written somewhere: their text is hidden in snippets.
+        assert_eq!(taint.spans().len(), 3);
+    }
+
+    #[test]
     fn extra_vars_are_strings() {
         let l = extra_vars(&["version=1.10".to_string()]).unwrap();
-        let ctx = resolve(&[&l[..]], &Map::new()).unwrap();
+        let ctx = resolve(&[&l[..]], &Map::new(), &[]).unwrap().vars;
         assert_eq!(ctx["version"], "1.10");
         assert!(extra_vars(&["novalue".to_string()]).is_err());
     }

@@ -33,8 +33,12 @@ impl Transport for Counted {
     }
 
     /// Not counted: `-v` counts the round trips that module and probe work costs.
-    async fn exec_stream(&self, script: Script<'_>) -> Result<Box<dyn Stream>, TransportError> {
-        self.inner.exec_stream(script).await
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
+        self.inner.exec_stream(body, become_root).await
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

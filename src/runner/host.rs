@@ -5,7 +5,7 @@ use super::batch::Batch;
 use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook, Status, systemd};
 use crate::plan::{EdgeKind, HostPlan};
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
-use crate::transport::{Script, Transport, TransportError, quote};
+use crate::transport::{PROBE_TIMEOUT, Script, Transport, TransportError, quote};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -169,8 +169,13 @@ impl HostRun<'_> {
                 node.become_root,
                 &mut restarts,
                 &changed,
-            );
+            )
+            .with_timeout(node.timeout)
+            .with_restart_intent(self.restart_intent(i, &persisted));
             let result = action.converge(&probed, &mut ctx).await;
+            if ctx.intent_written() {
+                persisted.extend(self.owed_restarts(i));
+            }
             let elapsed = started.elapsed().as_millis() as u64;
             match result {
                 Ok(outcome) => {
@@ -228,6 +233,42 @@ impl HostRun<'_> {
         Ok(())
     }
 
+    /// The services node `i` owes a restart to if it changes: its own, and those of the
+    /// handlers it notifies.
+    fn owed_restarts(&self, i: usize) -> BTreeSet<String> {
+        let plan = self.plan;
+        let own = plan.nodes[i].action.as_ref().and_then(|a| a.owes_restart());
+        let notified = plan
+            .graph
+            .dependents(i)
+            .filter(|(_, kind)| **kind == EdgeKind::Notify)
+            .filter_map(|(to, _)| plan.nodes[to].action.as_ref()?.restarts());
+        own.into_iter()
+            .chain(notified)
+            .map(|s| s.trim_end_matches(".service").to_string())
+            .collect()
+    }
+
+    /// The snippet recording node `i`'s owed restarts that the host does not hold yet
+    /// (see [`Ctx::with_restart_intent`]); it never fails the task's command.
+    fn restart_intent(&self, i: usize, persisted: &BTreeSet<String>) -> Option<String> {
+        if self.settings.check {
+            return None;
+        }
+        let owed: Vec<String> = self
+            .owed_restarts(i)
+            .into_iter()
+            .filter(|s| !persisted.contains(s))
+            .map(|s| format!("{PENDING_DIR}/{}", quote(&s)))
+            .collect();
+        (!owed.is_empty()).then(|| {
+            format!(
+                "{{ mkdir -p {PENDING_DIR} && touch -- {}; }} 2>/dev/null || :\n",
+                owed.join(" ")
+            )
+        })
+    }
+
     /// Keep the host's record of owed restarts equal to the book, so a crash between a
     /// change and its restart does not lose the restart (the next run performs it).
     async fn persist_restarts(
@@ -251,7 +292,7 @@ impl HostRun<'_> {
                 body: &script,
                 stdin: &[],
                 become_root: true,
-                timeout: None,
+                timeout: Some(PROBE_TIMEOUT),
             })
             .await?;
         *persisted = wanted;
@@ -331,7 +372,7 @@ impl HostRun<'_> {
                     body: batch.script(),
                     stdin: &[],
                     become_root: become_root == 1,
-                    timeout: None,
+                    timeout: Some(PROBE_TIMEOUT),
                 })
                 .await?;
             if !out.success() && out.stdout.is_empty() {

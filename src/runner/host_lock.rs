@@ -10,7 +10,7 @@
 //! `converge diff` takes no host lock: it changes nothing, so it cannot collide with an
 //! apply, and a drift check from cron keeps answering while an operator converges.
 
-use crate::transport::{Script, Stream, Transport, TransportError, quote};
+use crate::transport::{Stream, Transport, TransportError, quote};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -70,14 +70,7 @@ while [ -n "$(timeout {SILENCE_SECS} dd bs=1 count=1 2>/dev/null 9>&-)" ]; do :;
 /// Take the lock on the host behind `transport`, or learn who holds it.
 pub async fn take(transport: &dyn Transport) -> Result<Taken, TransportError> {
     let body = script(&crate::lock::holder());
-    let mut stream = transport
-        .exec_stream(Script {
-            body: &body,
-            stdin: b"",
-            become_root: true,
-            timeout: None,
-        })
-        .await?;
+    let mut stream = transport.exec_stream(&body, true).await?;
     let answer = first_line(&mut stream).await;
     if answer == "locked" {
         let heartbeat = tokio::spawn(async move {

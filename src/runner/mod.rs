@@ -91,7 +91,7 @@ pub async fn first_read(
             body: batch.script(),
             stdin: &[],
             become_root,
-            timeout: None,
+            timeout: Some(crate::transport::PROBE_TIMEOUT),
         })
         .await?;
     let mut results = batch.split(&out.stdout_text());
@@ -227,6 +227,27 @@ enum Opened {
     Locked(String),
 }
 
+/// Close every open connection; `verbose` says how many execs each took.
+async fn close_all(connections: HashMap<String, Result<Reached, String>>, verbose: bool) {
+    for (host, c) in connections {
+        // The lock goes after the connection, which ends its script on the host anyway.
+        if let Ok((transport, _, _, lock)) = c {
+            if verbose {
+                let plus = if lock.is_some() {
+                    ", plus the host lock's channel"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "{host}: {} exec(s) over one connection{plus}",
+                    transport.execs()
+                );
+            }
+            transport.close().await;
+        }
+    }
+}
+
 /// Converge (or, in check mode, diff) every play of the playbook.
 pub async fn run_playbook(
     playbook: &Playbook,
@@ -262,6 +283,9 @@ pub async fn run_playbook(
         }
     }
     let forks = Arc::new(Semaphore::new(options.forks.max(1)));
+    // Connect to every host of every play first: each play is rendered with facts
+    // before the first change anywhere, so a mistake found only then touches nothing.
+    let mut rendered = Vec::new();
     for (play, hosts, pre) in &targets {
         // Connect and gather facts on the hosts not reached yet, in parallel.
         let mut pending = Vec::new();
@@ -363,10 +387,17 @@ pub async fn run_playbook(
                 _ => None,
             })
             .collect();
-        // With facts known, render again; a mistake here still stops before any change.
-        let final_plans = plans(playbook, play, inventory, &reachable, options, Some(&facts))?;
+        match plans(playbook, play, inventory, &reachable, options, Some(&facts)) {
+            Ok(final_plans) => rendered.push(final_plans),
+            Err(e) => {
+                close_all(connections, false).await;
+                return Err(e);
+            }
+        }
+    }
+    for final_plans in &rendered {
         let mut runs = Vec::new();
-        for plan in &final_plans {
+        for plan in final_plans {
             let Some(Ok((transport, facts, prefetched, _))) = connections.get_mut(&plan.host)
             else {
                 continue;
@@ -393,22 +424,7 @@ pub async fn run_playbook(
             }
         }
     }
-    for (host, c) in connections {
-        if let Ok((transport, _, _, lock)) = c {
-            if options.verbose {
-                let plus = if lock.is_some() {
-                    ", plus the host lock's channel"
-                } else {
-                    ""
-                };
-                eprintln!(
-                    "{host}: {} exec(s) over one connection{plus}",
-                    transport.execs()
-                );
-            }
-            transport.close().await;
-        }
-    }
+    close_all(connections, options.verbose).await;
     Ok(RunResult {
         hosts: reports.into_values().collect(),
     })

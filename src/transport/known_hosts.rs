@@ -165,6 +165,23 @@ fn hosts_match(hosts: &str, name: &str) -> bool {
     matched
 }
 
+/// `|1|salt|hash` for `name`, as `HashKnownHosts yes` makes OpenSSH write it: a fresh
+/// 20-byte salt, and HMAC-SHA1 keyed by it over the name.
+fn hashed_name(name: &str) -> io::Result<String> {
+    let mut salt = [0u8; 20];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut salt)?;
+    let mac = Hmac::<Sha1>::new_from_slice(&salt)
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .chain_update(name.as_bytes())
+        .finalize()
+        .into_bytes();
+    Ok(format!(
+        "|1|{}|{}",
+        BASE64.encode(&salt),
+        BASE64.encode(&mac)
+    ))
+}
+
 /// `salt|hash`, both base64: HMAC-SHA1 keyed by the salt over the host name.
 fn hashed_match(salt_and_hash: &str, name: &str) -> bool {
     let Some((salt, hash)) = salt_and_hash.split_once('|') else {
@@ -184,8 +201,14 @@ fn hashed_match(salt_and_hash: &str, name: &str) -> bool {
         .is_ok()
 }
 
-/// Append `key` for `name` to `path`, creating the directory (0700) and file (0600).
-pub(super) fn append(path: &Path, name: &str, key: &PublicKey) -> io::Result<()> {
+/// Append `key` for `name` to `path`, creating the directory (0700) and file (0600); with
+/// `hash`, the name is recorded hashed so that the file does not list the hosts.
+pub(super) fn append(path: &Path, name: &str, key: &PublicKey, hash: bool) -> io::Result<()> {
+    let name = if hash {
+        hashed_name(name)?
+    } else {
+        name.to_string()
+    };
     if let Some(dir) = path.parent()
         && !dir.exists()
     {
@@ -356,18 +379,34 @@ mod tests {
     }
 
     #[test]
+    fn hashed_entries_are_salted_and_match_only_their_name() {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("known_hosts");
+        append(&path, "web1", &key(KEY_A), true).unwrap();
+        append(&path, "web1", &key(KEY_A), true).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let recorded: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert!(recorded.iter().all(|n| n.starts_with("|1|")), "{text}");
+        assert!(!text.contains("web1"), "{text}");
+        assert_ne!(recorded[0], recorded[1], "each entry has its own salt");
+        let k = KnownHosts::load(&[path]);
+        assert_eq!(k.check(&names(&["web1"]), &key(KEY_A)), Verdict::Trusted);
+        assert_eq!(k.check(&names(&["web2"]), &key(KEY_A)), Verdict::Unknown);
+    }
+
+    #[test]
     fn append_creates_private_files_and_keeps_lines_apart() {
         use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
         let path = home.path().join(".ssh/known_hosts");
-        append(&path, "[127.0.0.1]:2222", &key(KEY_A)).unwrap();
+        append(&path, "[127.0.0.1]:2222", &key(KEY_A), false).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(mode(&path), 0o600);
 
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"# no newline at end").unwrap();
-        append(&path, "web1", &key(KEY_B)).unwrap();
+        append(&path, "web1", &key(KEY_B), false).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,

@@ -9,6 +9,7 @@ mod quote;
 mod ssh;
 mod ssh_auth;
 mod ssh_config;
+mod write_deadline;
 
 pub use local::LocalTransport;
 pub use quote::{quote, quote_all};
@@ -16,6 +17,7 @@ pub use ssh::{SshOptions, SshTransport};
 
 use async_trait::async_trait;
 use std::fmt;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// What a script run on a host returned.
@@ -48,19 +50,85 @@ pub struct Script<'a> {
     /// Run as root (`sudo -n`) when the login user is not root.
     pub become_root: bool,
     /// How long the script may run before it is killed on the host and the exec
-    /// fails; None: the transport's default for module commands.
-    pub timeout: Option<std::time::Duration>,
+    /// fails with [`TransportError::TimedOut`]; None: [`COMMAND_TIMEOUT`].
+    pub timeout: Option<Duration>,
 }
 
-/// The command line that runs `script` with `/bin/sh`, wrapped in `sudo -n` when a
-/// non-root login must become root. Shared by both transports so they behave alike.
-pub fn shell_command_line(script: &Script<'_>, login_is_root: bool) -> String {
-    let sh = format!("/bin/sh -c {}", quote(script.body));
-    if script.become_root && !login_is_root {
-        format!("sudo -n {sh}")
-    } else {
-        sh
+/// How long a module command may run when its task sets no `timeout:`: long enough for
+/// a slow `apt-get install` of many packages, short enough that a hung command cannot
+/// hold the run and its lock forever.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a probe (reading facts or state, no side effects) may run; callers pass it
+/// as [`Script::timeout`].
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+/// A script still running at its limit gets SIGTERM, and SIGKILL this much later.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+/// The controller stops waiting this long after the host should have killed the script:
+/// the safety net for a host whose `timeout` itself hangs.
+const CONTROLLER_MARGIN: Duration = Duration::from_secs(20);
+/// GNU timeout's statuses for a command it stopped: SIGTERM sufficed, or SIGKILL was needed.
+const TIMED_OUT_STATUSES: [i32; 2] = [124, 128 + 9];
+
+impl Script<'_> {
+    /// How long the script may run on the host.
+    pub fn limit(&self) -> Duration {
+        self.timeout.unwrap_or(COMMAND_TIMEOUT)
     }
+
+    /// How long the controller waits for the script before giving up on it.
+    fn controller_deadline(&self) -> Duration {
+        self.limit() + KILL_GRACE + CONTROLLER_MARGIN
+    }
+
+    /// Whether a script that ran for `elapsed` and exited with `status` was stopped by
+    /// the host's `timeout` (a script's own 124 before its limit is its own business).
+    fn timed_out(&self, status: i32, elapsed: Duration) -> bool {
+        TIMED_OUT_STATUSES.contains(&status) && elapsed >= self.limit()
+    }
+}
+
+/// The command line that runs `script` with `/bin/sh` under coreutils `timeout`, wrapped
+/// in `sudo -n` when a non-root login must become root. `timeout` runs inside sudo so
+/// that it may kill a root script, and it signals its whole process group, so children
+/// (apt, dpkg) die with the script. Shared by both transports so they behave alike.
+pub fn shell_command_line(script: &Script<'_>, login_is_root: bool) -> String {
+    let kill_after = format!("{}s", KILL_GRACE.as_secs_f64());
+    // `timeout 0` would mean no limit at all.
+    let limit = format!(
+        "{}s",
+        script.limit().max(Duration::from_millis(1)).as_secs_f64()
+    );
+    command_line(
+        script.body,
+        script.become_root,
+        login_is_root,
+        &["timeout", "-k", &kill_after, &limit],
+    )
+}
+
+/// The command line of a script that lives as long as its connection
+/// ([`Transport::exec_stream`]): no time limit, the end of its stdin ends it.
+pub fn stream_command_line(body: &str, become_root: bool, login_is_root: bool) -> String {
+    command_line(body, become_root, login_is_root, &[])
+}
+
+fn command_line(body: &str, become_root: bool, login_is_root: bool, limit: &[&str]) -> String {
+    let sudo: &[&str] = if become_root && !login_is_root {
+        &["sudo", "-n"]
+    } else {
+        &[]
+    };
+    let words = sudo
+        .iter()
+        .chain(limit)
+        .copied()
+        .chain(["/bin/sh", "-c", body]);
+    quote_all(words)
+}
+
+/// A duration for messages: `300 s`, `0.5 s`.
+fn seconds(d: &Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }
 
 /// A byte stream opened from the host's side (SSH direct-tcpip), used by `http_check`.
@@ -81,6 +149,16 @@ pub enum TransportError {
     },
     #[error("connection to {target} lost: {reason}")]
     Lost { target: String, reason: String },
+    /// The script ran past its limit: a task failure, the host is still reachable.
+    #[error("timed out after {}; {}", seconds(limit), if *killed_on_host {
+        "killed on the host"
+    } else {
+        "the host did not report it killed, so it may still be running there"
+    })]
+    TimedOut {
+        limit: Duration,
+        killed_on_host: bool,
+    },
     #[error("{0}")]
     Io(String),
 }
@@ -88,7 +166,10 @@ pub enum TransportError {
 impl TransportError {
     /// Whether the host should be reported unreachable (as opposed to a task failing).
     pub fn is_unreachable(&self) -> bool {
-        !matches!(self, TransportError::Io(_))
+        !matches!(
+            self,
+            TransportError::Io(_) | TransportError::TimedOut { .. }
+        )
     }
 }
 
@@ -97,9 +178,14 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// Run a script; a non-zero exit is not an error here, callers read `status`.
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError>;
 
-    /// Start a script that lives until its stream or the connection closes; the stream
-    /// is its stdin and stdout. For what must die with the connection (the host lock).
-    async fn exec_stream(&self, script: Script<'_>) -> Result<Box<dyn Stream>, TransportError>;
+    /// Start a script (`sh -c body`, as root if asked) that lives until its stream or the
+    /// connection closes, with no time limit; the stream is its stdin and stdout. For
+    /// what must die with the connection (the host lock).
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError>;
 
     /// Open a TCP connection to `host:port` as seen from the managed host.
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;
@@ -125,18 +211,62 @@ mod tests {
     }
 
     #[test]
-    fn become_as_non_root_goes_through_sudo() {
+    fn become_as_non_root_goes_through_sudo_then_timeout() {
         assert_eq!(
             shell_command_line(&script(true), false),
-            r"sudo -n /bin/sh -c 'echo '\''hi'\'' > /tmp/x'"
+            r"sudo -n timeout -k 10s 1800s /bin/sh -c 'echo '\''hi'\'' > /tmp/x'"
         );
     }
 
     #[test]
-    fn root_or_no_become_runs_plain_sh() {
-        let plain = r"/bin/sh -c 'echo '\''hi'\'' > /tmp/x'";
+    fn root_or_no_become_runs_sh_under_timeout() {
+        let plain = r"timeout -k 10s 1800s /bin/sh -c 'echo '\''hi'\'' > /tmp/x'";
         assert_eq!(shell_command_line(&script(true), true), plain);
         assert_eq!(shell_command_line(&script(false), false), plain);
         assert_eq!(shell_command_line(&script(false), true), plain);
+    }
+
+    #[test]
+    fn a_stream_has_no_time_limit() {
+        assert_eq!(
+            stream_command_line("cat", true, false),
+            "sudo -n /bin/sh -c cat"
+        );
+    }
+
+    #[test]
+    fn a_given_timeout_is_passed_to_the_host() {
+        let short = Script {
+            timeout: Some(Duration::from_millis(2500)),
+            ..script(false)
+        };
+        assert!(shell_command_line(&short, true).starts_with("timeout -k 10s 2.5s /bin/sh"));
+        let zero = Script {
+            timeout: Some(Duration::ZERO),
+            ..script(false)
+        };
+        assert!(shell_command_line(&zero, true).starts_with("timeout -k 10s 0.001s /bin/sh"));
+    }
+
+    #[test]
+    fn only_timeouts_statuses_past_the_limit_count_as_timed_out() {
+        let s = Script {
+            timeout: Some(Duration::from_secs(5)),
+            ..script(false)
+        };
+        assert!(s.timed_out(124, Duration::from_secs(5)));
+        assert!(s.timed_out(137, Duration::from_secs(16)));
+        assert!(!s.timed_out(124, Duration::from_secs(1)));
+        assert!(!s.timed_out(1, Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn timed_out_is_a_task_failure_with_a_clear_message() {
+        let e = TransportError::TimedOut {
+            limit: Duration::from_secs(300),
+            killed_on_host: true,
+        };
+        assert!(!e.is_unreachable());
+        assert_eq!(e.to_string(), "timed out after 300 s; killed on the host");
     }
 }

@@ -3,11 +3,14 @@
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::ssh_auth::{self, Sources};
 use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
-use super::{ExecOutput, Script, Stream, Transport, TransportError, shell_command_line};
+use super::write_deadline::WriteDeadline;
+use super::{
+    ExecOutput, Script, Stream, Transport, TransportError, shell_command_line, stream_command_line,
+};
 use async_trait::async_trait;
 use russh::client::{self, DisconnectReason, Handle};
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{Channel, ChannelMsg, Disconnect, Preferred, Sig};
+use russh::{AlgorithmKind, Channel, ChannelMsg, Disconnect, Preferred, Sig};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,9 +66,14 @@ const SESSION_RETRIES: u32 = 5;
 /// Keepalives start only after authentication, so a host that stalls while keys are
 /// being offered would otherwise hang the run.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Three unanswered keepalives 15 s apart: a silent host is dropped within about a minute.
+/// A host that neither answers nor accepts data for this long is given up as lost,
+/// whatever is in flight: silent while idle (keepalives below), or not taking the bytes
+/// of an upload ([`WriteDeadline`]).
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// A keepalive after 15 s of silence, then another; the third interval without a word
+/// from the host ends the connection at `DEAD_AFTER`.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-const KEEPALIVE_MAX: usize = 3;
+const KEEPALIVE_MAX: usize = 2;
 const SYSTEM_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
 
 pub struct SshTransport {
@@ -98,6 +106,12 @@ struct Resolved {
     identity_files: Vec<PathBuf>,
     identities_only: bool,
     agent_socket: Option<PathBuf>,
+    /// `HashKnownHosts yes`: learned host keys are recorded under hashed names.
+    hash_known_hosts: bool,
+    /// `HostKeyAlgorithms` lets the SHA-1 `ssh-rsa` host key algorithm back in.
+    ssh_rsa_host_keys: bool,
+    /// `PubkeyAcceptedAlgorithms` lets RSA user keys sign with SHA-1.
+    ssh_rsa_signatures: bool,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -163,6 +177,11 @@ impl Resolved {
             user,
             identity_files,
             identities_only: config.identities_only.unwrap_or(false),
+            hash_known_hosts: config.hash_known_hosts.unwrap_or(false),
+            ssh_rsa_host_keys: ssh_config::allows_ssh_rsa(config.host_key_algorithms.as_deref()),
+            ssh_rsa_signatures: ssh_config::allows_ssh_rsa(
+                config.pubkey_accepted_algorithms.as_deref(),
+            ),
             agent_socket: options
                 .agent_socket
                 .clone()
@@ -178,8 +197,9 @@ impl Resolved {
 }
 
 /// Host key algorithms with those known_hosts holds for this host first, so the server
-/// shows a key that can be checked rather than one that would look changed.
-fn host_key_preference(known: &[Algorithm]) -> Vec<Algorithm> {
+/// shows a key that can be checked rather than one that would look changed. `ssh-rsa`
+/// (RSA signed with SHA-1) is left out unless `ssh_rsa` allows it, as OpenSSH 8.8+ does.
+fn host_key_preference(known: &[Algorithm], ssh_rsa: bool) -> Vec<Algorithm> {
     let mut order: Vec<Algorithm> = Vec::new();
     for algorithm in known {
         if matches!(algorithm, Algorithm::Rsa { .. }) {
@@ -198,7 +218,32 @@ fn host_key_preference(known: &[Algorithm]) -> Vec<Algorithm> {
             order.push(algorithm.clone());
         }
     }
+    if !ssh_rsa {
+        order.retain(|a| *a != SSH_RSA);
+    }
     order
+}
+
+/// The `ssh-rsa` algorithm: RSA keys with SHA-1 signatures.
+const SSH_RSA: Algorithm = Algorithm::Rsa { hash: None };
+
+/// When the handshake failed because the server offers only `ssh-rsa` host keys, which
+/// were not allowed: why, and what to do.
+fn refused_ssh_rsa(e: &russh::Error, alias: &str) -> Option<String> {
+    match e {
+        russh::Error::NoCommonAlgo {
+            kind: AlgorithmKind::Key,
+            theirs,
+            ..
+        } if theirs.iter().any(|a| a == SSH_RSA.as_str()) => Some(format!(
+            "the server offers only the host key algorithms {}; ssh-rsa (RSA with SHA-1) is \
+             refused as OpenSSH 8.8+ refuses it. To accept it for this host, add \
+             `HostKeyAlgorithms +ssh-rsa` under `Host {alias}` in ~/.ssh/config (better: give \
+             the server an ed25519 host key)",
+            theirs.join(", ")
+        )),
+        _ => None,
+    }
 }
 
 /// Decides about the server's host key and remembers why the connection ended.
@@ -211,6 +256,8 @@ struct Client {
     /// Where a new key is saved when trusting on first use is allowed.
     learn_into: Option<PathBuf>,
     accept_new: bool,
+    /// Save new keys under a hashed name (`HashKnownHosts yes`).
+    hash_new: bool,
     lost: Arc<Mutex<Option<String>>>,
 }
 
@@ -243,7 +290,7 @@ impl Client {
                 let path = self.learn_into.as_deref().ok_or_else(|| {
                     format!("cannot save the new host key {shown}: no home directory")
                 })?;
-                known_hosts::append(path, name, key)
+                known_hosts::append(path, name, key, self.hash_new)
                     .map_err(|e| format!("cannot save host key to {}: {e}", path.display()))
             }
             Verdict::Unknown => Err(format!(
@@ -281,7 +328,10 @@ impl client::Handler for Client {
             DisconnectReason::Error(e) => (
                 match &e {
                     ClientError::Ssh(russh::Error::KeepaliveTimeout) => {
-                        "the host stopped answering keepalives".to_string()
+                        format!(
+                            "the host stopped answering keepalives for {} s",
+                            DEAD_AFTER.as_secs()
+                        )
                     }
                     ClientError::Ssh(e) => e.to_string(),
                     ClientError::HostKey(reason) => reason.clone(),
@@ -324,7 +374,8 @@ impl SshTransport {
             keepalive_max: KEEPALIVE_MAX,
             inactivity_timeout: None,
             preferred: Preferred {
-                key: host_key_preference(&known.algorithms(&names)).into(),
+                key: host_key_preference(&known.algorithms(&names), resolved.ssh_rsa_host_keys)
+                    .into(),
                 ..Preferred::DEFAULT
             },
             ..Default::default()
@@ -336,6 +387,7 @@ impl SshTransport {
             names,
             learn_into: user_known_hosts,
             accept_new: options.accept_new_host_keys,
+            hash_new: resolved.hash_known_hosts,
             lost: lost.clone(),
         };
 
@@ -354,6 +406,7 @@ impl SshTransport {
         // russh applies Config::nodelay only to sockets it opens itself.
         tcp.set_nodelay(true)
             .map_err(|e| connect_error(format!("cannot set TCP_NODELAY: {e}")))?;
+        let tcp = WriteDeadline::new(tcp, DEAD_AFTER);
         let mut handle = tokio::time::timeout_at(
             deadline,
             client::connect_stream(Arc::new(config), tcp, client),
@@ -365,13 +418,20 @@ impl SshTransport {
                 target: target.clone(),
                 reason,
             },
-            ClientError::Ssh(e) => connect_error(format!("SSH handshake failed: {e}")),
+            ClientError::Ssh(e) => match refused_ssh_rsa(&e, &options.alias) {
+                Some(reason) => TransportError::HostKey {
+                    target: target.clone(),
+                    reason,
+                },
+                None => connect_error(format!("SSH handshake failed: {e}")),
+            },
         })?;
 
         let sources = Sources {
             user: &resolved.user,
             identity_files: &resolved.identity_files,
             identities_only: resolved.identities_only,
+            ssh_rsa_signatures: resolved.ssh_rsa_signatures,
             agent_socket: resolved.agent_socket.as_deref(),
             ssh_dir: resolved.ssh_dir(),
         };
@@ -406,7 +466,7 @@ impl SshTransport {
                 body: "id -u",
                 stdin: b"",
                 become_root: false,
-                timeout: None,
+                timeout: Some(super::PROBE_TIMEOUT),
             })
             .await?;
         Ok(out.success() && out.stdout_text().trim() == "0")
@@ -494,6 +554,7 @@ fn signal_status(signal: &Sig) -> i32 {
 #[async_trait]
 impl Transport for SshTransport {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        let started = tokio::time::Instant::now();
         let (channel, _permit) = self.open_session().await?;
         channel
             .exec(true, shell_command_line(&script, self.login_is_root))
@@ -517,6 +578,7 @@ impl Transport for SshTransport {
         let mut status = None;
         let mut refused = false;
         let mut closed = false;
+        let give_up = started + script.controller_deadline();
         loop {
             let msg = tokio::select! {
                 // A command that exits without reading its stdin leaves the rest unsent;
@@ -526,6 +588,13 @@ impl Transport for SshTransport {
                     continue;
                 }
                 msg = reader.wait() => msg,
+                // Dropping the channel closes it; the host's `timeout` still ends the script.
+                () = tokio::time::sleep_until(give_up) => {
+                    return Err(TransportError::TimedOut {
+                        limit: script.limit(),
+                        killed_on_host: false,
+                    });
+                }
             };
             match msg {
                 None => break,
@@ -555,10 +624,20 @@ impl Transport for SshTransport {
         }
         // OpenSSH's client also reports 255 when the server gives no exit status.
         out.status = status.unwrap_or(255);
+        if script.timed_out(out.status, started.elapsed()) {
+            return Err(TransportError::TimedOut {
+                limit: script.limit(),
+                killed_on_host: true,
+            });
+        }
         Ok(out)
     }
 
-    async fn exec_stream(&self, script: Script<'_>) -> Result<Box<dyn Stream>, TransportError> {
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
         let (channel, permit) = self.open_session().await?;
         // The channel holds its sshd session for the whole connection, so the execs get
         // one permit fewer for good (1 + 2 x 4 <= MaxSessions), and at least one is left.
@@ -576,7 +655,10 @@ impl Transport for SshTransport {
         }
         permit.forget();
         channel
-            .exec(true, shell_command_line(&script, self.login_is_root))
+            .exec(
+                true,
+                stream_command_line(body, become_root, self.login_is_root),
+            )
             .await
             .map_err(|e| self.lost_error(e))?;
         Ok(Box::new(channel.into_stream()))
@@ -613,8 +695,7 @@ mod tests {
 
     #[test]
     fn known_key_types_come_first_and_rsa_uses_sha2() {
-        let rsa = Algorithm::Rsa { hash: None };
-        let order = host_key_preference(&[rsa]);
+        let order = host_key_preference(&[SSH_RSA], false);
         assert_eq!(
             order[..2],
             [
@@ -627,7 +708,14 @@ mod tests {
             ]
         );
         assert_eq!(order[2], Algorithm::Ed25519);
-        assert_eq!(order.len(), Preferred::DEFAULT.key.len());
+        assert_eq!(order.len(), Preferred::DEFAULT.key.len() - 1);
+        assert!(!order.contains(&SSH_RSA));
+    }
+
+    #[test]
+    fn ssh_rsa_is_offered_only_when_allowed() {
+        assert!(!host_key_preference(&[], false).contains(&SSH_RSA));
+        assert!(host_key_preference(&[], true).contains(&SSH_RSA));
     }
 
     #[test]

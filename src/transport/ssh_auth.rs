@@ -22,6 +22,9 @@ pub(super) struct Sources<'a> {
     pub identity_files: &'a [PathBuf],
     /// `IdentitiesOnly yes`: no agent keys.
     pub identities_only: bool,
+    /// `PubkeyAcceptedAlgorithms +ssh-rsa`: RSA keys may sign with SHA-1 for a server
+    /// that accepts nothing else.
+    pub ssh_rsa_signatures: bool,
     pub agent_socket: Option<&'a Path>,
     /// `~/.ssh`, for the default key files.
     pub ssh_dir: Option<PathBuf>,
@@ -37,7 +40,8 @@ pub(super) async fn authenticate<H: Handler>(
         user: sources.user,
         notes: Vec::new(),
         offered: Vec::new(),
-        rsa_hash: None,
+        ssh_rsa_signatures: sources.ssh_rsa_signatures,
+        rsa_signature: None,
     };
     match attempt.run(sources).await {
         Outcome::Accepted => Ok(()),
@@ -63,8 +67,36 @@ struct Attempt<'h, 's, H: Handler> {
     notes: Vec<String>,
     /// Keys already offered, so that one key found in several places is tried once.
     offered: Vec<KeyData>,
-    rsa_hash: Option<HashAlg>,
+    ssh_rsa_signatures: bool,
+    /// How RSA keys sign on this server, once the server has been asked.
+    rsa_signature: Option<RsaSignature>,
 }
+
+/// The signature an RSA key makes for this server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RsaSignature {
+    Sha2(HashAlg),
+    /// `ssh-rsa`: allowed by the config, and the only one the server takes.
+    Sha1,
+    /// The server takes only SHA-1, which the config does not allow.
+    Refused,
+}
+
+/// What `server-sig-algs` says (russh's `best_supported_rsa_hash`: `None` when the server
+/// did not say, `Some(None)` when it takes only SHA-1) decides the signature. A server
+/// that does not say gets SHA-256, which every OpenSSH since 7.2 takes.
+fn rsa_signature(server: Option<Option<HashAlg>>, ssh_rsa_allowed: bool) -> RsaSignature {
+    match server {
+        Some(Some(hash)) => RsaSignature::Sha2(hash),
+        Some(None) if ssh_rsa_allowed => RsaSignature::Sha1,
+        Some(None) => RsaSignature::Refused,
+        None => RsaSignature::Sha2(HashAlg::Sha256),
+    }
+}
+
+const SHA1_REFUSED: &str = "skipped: the server takes RSA signatures only with SHA-1 \
+    (ssh-rsa), refused as OpenSSH 8.8+ refuses them; allow them for this host with \
+    `PubkeyAcceptedAlgorithms +ssh-rsa` in ~/.ssh/config, or use an ed25519 key";
 
 /// What to do after one key was offered.
 enum Next {
@@ -143,7 +175,10 @@ impl<H: Handler> Attempt<'_, '_, H> {
             return Next::Continue;
         }
         self.offered.push(data);
-        let hash = self.rsa_hash_for(key.algorithm().is_rsa()).await;
+        let Ok(hash) = self.rsa_hash_for(key.algorithm().is_rsa()).await else {
+            self.notes.push(format!("{what} ({SHA1_REFUSED})"));
+            return Next::Continue;
+        };
         let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
         let result = self.handle.authenticate_publickey(self.user, key).await;
         self.judge(result.map_err(|e| e.to_string()), what)
@@ -193,7 +228,10 @@ impl<H: Handler> Attempt<'_, '_, H> {
                 key.comment(),
                 key.fingerprint(HashAlg::Sha256)
             );
-            let hash = self.rsa_hash_for(key.algorithm().is_rsa()).await;
+            let Ok(hash) = self.rsa_hash_for(key.algorithm().is_rsa()).await else {
+                self.notes.push(format!("{what} ({SHA1_REFUSED})"));
+                continue;
+            };
             let result = self
                 .handle
                 .authenticate_publickey_with(self.user, key, hash, &mut agent)
@@ -246,19 +284,27 @@ impl<H: Handler> Attempt<'_, '_, H> {
         }
     }
 
-    /// RSA keys sign with SHA-2: modern sshd refuses ssh-rsa (SHA-1) signatures.
-    async fn rsa_hash_for(&mut self, is_rsa: bool) -> Option<HashAlg> {
+    /// The hash an RSA key signs with (`None`: SHA-1, or not an RSA key); `Err` when the
+    /// server takes only SHA-1 and the config does not allow it.
+    async fn rsa_hash_for(&mut self, is_rsa: bool) -> Result<Option<HashAlg>, ()> {
         if !is_rsa {
-            return None;
+            return Ok(None);
         }
-        if self.rsa_hash.is_none() {
-            let best = self.handle.best_supported_rsa_hash().await;
-            self.rsa_hash = Some(match best {
-                Ok(Some(Some(hash))) => hash,
-                _ => HashAlg::Sha256,
-            });
+        let signature = match self.rsa_signature {
+            Some(known) => known,
+            None => {
+                // A failed query is taken as the server not saying.
+                let server = self.handle.best_supported_rsa_hash().await.ok().flatten();
+                *self
+                    .rsa_signature
+                    .insert(rsa_signature(server, self.ssh_rsa_signatures))
+            }
+        };
+        match signature {
+            RsaSignature::Sha2(hash) => Ok(Some(hash)),
+            RsaSignature::Sha1 => Ok(None),
+            RsaSignature::Refused => Err(()),
         }
-        self.rsa_hash
     }
 }
 
@@ -268,5 +314,24 @@ fn method_names(methods: &[MethodKind]) -> String {
         "none".to_string()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_only_when_the_server_needs_it_and_the_config_allows_it() {
+        let sha512 = Some(Some(HashAlg::Sha512));
+        assert_eq!(
+            rsa_signature(sha512, true),
+            RsaSignature::Sha2(HashAlg::Sha512)
+        );
+        assert_eq!(rsa_signature(Some(None), true), RsaSignature::Sha1);
+        assert_eq!(rsa_signature(Some(None), false), RsaSignature::Refused);
+        let unsaid = RsaSignature::Sha2(HashAlg::Sha256);
+        assert_eq!(rsa_signature(None, true), unsaid);
+        assert_eq!(rsa_signature(None, false), unsaid);
     }
 }

@@ -1,5 +1,7 @@
 //! The part of `~/.ssh/config` that decides where and as whom to connect: `Host` blocks with
-//! `HostName`, `User`, `Port`, `IdentityFile`, `IdentitiesOnly`, and `Include`.
+//! `HostName`, `User`, `Port`, `IdentityFile`, `IdentitiesOnly`, and `Include`; and what
+//! it says about trust: `HashKnownHosts`, and whether `HostKeyAlgorithms` /
+//! `PubkeyAcceptedAlgorithms` let the SHA-1 `ssh-rsa` algorithm back in.
 //!
 //! As in OpenSSH, the first value found for an option wins, `IdentityFile` accumulates, and
 //! `Host` lines hold several patterns (`*`, `?`, `!negation`). `Match` blocks are not
@@ -15,6 +17,29 @@ pub(super) struct HostConfig {
     pub port: Option<u16>,
     pub identity_files: Vec<String>,
     pub identities_only: Option<bool>,
+    pub hash_known_hosts: Option<bool>,
+    /// `HostKeyAlgorithms` as written: a list, or a change to the default (`+`, `-`, `^`).
+    pub host_key_algorithms: Option<String>,
+    /// `PubkeyAcceptedAlgorithms` (or its old name `PubkeyAcceptedKeyTypes`) as written.
+    pub pubkey_accepted_algorithms: Option<String>,
+}
+
+/// Whether an algorithm list as written in ssh_config lets `ssh-rsa` (RSA with SHA-1)
+/// in. Like OpenSSH 8.8+, the default leaves it out; `+ssh-rsa`, `^ssh-rsa` or a full
+/// list naming it (wildcards allowed) bring it back. Only this question is answered: the
+/// order and the other algorithms of a list are not applied.
+pub(super) fn allows_ssh_rsa(list: Option<&str>) -> bool {
+    let Some(list) = list else {
+        return false;
+    };
+    let names = match list.as_bytes().first() {
+        Some(b'+' | b'^') => &list[1..],
+        Some(b'-') => return false,
+        _ => list,
+    };
+    names
+        .split(',')
+        .any(|pattern| wildcard_match(pattern.trim(), "ssh-rsa"))
 }
 
 /// OpenSSH's own limit: Include chains deeper than this are a loop.
@@ -75,9 +100,11 @@ impl Parser<'_> {
                     set(&mut config.port, Some(port));
                 }
                 "identityfile" => config.identity_files.extend(first),
-                "identitiesonly" => {
-                    let yes = first.is_some_and(|v| v.eq_ignore_ascii_case("yes"));
-                    set(&mut config.identities_only, Some(yes));
+                "identitiesonly" => set(&mut config.identities_only, Some(yes(&first))),
+                "hashknownhosts" => set(&mut config.hash_known_hosts, Some(yes(&first))),
+                "hostkeyalgorithms" => set(&mut config.host_key_algorithms, first),
+                "pubkeyacceptedalgorithms" | "pubkeyacceptedkeytypes" => {
+                    set(&mut config.pubkey_accepted_algorithms, first)
                 }
                 "include" => {
                     if depth >= MAX_INCLUDE_DEPTH {
@@ -122,6 +149,12 @@ impl Parser<'_> {
         files.sort();
         files
     }
+}
+
+fn yes(value: &Option<String>) -> bool {
+    value
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("yes"))
 }
 
 fn set<T>(slot: &mut Option<T>, value: Option<T>) {
@@ -280,6 +313,9 @@ Host web? db1 !web9
 Host web1
     User someone-else
     IdentityFile ~/.ssh/web1_key
+    HashKnownHosts yes
+    HostKeyAlgorithms +ssh-rsa
+    PubkeyAcceptedKeyTypes +ssh-rsa*
 
 Host=bastion
   Hostname = 10.0.0.1
@@ -307,8 +343,23 @@ Host *
                     "~/.ssh/with space".into()
                 ],
                 identities_only: Some(true),
+                hash_known_hosts: Some(true),
+                host_key_algorithms: Some("+ssh-rsa".into()),
+                pubkey_accepted_algorithms: Some("+ssh-rsa*".into()),
             }
         );
+    }
+
+    #[test]
+    fn ssh_rsa_comes_back_only_when_the_config_names_it() {
+        assert!(!allows_ssh_rsa(None));
+        assert!(allows_ssh_rsa(Some("+ssh-rsa")));
+        assert!(allows_ssh_rsa(Some("^ssh-rsa,ssh-ed25519")));
+        assert!(allows_ssh_rsa(Some("ssh-ed25519,ssh-rsa")));
+        assert!(allows_ssh_rsa(Some("+ssh-rsa*")));
+        assert!(!allows_ssh_rsa(Some("-ssh-rsa")));
+        assert!(!allows_ssh_rsa(Some("ssh-ed25519,rsa-sha2-512")));
+        assert!(!allows_ssh_rsa(Some("+ssh-rsa-cert-v01@openssh.com")));
     }
 
     #[test]

@@ -351,6 +351,58 @@ fn a_secret_never_shows_in_an_error() {
     insta::assert_snapshot!(stderr);
 }
 
+#[test]
+fn a_secret_next_to_a_mistake_is_hidden_in_the_snippet() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [pw]\n  vars: { pw: hunter2, app: demo }\n  \
+         vras: { x: 1 }\n  tasks: []\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("app: demo"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_secret_in_any_form_is_hidden_in_an_error() {
+    // A field of a structured secret, through a helper, in the message; the secret
+    // in the vars file next to the mistake, in the snippet.
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars_files: [vars/db.yml]\n  secrets: [db]\n  tasks:\n    \
+         - file: { path: /etc/app.conf, content: x, mode: \"{{upper db.password}}\" }\n",
+        &[(
+            "vars/db.yml",
+            "db:\n  user: billing_rw\n  password: s3cr3t-pw\n",
+        )],
+        &["site.yml"],
+    );
+    assert!(!stderr.to_lowercase().contains("s3cr3t"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [pw]\n  vars:\n    pw: \"it's-hunter2\"\n    \
+         url: \"http://{{nope}}/\"\n  tasks: []\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    insta::assert_snapshot!("a_secret_next_to_an_undefined_variable", stderr);
+}
+
+#[test]
+fn a_secret_in_a_unit_environment_is_refused() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { db_password: hunter2 }\n  secrets: [db_password]\n  \
+         tasks:\n    - systemd_unit:\n        name: app\n        exec_start: /usr/bin/true\n        \
+         environment:\n          MODE: release\n          DB_PASSWORD: \"{{db_password}}\"\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("site.yml:11:11:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
 // ---------------------------------------------------------------- ordering
 
 #[test]
@@ -705,5 +757,58 @@ fn a_link_planted_at_the_lock_is_refused_and_not_followed() {
     assert_eq!(
         std::fs::read_to_string(&victim).expect("victim"),
         "precious\n"
+    );
+}
+
+/// Ctrl-C in the terminal signals the whole foreground process group. With the local
+/// connection the task's children must not get it: converge lets the task in flight
+/// finish, then exits 130.
+#[test]
+fn ctrl_c_lets_the_local_task_in_flight_finish_and_exits_130() {
+    use std::os::unix::process::CommandExt;
+    let folder = Folder::new();
+    let started = folder.dir.path().join("started");
+    let finished = folder.dir.path().join("finished");
+    folder.file(
+        "inventory.yml",
+        "all:\n  hosts:\n    here: { ansible_connection: local }\n",
+    );
+    folder.file(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n    - command: \"touch {} && sleep 2 && touch {}\"\n",
+            started.display(),
+            finished.display()
+        ),
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .arg("site.yml")
+        .current_dir(folder.dir.path())
+        .env("HOME", folder.dir.path())
+        .env("XDG_RUNTIME_DIR", folder.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        // A group of its own stands for the terminal's foreground process group.
+        .process_group(0)
+        .spawn()
+        .expect("start converge");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let group = libc::pid_t::try_from(run.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let out = run.wait_with_output().expect("wait for converge");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        finished.exists(),
+        "the task in flight was cut short\n{stderr}"
     );
 }

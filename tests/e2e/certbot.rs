@@ -172,3 +172,53 @@ fn renewals_reach_the_private_server_with_the_ca_bundle() {
     let conf = s.sh("h1", "cat /etc/letsencrypt/renewal/h1.test.conf");
     assert!(conf.contains("authenticator = standalone"), "{conf}");
 }
+
+/// The serial of the certificate h1's nginx serves for h1.test, asked once from this
+/// machine (no retry).
+fn served_serial(s: &Scenario) -> String {
+    let ip = &s.hosts.host("h1").ip;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {ip}:443 -servername h1.test </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        ))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// certbot runs its deploy hook before it saves and reports, which outlasts nginx's
+/// reload: the new certificate is served when the task ends, with no wait of converge's.
+/// This keeps it so.
+#[test]
+fn a_certificate_whose_hook_reloads_nginx_is_served_when_reported() {
+    let s = Scenario::new(1);
+    let pebble = Pebble::start(&s.hosts.bridge_ip());
+    s.file("pebble-ca.pem", &pebble.ca_pem());
+    let certbot = |domains: &str| {
+        site(
+            &pebble,
+            &format!(
+                "        domains: {domains}\n        deploy_hook: \"systemctl reload nginx\"\n"
+            ),
+        )
+    };
+    s.playbook(&format!(
+        "{}    - nginx_vhost: {{ name: h1, server_name: h1.test, locations: [{{ path: /, root: /srv }}], tls: certbot }}\n",
+        certbot("[h1.test]")
+    ));
+    s.converge().expect_code(0);
+    assert_eq!(served_serial(&s), serial(&s));
+    // A name added: a new certificate, put live by the hook's reload only, and the
+    // certbot task is the run's last.
+    for domains in [
+        "[h1.test, www.h1.test]",
+        "[h1.test, www.h1.test, api.h1.test]",
+    ] {
+        let before = serial(&s);
+        s.playbook(&certbot(domains));
+        s.converge().expect_code(0).expect_changed("h1", 1);
+        assert_eq!(served_serial(&s), serial(&s));
+        assert_ne!(serial(&s), before);
+    }
+}

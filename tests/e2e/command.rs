@@ -70,3 +70,23 @@ fn a_failing_command_reports_its_exit_code_and_stderr() {
         Some(1)
     );
 }
+
+#[test]
+fn a_command_past_its_timeout_is_killed_on_the_host_and_fails_alone() {
+    let s = Scenario::new(1);
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - name: hangs\n      command: \"sleep 600; touch /root/never\"\n      timeout: 2\n    - file: { path: /root/after, content: \"x\\n\" }\n",
+    );
+    let started = std::time::Instant::now();
+    s.converge()
+        .expect_code(1)
+        .expect_stdout_contains("timed out after 2 s; killed on the host");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The hung command is gone from the host; the task that does not need it ran.
+    assert_eq!(s.hosts.exec("h1", "pgrep -x sleep").status.code(), Some(1));
+    assert_eq!(s.sh("h1", "cat /root/after"), "x\n");
+}

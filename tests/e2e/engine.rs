@@ -181,6 +181,54 @@ fn a_restart_owed_by_a_dead_run_is_performed_by_the_next() {
 }
 
 #[test]
+fn a_restart_is_owed_on_the_host_before_the_change_that_needs_it() {
+    let s = Scenario::new(1);
+    s.sh(
+        "h1",
+        "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/sleeper.service \
+         && systemctl daemon-reload && systemctl start sleeper",
+    );
+    let pid = s.sh("h1", "systemctl show -p MainPID --value sleeper");
+    // The change takes a while; the run is killed in the middle of it.
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - name: migrate\n      command: \"touch /etc/started; sleep 30\"\n      notify: restart sleeper\n  handlers:\n    - name: restart sleeper\n      service: { name: sleeper, state: restarted }\n",
+    );
+    let mut child = s.start(&["site.yml"]);
+    s.sh_until("h1", "ls /etc/started 2>/dev/null", "/etc/started");
+    child.kill().expect("SIGKILL converge");
+    child.wait().expect("reap converge");
+    assert_eq!(
+        s.sh("h1", "ls /var/lib/converge/restart-pending"),
+        "sleeper\n"
+    );
+    s.playbook("- hosts: all\n  tasks:\n    - file: { path: /etc/owed.conf, content: \"x\\n\" }\n");
+    s.converge()
+        .expect_code(0)
+        .expect_stdout_contains("restart sleeper (pending)");
+    assert_ne!(s.sh("h1", "systemctl show -p MainPID --value sleeper"), pid);
+}
+
+#[test]
+fn a_later_plays_mistake_found_with_facts_stops_the_run_before_any_change() {
+    let s = Scenario::new(1);
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - file: { path: /etc/first-play.conf, content: \"x\\n\" }\n\
+         - hosts: all\n  tasks:\n    - file: { path: \"/etc/{{facts.os.codename}}.conf\", content: \"y\\n\" }\n",
+    );
+    s.converge()
+        .expect_code(3)
+        .expect_stderr_contains("facts.os.codename");
+    assert_eq!(
+        s.hosts
+            .exec("h1", "test -e /etc/first-play.conf")
+            .status
+            .code(),
+        Some(1),
+        "the first play changed the host before the second was rendered"
+    );
+}
+
+#[test]
 fn ctrl_c_finishes_the_task_in_progress_and_starts_no_other() {
     let s = Scenario::new(1);
     s.playbook(

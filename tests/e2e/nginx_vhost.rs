@@ -172,3 +172,80 @@ fn certbot_sites_serve_http_until_the_certificate_exists() {
     s.converge().expect_code(0).expect_changed("h1", 0);
     s.diff().expect_code(0);
 }
+
+/// One request from this machine to h1's nginx, at once (no retry): the body.
+fn get_now(s: &Scenario, port: u16) -> String {
+    use std::io::{Read, Write};
+    let ip = &s.hosts.host("h1").ip;
+    let mut conn = std::net::TcpStream::connect((ip.as_str(), port)).expect("connect to nginx");
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: demo.test\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response)
+        .expect("read the response");
+    response
+        .split_once("\r\n\r\n")
+        .map_or(response.clone(), |(_, body)| body.to_string())
+}
+
+fn generation(n: usize) -> String {
+    site(&format!(
+        r#"{{ name: demo, server_name: demo.test, upstream: "127.0.0.1:8080", extra: "return 200 gen{n};" }}"#
+    ))
+}
+
+#[test]
+fn the_first_request_after_a_change_gets_the_new_site() {
+    let s = Scenario::new(1);
+    for n in 1..=5 {
+        s.playbook(&generation(n));
+        s.converge().expect_code(0);
+        assert_eq!(get_now(&s, 80), format!("gen{n}"), "change {n}");
+    }
+}
+
+#[test]
+fn a_site_the_master_refuses_at_reload_is_put_back() {
+    let s = Scenario::new(1);
+    s.playbook(&generation(1));
+    s.converge().expect_code(0);
+    let live = s.sh("h1", "cat /etc/nginx/sites-available/demo");
+    // `nginx -t` does not bind ports, the master does: a port held by another process
+    // passes the check and fails the reload.
+    s.sh(
+        "h1",
+        "nohup python3 -m http.server 8099 --bind 0.0.0.0 >/dev/null 2>&1 & \
+         until curl -s -o /dev/null http://127.0.0.1:8099/; do sleep 0.1; done",
+    );
+    s.playbook(&site(
+        r#"{ name: demo, server_name: demo.test, upstream: "127.0.0.1:8080", listen_http: 8099, extra: "return 200 gen2;" }"#,
+    ));
+    s.converge()
+        .expect_code(1)
+        .expect_stdout_contains("kept its old workers")
+        .expect_stdout_contains("bind() to 0.0.0.0:8099 failed (98: Address already in use)")
+        .expect_stdout_contains(
+            "nginx still serves the last good configuration; the previous demo is back on disk",
+        );
+    assert_eq!(get_now(&s, 80), "gen1");
+    assert_eq!(s.sh("h1", "cat /etc/nginx/sites-available/demo"), live);
+    // A restart (a reboot, say) picks up the last good site, not the refused one.
+    s.sh("h1", "systemctl restart nginx");
+    assert_eq!(get_now(&s, 80), "gen1");
+
+    // A new site the master refuses is neither left in sites-available nor enabled.
+    s.playbook(&format!(
+        "{}    - nginx_vhost: {}\n",
+        generation(1),
+        r#"{ name: other, server_name: other.test, upstream: "127.0.0.1:8080", listen_http: 8099 }"#
+    ));
+    s.converge()
+        .expect_code(1)
+        .expect_stdout_contains("kept its old workers");
+    let listing = s.sh(
+        "h1",
+        "ls -a /etc/nginx/sites-available /etc/nginx/sites-enabled",
+    );
+    assert!(!listing.contains("other"), "{listing}");
+    assert_eq!(get_now(&s, 80), "gen1");
+}

@@ -88,3 +88,42 @@ fn a_missing_unit_fails_the_task() {
         .expect_code(1)
         .expect_stdout_contains("nosuch.service not found");
 }
+
+/// Installs `name.service` running `sh -c 'sleep 0.3; exit 1'`, with `restart` as its
+/// `Restart=` setting.
+fn dying_unit(s: &Scenario, name: &str, restart: &str) {
+    s.sh(
+        "h1",
+        &format!(
+            "printf '[Service]\\nExecStart=/bin/sh -c \"sleep 0.3; exit 1\"\\nRestart={restart}\\nRestartSec=200ms\\n' \
+             > /etc/systemd/system/{name}.service && systemctl daemon-reload"
+        ),
+    );
+}
+
+#[test]
+fn a_unit_that_dies_right_after_start_fails_the_task() {
+    let s = Scenario::new(1);
+    dying_unit(&s, "dies", "no");
+    dying_unit(&s, "loops", "always");
+    for (task, says) in [
+        (
+            "{ name: dies, state: started }",
+            "dies stopped (Result=exit-code)",
+        ),
+        (
+            "{ name: dies, state: restarted }",
+            "dies stopped (Result=exit-code)",
+        ),
+        (
+            "{ name: loops, state: restarted }",
+            "loops stopped (Result=exit-code) within 1 s of starting",
+        ),
+    ] {
+        s.playbook(&play(&format!("    - service: {task}\n")));
+        s.converge()
+            .expect_code(1)
+            .expect_changed("h1", 0)
+            .expect_stdout_contains(says);
+    }
+}

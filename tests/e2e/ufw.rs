@@ -163,3 +163,29 @@ fn the_ssh_connection_is_never_locked_out() {
         "site.yml:3:21: ufw: `deny[0]`: this denies SSH (22/tcp) from everywhere",
     );
 }
+
+#[test]
+fn a_change_is_reported_once_the_kernel_holds_it() {
+    let s = Scenario::new(1);
+    s.sh("h1", "nohup python3 -m http.server 8081 >/dev/null 2>&1 &");
+    s.playbook(SITE);
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(!reachable(&s, 8081));
+
+    // A new rule filters at once.
+    s.playbook(&SITE.replace("\"80/tcp\",", "\"80/tcp\", \"8081/tcp\","));
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(reachable(&s, 8081));
+
+    // ufw's files say enabled, the kernel holds nothing: that is drift, repaired by loading them.
+    s.sh("h1", "nohup python3 -m http.server 8082 >/dev/null 2>&1 &");
+    s.sh("h1", "systemctl stop ufw");
+    assert!(reachable(&s, 8082));
+    s.diff()
+        .expect_code(2)
+        .expect_stdout_contains("-loaded: no\n+loaded: yes\n");
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(!reachable(&s, 8082));
+    assert!(reachable(&s, 8081));
+    s.converge().expect_code(0).expect_changed("h1", 0);
+}

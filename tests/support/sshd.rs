@@ -18,7 +18,7 @@ pub struct Sshd {
     pub dir: TempDir,
     /// Unencrypted ed25519 private key, authorized for every user.
     pub client_key: PathBuf,
-    /// The server's host key as `ssh-ed25519 AAAA...`.
+    /// The server's host key as `ssh-ed25519 AAAA...` (or `ssh-rsa AAAA...`).
     pub host_key: String,
     log: PathBuf,
 }
@@ -72,10 +72,15 @@ impl Sshd {
 
     /// Start with extra `sshd_config` lines appended.
     pub fn start_with(extra_config: &str) -> Sshd {
+        Sshd::start_with_host_key("ed25519", extra_config)
+    }
+
+    /// Start with a host key of `kind` (as [`keygen`] takes it), and extra config lines.
+    pub fn start_with_host_key(kind: &str, extra_config: &str) -> Sshd {
         // Privilege separation refuses to start without it.
         fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         let dir = tempfile::tempdir().expect("temp dir");
-        let host_key_path = keygen(dir.path(), "host_ed25519", "ed25519", "");
+        let host_key_path = keygen(dir.path(), &format!("host_{kind}"), kind, "");
         let client_key = keygen(dir.path(), "client_ed25519", "ed25519", "");
         fs::write(
             dir.path().join("authorized_keys"),
@@ -153,10 +158,71 @@ impl Sshd {
         format!("[127.0.0.1]:{} {}", self.port, self.host_key)
     }
 
+    /// Stop (SIGSTOP) every process serving a connection, as a host that died would
+    /// look: TCP stays open and the kernel still acknowledges, but nothing answers. The
+    /// processes are killed when the guard is dropped.
+    pub fn freeze_sessions(&self) -> Frozen {
+        let pids = descendants(self.child.id());
+        assert!(!pids.is_empty(), "no sshd session process to stop");
+        for pid in &pids {
+            signal(*pid, libc::SIGSTOP);
+        }
+        Frozen { pids }
+    }
+
     /// What sshd has logged so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Processes stopped by [`Sshd::freeze_sessions`].
+pub struct Frozen {
+    pids: Vec<u32>,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            signal(*pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers; a pid that has exited is just ESRCH.
+    unsafe { libc::kill(pid, signal) };
+}
+
+/// Every process below `root`, from the parent pid in each /proc/PID/stat.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces: fields resume after its closing paren.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid = rest.split(' ').nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 impl Drop for Sshd {

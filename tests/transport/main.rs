@@ -535,3 +535,236 @@ async fn exec_after_close_reports_a_lost_connection() {
     assert!(matches!(err, TransportError::Lost { .. }), "{err}");
     assert!(err.to_string().contains("converge closed"), "{err}");
 }
+
+/// Run `uploads` execs of `body` at once, each with `stdin`, freeze the server's session
+/// processes while they run, and return the first error and how long the execs took
+/// to fail after the freeze.
+async fn execs_against_a_dead_peer(
+    uploads: usize,
+    body: &str,
+    stdin: &[u8],
+) -> (TransportError, Duration) {
+    let (sshd, _home, ssh) = connected().await;
+    let ssh = Arc::new(ssh);
+    let stdin = Arc::new(stdin.to_vec());
+    let execs: Vec<_> = (0..uploads)
+        .map(|_| {
+            let (ssh, body, stdin) = (ssh.clone(), body.to_string(), stdin.clone());
+            tokio::spawn(async move { ssh.exec(script(&body, &stdin)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let frozen = sshd.freeze_sessions();
+    let frozen_at = Instant::now();
+    let results = tokio::time::timeout(Duration::from_secs(150), futures::future::join_all(execs))
+        .await
+        .expect("the execs gave up within 150 s");
+    let took = frozen_at.elapsed();
+    drop(frozen);
+    let errors: Vec<TransportError> = results
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Err(e) => e,
+            Ok(out) => panic!("an exec succeeded against a frozen server: {out:?}"),
+        })
+        .collect();
+    (errors.into_iter().next().unwrap(), took)
+}
+
+#[tokio::test]
+async fn dead_peer_mid_upload_is_given_up_as_lost() {
+    // Five fast uploads at once keep more in flight than the socket buffers hold, so
+    // converge is blocked writing to the socket when the server freezes.
+    let data = noise(100 << 20);
+    let (err, took) = execs_against_a_dead_peer(5, "cat >/dev/null", &data).await;
+    eprintln!("gave up {took:?} after the freeze, mid-upload: {err}");
+    assert!(matches!(err, TransportError::Lost { .. }), "{err}");
+    assert!(took < Duration::from_secs(75), "took {took:?}");
+}
+
+#[tokio::test]
+async fn dead_peer_while_a_command_runs_is_given_up_as_lost() {
+    let (err, took) = execs_against_a_dead_peer(1, "sleep 600", b"").await;
+    eprintln!("gave up {took:?} after the freeze, idle: {err}");
+    assert!(matches!(err, TransportError::Lost { .. }), "{err}");
+    assert!(took < Duration::from_secs(55), "took {took:?}");
+}
+
+#[tokio::test]
+async fn command_past_its_timeout_is_killed_on_the_host() {
+    let (sshd, _home, ssh) = connected().await;
+    let marker = sshd.dir.path().join("survived");
+    // The background child would outlive a kill of the shell alone.
+    let body = format!("(sleep 3; touch {}) & sleep 30", marker.display());
+    let start = Instant::now();
+    let err = ssh
+        .exec(Script {
+            timeout: Some(Duration::from_secs(1)),
+            ..script(&body, b"")
+        })
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(!err.is_unreachable(), "{err}");
+    assert_eq!(err.to_string(), "timed out after 1 s; killed on the host");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !marker.exists(),
+        "a child of the timed-out command kept running"
+    );
+    // The connection is still good for the next task.
+    assert!(ssh.exec(script("true", b"")).await.unwrap().success());
+}
+
+/// A server whose only host key is RSA and which signs it only with SHA-1 (`ssh-rsa`),
+/// like an old OpenSSH.
+fn sha1_rsa_server() -> Sshd {
+    Sshd::start_with_host_key("rsa", "HostKeyAlgorithms ssh-rsa")
+}
+
+#[tokio::test]
+async fn ssh_rsa_host_key_is_refused_with_the_way_to_allow_it() {
+    let sshd = sha1_rsa_server();
+    let home = trusting_home(&sshd);
+    let reason = host_key_reason(SshTransport::connect(&options(&sshd, home.path())).await);
+    assert!(
+        reason.contains("ssh-rsa (RSA with SHA-1) is refused"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("`HostKeyAlgorithms +ssh-rsa` under `Host testhost`"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn ssh_rsa_host_key_is_accepted_when_ssh_config_allows_it() {
+    let sshd = sha1_rsa_server();
+    let home = trusting_home(&sshd);
+    std::fs::write(
+        home.path().join(".ssh/config"),
+        "Host testhost\n  HostKeyAlgorithms +ssh-rsa\n",
+    )
+    .unwrap();
+    let ssh = connect(&sshd, &options(&sshd, home.path())).await;
+    assert!(ssh.exec(script("true", b"")).await.unwrap().success());
+    ssh.close().await;
+}
+
+#[tokio::test]
+async fn learned_host_key_is_hashed_when_ssh_config_says_so() {
+    let sshd = Sshd::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::write(home.path().join(".ssh/config"), "HashKnownHosts yes\n").unwrap();
+    let mut opts = options(&sshd, home.path());
+    opts.accept_new_host_keys = true;
+    connect_and_close(&sshd, &opts).await;
+
+    let path = known_hosts(home.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+    assert!(!text.contains("127.0.0.1"), "{text}");
+    assert!(text.trim_end().ends_with(&sshd.host_key), "{text}");
+
+    // The hashed entry vouches for the host on the next connect, without learning again.
+    opts.accept_new_host_keys = false;
+    connect_and_close(&sshd, &opts).await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // OpenSSH finds it too.
+    let found = Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(format!("[127.0.0.1]:{}", sshd.port))
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "ssh-keygen -F did not find the entry"
+    );
+    assert!(
+        String::from_utf8_lossy(&found.stdout).contains(&sshd.host_key),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}
+
+#[tokio::test]
+async fn command_past_its_timeout_is_killed_on_the_host_also_through_sudo() {
+    let hosts = support::hosts::TestHosts::up(1);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::copy(hosts.known_hosts(), known_hosts(home.path())).unwrap();
+    let mut opts = SshOptions::new("h1");
+    opts.address = Some(hosts.host("h1").ip.clone());
+    opts.user = Some("deploy".into());
+    opts.identity_file = Some(hosts.key());
+    opts.home = Some(home.path().to_path_buf());
+    opts.agent_socket = Some(home.path().join("no-agent.sock"));
+    let ssh = SshTransport::connect(&opts).await.unwrap();
+    assert!(!ssh.login_is_root());
+
+    // Root's own background child: only a kill run as root, of the whole group, ends it.
+    let err = ssh
+        .exec(Script {
+            body: "(sleep 3; touch /root/survived) & exec sleep 30",
+            stdin: b"",
+            become_root: true,
+            timeout: Some(Duration::from_secs(1)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "timed out after 1 s; killed on the host");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = hosts.exec("h1", "test -e /root/survived || pgrep -x sleep");
+    assert!(
+        !left.status.success(),
+        "the timed-out command or its child kept running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    ssh.close().await;
+}
+
+#[tokio::test]
+async fn a_host_that_never_reports_the_kill_times_out_on_the_controller() {
+    let (sshd, _home, ssh) = connected().await;
+    let exec = tokio::spawn(async move {
+        let result = ssh
+            .exec(Script {
+                timeout: Some(Duration::from_secs(1)),
+                ..script("sleep 600", b"")
+            })
+            .await;
+        (result, ssh)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Frozen, the host can neither kill the command nor say so; the connection itself
+    // would be given up only later.
+    let _frozen = sshd.freeze_sessions();
+    let frozen_at = Instant::now();
+    let (result, _ssh) = exec.await.unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransportError::TimedOut {
+                killed_on_host: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_unreachable());
+    assert!(
+        err.to_string().contains("may still be running there"),
+        "{err}"
+    );
+    assert!(
+        frozen_at.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        frozen_at.elapsed()
+    );
+}

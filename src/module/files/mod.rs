@@ -1,9 +1,15 @@
 //! Managed files on a host: probe their state, diff it, write them atomically.
 //!
 //! Every module that puts a file on a host (file, template, systemd_unit, logrotate,
-//! nginx_vhost) goes through here, so all of them write the same safe way: a hidden
-//! temp file ending in `~` beside the target, final owner and mode set, validated,
-//! fsynced, then renamed over the target.
+//! nginx_vhost, release) goes through here, so all of them write the same safe way
+//! ([`write`]'s module doc says how).
+
+mod write;
+
+pub use write::{
+    PRELUDE, chown_chmod_script, dir_script, enter, link_script, remove_script, touch_dir_script,
+    write_script,
+};
 
 use super::{Ctx, Diff, Failure, Mode, Probed, probe::fields_of};
 use crate::transport::{ExecOutput, quote};
@@ -53,7 +59,7 @@ pub fn probe(tag: &str, path: &str, read: Read) -> String {
     let content_part = match read {
         Read::Metadata => String::new(),
         Read::Content => format!(
-            "[ \"${{s##*/}}\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(base64 -w0 < {p})\"; "
+            "[ \"${{s##*/}}\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(dd if={p} iflag=nofollow status=none | base64 -w0)\"; "
         ),
     };
     format!(
@@ -223,87 +229,11 @@ fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) ->
     Diff::new(desired.path, before, Some(after))
 }
 
-fn dir_and_temp(path: &str) -> (String, String) {
-    let (dir, base) = match path.rsplit_once('/') {
-        Some(("", base)) => ("/".to_string(), base),
-        Some((dir, base)) => (dir.to_string(), base),
-        None => (".".to_string(), path),
-    };
-    let temp = format!("{}/.{base}.converge~", dir.trim_end_matches('/'));
-    (dir, temp)
-}
-
-/// The script that installs stdin at `desired.path` atomically, with its final owner
-/// and mode, after validation. Exits 3 when validation fails, leaving the target as it was.
-pub fn write_script(desired: &DesiredFile<'_>) -> String {
-    let (dir, temp) = dir_and_temp(desired.path);
-    write_script_with(desired, &dir, &temp)
-}
-
-/// Like [`write_script`], with the temp file at `temp` instead of beside the target: for
-/// a directory whose reader takes hidden `~` files too (logrotate reads
-/// `/etc/logrotate.d/.x.converge~`). `temp` must be on the target's filesystem, so the
-/// final rename stays atomic.
-pub fn write_script_via(desired: &DesiredFile<'_>, temp: &str) -> String {
-    let (dir, _) = dir_and_temp(desired.path);
-    write_script_with(desired, &dir, temp)
-}
-
-fn write_script_with(desired: &DesiredFile<'_>, dir: &str, temp: &str) -> String {
-    let p = quote(desired.path).into_owned();
-    let (d, t) = (quote(dir).into_owned(), quote(temp).into_owned());
-    let mut s = format!(
-        "set -e\n\
-         [ -d {d} ] || {{ echo \"directory {dir} does not exist\" >&2; exit 1; }}\n\
-         if [ -d {p} ] && [ ! -L {p} ]; then echo \"{path} is a directory\" >&2; exit 1; fi\n\
-         rm -f {t}\n\
-         (umask 077; cat > {t})\n",
-        dir = dir.replace('"', ""),
-        path = desired.path.replace('"', ""),
-    );
-    // Unset owner and mode keep what the file had, or root and 0644 for a new file.
-    let owner = match (desired.owner, desired.group) {
-        (Some(o), Some(g)) => Some(format!("{o}:{g}")),
-        (Some(o), None) => Some(o.to_string()),
-        (None, Some(g)) => Some(format!(":{g}")),
-        (None, None) => None,
-    };
-    s.push_str(&format!("if [ -e {p} ]; then chown --reference={p} {t}; chmod --reference={p} {t}; else chmod 0644 {t}; fi\n"));
-    if let Some(owner) = owner {
-        s.push_str(&format!("chown {} {t}\n", quote(&owner)));
-    }
-    if let Some(mode) = desired.mode {
-        s.push_str(&format!("chmod {} {t}\n", mode.text()));
-    }
-    if let Some(validate) = desired.validate {
-        let line = validate.replace("%s", &t);
-        s.push_str(&format!(
-            "if ! ( {line} ) >&2; then rm -f {t}; echo 'validation failed: {}' >&2; exit 3; fi\n",
-            validate.replace('\'', "")
-        ));
-    }
-    s.push_str(&format!("sync {t}\nmv -f {t} {p}\n"));
-    s
-}
-
 /// Put the file in place (apply mode only).
 pub async fn write(ctx: &Ctx<'_>, desired: &DesiredFile<'_>) -> Result<(), Failure> {
-    write_with(ctx, desired, &write_script(desired)).await
-}
-
-/// Like [`write`], staging the temp file at `temp` (see [`write_script_via`]).
-pub async fn write_via(
-    ctx: &Ctx<'_>,
-    desired: &DesiredFile<'_>,
-    temp: &str,
-) -> Result<(), Failure> {
-    write_with(ctx, desired, &write_script_via(desired, temp)).await
-}
-
-async fn write_with(ctx: &Ctx<'_>, desired: &DesiredFile<'_>, script: &str) -> Result<(), Failure> {
     ctx.run_input_ok(
         &format!("writing {}", desired.path),
-        script,
+        &write_script(desired),
         desired.content,
     )
     .await
@@ -391,49 +321,6 @@ impl Findings {
             ))
         }
     }
-}
-
-/// The script making `path` a symlink to `target`, owned by `owner` when given: a new
-/// link under a hidden temp name (`.NAME.converge~`, skipped by nginx's and logrotate's
-/// `*` includes) renamed over the old one, so `path` never disappears. Fails on a
-/// directory at `path`.
-pub fn link_script(path: &str, target: &str, owner: Option<&str>) -> String {
-    let (dir, temp) = dir_and_temp(path);
-    let (p, t) = (quote(path), quote(&temp).into_owned());
-    let chown = owner
-        .map(|o| format!("chown -h {} {t}\n", quote(o)))
-        .unwrap_or_default();
-    format!(
-        "set -e\n\
-         if [ -d {p} ] && [ ! -L {p} ]; then echo \"{} is a directory\" >&2; exit 1; fi\n\
-         [ -d {d} ] || {{ echo \"directory {} does not exist\" >&2; exit 1; }}\n\
-         rm -f {t}\nln -s {} {t}\n{chown}mv -Tf {t} {p}\n",
-        path.replace('"', ""),
-        dir.replace('"', ""),
-        quote(target),
-        d = quote(&dir),
-    )
-}
-
-/// Change only owner and mode of an existing file.
-pub fn chown_chmod_script(
-    path: &str,
-    mode: Option<Mode>,
-    owner: Option<&str>,
-    group: Option<&str>,
-) -> String {
-    let p = quote(path);
-    let mut s = String::from("set -e\n");
-    match (owner, group) {
-        (Some(o), Some(g)) => s.push_str(&format!("chown -h {} {p}\n", quote(&format!("{o}:{g}")))),
-        (Some(o), None) => s.push_str(&format!("chown -h {} {p}\n", quote(o))),
-        (None, Some(g)) => s.push_str(&format!("chgrp -h {} {p}\n", quote(g))),
-        (None, None) => {}
-    }
-    if let Some(mode) = mode {
-        s.push_str(&format!("chmod {} {p}\n", mode.chmod_arg()));
-    }
-    s
 }
 
 #[cfg(test)]
@@ -558,33 +445,132 @@ mod tests {
         );
     }
 
-    #[test]
-    fn write_via_stages_the_temp_file_elsewhere() {
-        let dir = tempfile::tempdir().unwrap();
-        let target_dir = dir.path().join("conf.d");
-        std::fs::create_dir(&target_dir).unwrap();
-        let path = target_dir.join("app");
-        let temp = dir.path().join(".conf.d.app.converge~");
-        let desired = DesiredFile {
-            path: path.to_str().unwrap(),
-            content: b"x\n",
+    fn desired_at(path: &str) -> DesiredFile<'_> {
+        DesiredFile {
+            path,
+            content: b"new\n",
             mode: None,
             owner: None,
             group: None,
             validate: None,
             secret: false,
-        };
-        let script = write_script_via(&desired, temp.to_str().unwrap());
-        // The temp file is never in the target's directory, even for a moment.
-        assert!(!script.contains("conf.d/.app"), "{script}");
-        let out = sh(&script, desired.content);
+        }
+    }
+
+    #[test]
+    fn a_link_planted_at_the_target_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "root only\n").unwrap();
+        let path = dir.path().join("config.yaml");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let desired = desired_at(path.to_str().unwrap());
+        let out = sh(&write_script(&desired), desired.content);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n");
-        assert!(!temp.exists());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root only\n");
+        assert!(!path.is_symlink());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        // Nothing staged is left in the target's directory or anywhere else in it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_link_on_the_way_is_followed_only_where_no_one_else_can_change_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let via = dir.path().join("via");
+        std::os::unix::fs::symlink("real", &via).unwrap();
+        let path = via.join("x.conf");
+        let desired = desired_at(path.to_str().unwrap());
+        // Root's link in root's 0700 directory (like /lib -> usr/lib): followed.
+        let out = sh(&write_script(&desired), desired.content);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(real.join("x.conf")).unwrap(),
+            "new\n"
+        );
+        // The same link in a directory anyone may write (no sticky bit): refused.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = sh(&write_script(&desired), desired.content);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("someone other than root could redirect"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn owner_and_mode_never_follow_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "x").unwrap();
+        let link = dir.path().join("app.log");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let before = std::fs::metadata(&victim).unwrap().permissions();
+        let script = chown_chmod_script(link.to_str().unwrap(), Some(Mode(0o666)), None, None);
+        assert!(sh(&script, b"").status.success());
+        assert_eq!(std::fs::metadata(&victim).unwrap().permissions(), before);
+        // A regular file gets its mode through the checked descriptor.
+        let file = dir.path().join("real.log");
+        std::fs::write(&file, "x").unwrap();
+        let script = chown_chmod_script(file.to_str().unwrap(), Some(Mode(0o640)), None, None);
+        let out = sh(&script, b"");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn dirs_are_made_level_by_level_and_a_secret_file_is_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b c/-d");
+        let out = sh(
+            &dir_script(deep.to_str().unwrap(), Some(Mode(0o750)), None, None),
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&deep), 0o750);
+        assert_eq!(mode(&dir.path().join("a/b c")), 0o755);
+        let secret = deep.join("token");
+        let mut desired = desired_at(secret.to_str().unwrap());
+        desired.secret = true;
+        assert!(
+            sh(&write_script(&desired), desired.content)
+                .status
+                .success()
+        );
+        assert_eq!(mode(&secret), 0o600);
+        let out = sh(
+            &remove_script(dir.path().join("a").to_str().unwrap(), true),
+            b"",
+        );
+        assert!(out.status.success());
+        assert!(!dir.path().join("a").exists());
     }
 
     #[tokio::test]
