@@ -97,10 +97,12 @@ impl Transport for LocalTransport {
         body: &str,
         become_root: bool,
     ) -> Result<Box<dyn Stream>, TransportError> {
-        // Not killed on drop: it ends when its stdin closes, like a remote one.
+        // Not killed on drop: it ends when its stdin closes, like a remote one. Its own
+        // process group, like exec's: Ctrl-C must not end it while the run finishes.
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(stream_command_line(body, become_root, self.is_root))
+            .process_group(0)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
