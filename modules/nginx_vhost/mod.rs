@@ -715,7 +715,7 @@ impl VhostAction {
                 (Kind::Absent, _) => {
                     ctx.run_ok(
                         "disabling the new site",
-                        &format!("rm -f -- {}\n", quote(&site.enabled)),
+                        &files::remove_script(&site.enabled, false),
                     )
                     .await?;
                 }
@@ -749,7 +749,7 @@ impl VhostAction {
                 (Kind::Absent, _) => {
                     ctx.run_ok(
                         "removing the new site",
-                        &format!("rm -f -- {}\n", quote(&site.available)),
+                        &files::remove_script(&site.available, false),
                     )
                     .await
                     .map(drop)?;

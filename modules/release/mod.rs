@@ -352,8 +352,13 @@ impl ReleaseAction {
     /// Restart the service (which starts a stopped one) and check its health.
     async fn restart_and_check(&self, ctx: &mut Ctx<'_>) -> Result<Verdict, Failure> {
         if let Some(service) = &self.service {
+            // Reported running only once it runs: a build that dies at once is unhealthy.
             let out = ctx
-                .run(&format!("systemctl restart -- {}", quote(service)))
+                .run(&format!(
+                    "systemctl restart -- {} || exit $?\n{}",
+                    quote(service),
+                    systemd::until_running(service)
+                ))
                 .await?;
             // Even a failed restart stopped the old process: nothing pending survives it.
             ctx.restarts.mark_restarted(service);
@@ -532,6 +537,7 @@ impl Action for ReleaseAction {
         let mut script = self.layout().prune_script(&plan.pruned);
         if let (Some(service), true) = (&self.service, plan.start) {
             script.push_str(&systemd::systemctl("start", service));
+            script.push_str(&systemd::until_running(service));
         }
         ctx.run_ok(
             &format!("release {}", self.version),

@@ -378,7 +378,11 @@ impl UnitAction {
                 if ctx.apply {
                     ctx.run_ok(
                         &format!("starting {}", self.unit),
-                        &systemd::systemctl("start", &self.unit),
+                        &format!(
+                            "{}{}",
+                            systemd::systemctl("start", &self.unit),
+                            systemd::until_running(&self.unit)
+                        ),
                     )
                     .await?;
                 }

@@ -144,3 +144,28 @@ fn release_transaction_rollback_and_pruning() {
     assert_eq!(s.sh("h1", "ls /opt/demo/releases"), "v2\nv4\nv5\n");
     deploy(&s, "v5").expect_code(0).expect_changed("h1", 0);
 }
+
+#[test]
+fn a_build_that_dies_at_once_is_rolled_back_without_a_health_check() {
+    let s = Scenario::new(1);
+    s.sh(
+        "h1",
+        "printf '[Service]\\nExecStart=/opt/demo/current/demo\\nRestart=no\\n' > /etc/systemd/system/demo.service && systemctl daemon-reload",
+    );
+    s.file("build/demo-v1", "#!/bin/sh\nexec sleep infinity\n");
+    s.file(
+        "build/demo-v2",
+        "#!/bin/sh\necho 'cannot read config' >&2; exit 1\n",
+    );
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - release: { name: demo, version: \"{{version}}\", src: \"build/demo-{{version}}\", dest: /opt/demo, service: demo }\n",
+    );
+    deploy(&s, "v1").expect_code(0);
+    assert_eq!(s.sh("h1", "systemctl is-active demo").trim(), "active");
+    deploy(&s, "v2")
+        .expect_code(1)
+        .expect_stdout_contains("v2 unhealthy: systemctl restart demo failed")
+        .expect_stdout_contains("rolled back to v1");
+    assert_eq!(live(&s), "releases/v1");
+    assert_eq!(s.sh("h1", "systemctl is-active demo").trim(), "active");
+}
