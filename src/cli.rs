@@ -21,7 +21,7 @@ Exit codes:
   1    a task failed or a host was unreachable
   2    diff found drift and nothing failed
   3    bad input (playbook, inventory, vars, template, usage, -l matching no host); nothing was touched
-  4    another run holds the lock
+  4    another run holds the lock (this playbook's, or a host's: that host is left alone)
   130  interrupted";
 
 #[derive(Parser)]
@@ -42,6 +42,7 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Apply(RunArgs),
     /// Check mode: change nothing, print unified diffs of what differs; exit 2 on drift.
+    /// Takes no host lock, so it runs beside another controller's apply.
     #[command(after_help = EXIT_CODES)]
     Diff(RunArgs),
     /// Show each host's task DAG, without connecting.
@@ -257,9 +258,10 @@ async fn run(args: RunArgs, check: bool) -> Exit {
     }
     let _lock = match RunLock::acquire(&args.target.playbook, &loaded.inventory_path) {
         Ok(lock) => lock,
-        Err(LockError::Held(path)) => {
+        Err(LockError::Held { path, holder }) => {
             eprintln!(
-                "error: another converge run holds the lock for this playbook and inventory ({})",
+                "error: another converge run holds the lock for this playbook and inventory: \
+                 {holder} ({})\n  help: wait for it to end; the lock goes with its process",
                 path.display()
             );
             return Exit::Locked;
@@ -323,6 +325,9 @@ async fn run(args: RunArgs, check: bool) -> Exit {
         let recap = host.recap();
         if recap.failed > 0 || recap.unreachable {
             exit = exit.worst(Exit::Failed);
+        }
+        if recap.locked {
+            exit = exit.worst(Exit::Locked);
         }
         if check && host.tasks.iter().any(|t| t.status == TaskStatus::Changed) {
             exit = exit.worst(Exit::Drift);

@@ -438,6 +438,14 @@ impl Transport for FakeHost {
             .await
     }
 
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
+        self.local.exec_stream(body, become_root).await
+    }
+
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
         self.local.connect_tcp(host, port).await
     }

@@ -128,6 +128,17 @@ impl Reporter for Human {
         self.emit(format!("{word} {host}: {reason}\n"));
     }
 
+    fn locked(&self, host: &str, holder: &str) {
+        let word = if self.color {
+            "locked".red().bold().to_string()
+        } else {
+            "locked".to_string()
+        };
+        self.emit(format!(
+            "{word} {host}: another converge run holds this host ({holder}); nothing was done there\n"
+        ));
+    }
+
     fn finish(&self, hosts: &[HostReport], _check_mode: bool, _elapsed: Duration) {
         if let Some((mp, bars)) = &self.progress {
             if let Ok(bars) = bars.lock() {
@@ -139,7 +150,7 @@ impl Reporter for Human {
         }
         let eventful = hosts.iter().any(|h| {
             let r = h.recap();
-            r.changed > 0 || r.failed > 0 || r.unreachable
+            r.changed > 0 || r.failed > 0 || r.unreachable || r.locked
         });
         if self.quiet {
             if !eventful {

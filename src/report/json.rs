@@ -13,6 +13,10 @@ impl Reporter for Json {
         eprintln!("{host}: unreachable: {reason}");
     }
 
+    fn locked(&self, host: &str, holder: &str) {
+        eprintln!("{host}: locked: another converge run holds this host ({holder})");
+    }
+
     fn finish(&self, hosts: &[HostReport], check_mode: bool, _elapsed: Duration) {
         let mut recap = Map::new();
         let mut details = Map::new();

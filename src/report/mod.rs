@@ -49,6 +49,9 @@ pub struct HostReport {
     pub tasks: Vec<TaskReport>,
     #[serde(skip)]
     pub unreachable: Option<String>,
+    /// Another controller held the host: who, since when. Nothing was done there.
+    #[serde(skip)]
+    pub locked: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -58,6 +61,8 @@ pub struct Recap {
     pub failed: usize,
     pub skipped: usize,
     pub unreachable: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
 }
 
 impl HostReport {
@@ -69,6 +74,7 @@ impl HostReport {
             failed: count(TaskStatus::Failed),
             skipped: count(TaskStatus::Skipped),
             unreachable: self.unreachable.is_some(),
+            locked: self.locked.is_some(),
         }
     }
 
@@ -77,6 +83,9 @@ impl HostReport {
         self.tasks.extend(other.tasks);
         if self.unreachable.is_none() {
             self.unreachable = other.unreachable;
+        }
+        if self.locked.is_none() {
+            self.locked = other.locked;
         }
     }
 }
@@ -87,6 +96,8 @@ pub trait Reporter: Send + Sync {
     fn progress(&self, _host: &str, _done: usize, _total: usize, _task: &str) {}
     fn task(&self, host: &str, task: &TaskReport);
     fn unreachable(&self, host: &str, reason: &str);
+    /// Another controller holds the host (`holder`: who, since when); it is left alone.
+    fn locked(&self, host: &str, holder: &str);
     /// All hosts done, in inventory order.
     fn finish(&self, hosts: &[HostReport], check_mode: bool, elapsed: Duration);
 }

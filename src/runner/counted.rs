@@ -32,6 +32,15 @@ impl Transport for Counted {
         self.inner.exec(script).await
     }
 
+    /// Not counted: `-v` counts the round trips that module and probe work costs.
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
+        self.inner.exec_stream(body, become_root).await
+    }
+
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
         self.inner.connect_tcp(host, port).await
     }

@@ -5,6 +5,7 @@
 mod batch;
 mod counted;
 mod host;
+mod host_lock;
 
 use batch::{FACTS, facts_value};
 
@@ -211,15 +212,36 @@ pub struct RunResult {
     pub hosts: Vec<HostReport>,
 }
 
-/// A host we are connected to, with its facts.
-type Reached = (Arc<counted::Counted>, serde_json::Value, Prefetched);
+/// A host we are connected to, with its facts, and in apply mode its lock.
+type Reached = (
+    Arc<counted::Counted>,
+    serde_json::Value,
+    Prefetched,
+    Option<host_lock::HostLock>,
+);
+
+/// What connecting to a host came to, short of an error.
+enum Opened {
+    Reached(Reached),
+    /// Another controller holds the host (who, since when): nothing is done there.
+    Locked(String),
+}
 
 /// Close every open connection; `verbose` says how many execs each took.
 async fn close_all(connections: HashMap<String, Result<Reached, String>>, verbose: bool) {
     for (host, c) in connections {
-        if let Ok((transport, _, _)) = c {
+        // The lock goes after the connection, which ends its script on the host anyway.
+        if let Ok((transport, _, _, lock)) = c {
             if verbose {
-                eprintln!("{host}: {} exec(s) over one connection", transport.execs());
+                let plus = if lock.is_some() {
+                    ", plus the host lock's channel"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "{host}: {} exec(s) over one connection{plus}",
+                    transport.execs()
+                );
             }
             transport.close().await;
         }
@@ -298,21 +320,51 @@ pub async fn run_playbook(
             };
             let name = host.name.clone();
             let forks = forks.clone();
+            let check = settings.check;
             pending.push(async move {
                 let _permit = forks.acquire().await;
                 let result = async {
                     let transport = spec.open().await?;
-                    let (facts, prefetched) = first_read(transport.as_ref(), plan).await?;
-                    Ok::<_, TransportError>((transport, facts, prefetched))
+                    // Alongside the first read, which changes nothing, so that a rerun
+                    // waits for no extra round trip. Diff takes none (see host_lock).
+                    let lock = async {
+                        if check {
+                            Ok(None)
+                        } else {
+                            host_lock::take(transport.as_ref()).await.map(Some)
+                        }
+                    };
+                    let (read, lock) = tokio::join!(first_read(transport.as_ref(), plan), lock);
+                    let lock = match lock? {
+                        Some(host_lock::Taken::Refused(holder)) => {
+                            transport.close().await;
+                            return Ok(Opened::Locked(holder));
+                        }
+                        Some(host_lock::Taken::Held(lock)) => Some(lock),
+                        None => None,
+                    };
+                    let (facts, prefetched) = read?;
+                    Ok::<_, TransportError>(Opened::Reached((transport, facts, prefetched, lock)))
                 }
                 .await;
                 (name, result.map_err(|e| e.to_string()))
             });
         }
         for (name, result) in futures::future::join_all(pending).await {
-            if let Err(reason) = &result {
-                settings.reporter.unreachable(&name, reason);
-            }
+            let result = match result {
+                Ok(Opened::Reached(reached)) => Ok(reached),
+                Ok(Opened::Locked(holder)) => {
+                    settings.reporter.locked(&name, &holder);
+                    if let Some(r) = reports.get_mut(&name) {
+                        r.locked = Some(holder.clone());
+                    }
+                    Err(format!("locked by {holder}"))
+                }
+                Err(reason) => {
+                    settings.reporter.unreachable(&name, &reason);
+                    Err(reason)
+                }
+            };
             connections.insert(name, result);
         }
         let reachable: Vec<&crate::inventory::Host> = hosts
@@ -323,6 +375,7 @@ pub async fn run_playbook(
         for host in hosts {
             if let Some(Err(reason)) = connections.get(&host.name)
                 && let Some(r) = reports.get_mut(&host.name)
+                && r.locked.is_none()
             {
                 r.unreachable.get_or_insert_with(|| reason.clone());
             }
@@ -330,7 +383,7 @@ pub async fn run_playbook(
         let facts: HashMap<String, serde_json::Value> = reachable
             .iter()
             .filter_map(|h| match connections.get(&h.name) {
-                Some(Ok((_, f, _))) => Some((h.name.clone(), f.clone())),
+                Some(Ok((_, f, _, _))) => Some((h.name.clone(), f.clone())),
                 _ => None,
             })
             .collect();
@@ -345,7 +398,8 @@ pub async fn run_playbook(
     for final_plans in &rendered {
         let mut runs = Vec::new();
         for plan in final_plans {
-            let Some(Ok((transport, facts, prefetched))) = connections.get_mut(&plan.host) else {
+            let Some(Ok((transport, facts, prefetched, _))) = connections.get_mut(&plan.host)
+            else {
                 continue;
             };
             let forks = forks.clone();

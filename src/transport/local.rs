@@ -1,6 +1,8 @@
 //! `ansible_connection: local`: run on the control machine itself (pull mode from cron).
 
-use super::{ExecOutput, Script, Stream, Transport, TransportError, shell_command_line};
+use super::{
+    ExecOutput, Script, Stream, Transport, TransportError, shell_command_line, stream_command_line,
+};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -90,6 +92,28 @@ impl Transport for LocalTransport {
         })
     }
 
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
+        // Not killed on drop: it ends when its stdin closes, like a remote one. Its own
+        // process group, like exec's: Ctrl-C must not end it while the run finishes.
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(stream_command_line(body, become_root, self.is_root))
+            .process_group(0)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| TransportError::Io(format!("cannot start /bin/sh: {e}")))?;
+        match (child.stdout.take(), child.stdin.take()) {
+            (Some(stdout), Some(stdin)) => Ok(Box::new(tokio::io::join(stdout, stdin))),
+            _ => Err(TransportError::Io("/bin/sh started without pipes".into())),
+        }
+    }
+
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
         let stream = tokio::net::TcpStream::connect((host, port))
             .await
@@ -171,5 +195,21 @@ mod tests {
             .unwrap();
         assert!(out.success());
         assert_eq!(out.stdout.len(), input.len());
+    }
+
+    #[tokio::test]
+    async fn a_stream_script_reads_its_stdin_as_it_comes() {
+        use tokio::io::AsyncReadExt;
+        let mut stream = LocalTransport::new()
+            .exec_stream("while read -r line; do echo \"got $line\"; done", false)
+            .await
+            .unwrap();
+        stream.write_all(b"one\n").await.unwrap();
+        let mut first = [0u8; 8];
+        stream.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"got one\n");
+        stream.write_all(b"two\n").await.unwrap();
+        stream.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"got two\n");
     }
 }

@@ -98,20 +98,31 @@ pub fn shell_command_line(script: &Script<'_>, login_is_root: bool) -> String {
         "{}s",
         script.limit().max(Duration::from_millis(1)).as_secs_f64()
     );
-    let sudo: &[&str] = if script.become_root && !login_is_root {
+    command_line(
+        script.body,
+        script.become_root,
+        login_is_root,
+        &["timeout", "-k", &kill_after, &limit],
+    )
+}
+
+/// The command line of a script that lives as long as its connection
+/// ([`Transport::exec_stream`]): no time limit, the end of its stdin ends it.
+pub fn stream_command_line(body: &str, become_root: bool, login_is_root: bool) -> String {
+    command_line(body, become_root, login_is_root, &[])
+}
+
+fn command_line(body: &str, become_root: bool, login_is_root: bool, limit: &[&str]) -> String {
+    let sudo: &[&str] = if become_root && !login_is_root {
         &["sudo", "-n"]
     } else {
         &[]
     };
-    let words = sudo.iter().copied().chain([
-        "timeout",
-        "-k",
-        &kill_after,
-        &limit,
-        "/bin/sh",
-        "-c",
-        script.body,
-    ]);
+    let words = sudo
+        .iter()
+        .chain(limit)
+        .copied()
+        .chain(["/bin/sh", "-c", body]);
     quote_all(words)
 }
 
@@ -167,6 +178,15 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// Run a script; a non-zero exit is not an error here, callers read `status`.
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError>;
 
+    /// Start a script (`sh -c body`, as root if asked) that lives until its stream or the
+    /// connection closes, with no time limit; the stream is its stdin and stdout. For
+    /// what must die with the connection (the host lock).
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError>;
+
     /// Open a TCP connection to `host:port` as seen from the managed host.
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;
 
@@ -204,6 +224,14 @@ mod tests {
         assert_eq!(shell_command_line(&script(true), true), plain);
         assert_eq!(shell_command_line(&script(false), false), plain);
         assert_eq!(shell_command_line(&script(false), true), plain);
+    }
+
+    #[test]
+    fn a_stream_has_no_time_limit() {
+        assert_eq!(
+            stream_command_line("cat", true, false),
+            "sudo -n /bin/sh -c cat"
+        );
     }
 
     #[test]

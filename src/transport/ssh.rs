@@ -4,7 +4,9 @@ use super::known_hosts::{self, KnownHosts, Verdict};
 use super::ssh_auth::{self, Sources};
 use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
 use super::write_deadline::WriteDeadline;
-use super::{ExecOutput, Script, Stream, Transport, TransportError, shell_command_line};
+use super::{
+    ExecOutput, Script, Stream, Transport, TransportError, shell_command_line, stream_command_line,
+};
 use async_trait::async_trait;
 use russh::client::{self, DisconnectReason, Handle};
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
@@ -629,6 +631,37 @@ impl Transport for SshTransport {
             });
         }
         Ok(out)
+    }
+
+    async fn exec_stream(
+        &self,
+        body: &str,
+        become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
+        let (channel, permit) = self.open_session().await?;
+        // The channel holds its sshd session for the whole connection, so the execs get
+        // one permit fewer for good (1 + 2 x 4 <= MaxSessions), and at least one is left.
+        if self
+            .session_limit
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 1).then(|| n - 1)
+            })
+            .is_err()
+        {
+            return Err(TransportError::Io(format!(
+                "{}: the server allows one session at a time; a long-lived one needs two",
+                self.target
+            )));
+        }
+        permit.forget();
+        channel
+            .exec(
+                true,
+                stream_command_line(body, become_root, self.login_is_root),
+            )
+            .await
+            .map_err(|e| self.lost_error(e))?;
+        Ok(Box::new(channel.into_stream()))
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

@@ -56,7 +56,8 @@ impl Folder {
         self
     }
 
-    /// `converge ARGS` in the folder, without colors, with a HOME (and lock dir) of its own.
+    /// `converge ARGS` in the folder, without colors, with a HOME and XDG_RUNTIME_DIR of its
+    /// own (the run lock's place depends on neither).
     fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_converge"))
             .args(args)
@@ -654,10 +655,12 @@ fn default_subcommand_is_apply() {
     }
 }
 
-/// A second run of the same playbook and inventory while the first holds the lock exits 4 at
-/// once; when the first ends, the lock is free again.
+/// The same playbook in another environment: cron (no XDG_RUNTIME_DIR, another HOME) while a
+/// login run (XDG_RUNTIME_DIR, HOME) holds the lock. The place of the lock depends on the uid
+/// only, so the second run exits 4 at once and names the holder; when the holder is killed
+/// with -9, the lock is free again.
 #[test]
-fn a_run_holding_the_lock_makes_the_next_exit_4() {
+fn a_run_holding_the_lock_makes_the_next_exit_4_whatever_its_environment() {
     // Accepts connections and never speaks SSH: the first run waits in its handshake.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
     let port = silent.local_addr().expect("addr").port().to_string();
@@ -678,21 +681,83 @@ fn a_run_holding_the_lock_makes_the_next_exit_4() {
         .spawn()
         .expect("first run");
     std::thread::sleep(std::time::Duration::from_millis(700));
+    let cron_home = tempfile::tempdir().expect("another home");
+    let as_cron = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .args(args)
+            .current_dir(folder.dir.path())
+            .env("HOME", cron_home.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run converge");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
     let started = std::time::Instant::now();
-    let second = folder.run(&["diff", "site.yml"]);
-    assert_eq!(second.code, 4, "{second:?}");
+    let second = as_cron(&["diff", "site.yml", "--timeout", "1"]);
+    assert_eq!(second.code, 4, "{}", second.context());
     assert!(
         second
             .stderr
             .contains("another converge run holds the lock"),
-        "{second:?}"
+        "{}",
+        second.context()
     );
+    // The holder as it wrote itself: user@controller, its pid, since when.
+    let holder = format!("@{}, pid {}, since ", hostname(), first.id());
+    assert!(second.stderr.contains(&holder), "{}", second.context());
     assert!(started.elapsed().as_secs() < 5, "exit 4 must come at once");
-    first.kill().expect("kill the first run");
+    // The login run is refused too while it is held (same file from either side).
+    let login = folder.run(&["diff", "site.yml", "--timeout", "1"]);
+    assert_eq!(login.code, 4, "{}", login.context());
+    first.kill().expect("kill -9 the first run");
     first.wait().expect("wait");
     // Killed with -9: the lock went with the process.
-    let third = folder.run(&["diff", "site.yml", "--timeout", "1"]);
-    assert_ne!(third.code, 4, "{third:?}");
+    let third = as_cron(&["diff", "site.yml", "--timeout", "1"]);
+    assert_ne!(third.code, 4, "{}", third.context());
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}
+
+/// A link planted where the lock file goes is not followed: the run refuses, exits 1
+/// before connecting, and the file the link points to is left as it was.
+#[test]
+fn a_link_planted_at_the_lock_is_refused_and_not_followed() {
+    let folder = Folder::with_playbook(&play("    - file: { path: /etc/a, content: a }\n"));
+    let victim = folder.dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    let at = converge::lock::lock_path(
+        &folder.dir.path().join("site.yml"),
+        &folder.dir.path().join("inventory.yml"),
+    )
+    .expect("lock path");
+    // A first run makes the lock's directory and file (it stops at the unreachable host);
+    // the file is then replaced by the link.
+    assert_eq!(folder.run(&["diff", "site.yml", "--timeout", "1"]).code, 1);
+    std::fs::remove_file(&at).expect("the first run's lock file");
+    std::os::unix::fs::symlink(&victim, &at).expect("plant the link");
+    let run = folder.run(&["site.yml"]);
+    // Removed before asserting, so a failure leaves nothing planted behind.
+    let _ = std::fs::remove_file(&at);
+    assert_eq!(run.code, 1, "{}", run.context());
+    assert!(
+        run.stderr.contains("without following a link"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
 }
 
 /// Ctrl-C in the terminal signals the whole foreground process group. With the local

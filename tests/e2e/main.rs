@@ -17,6 +17,7 @@ mod hostile_user;
 mod hostile_values;
 mod http_check;
 mod json;
+mod lock;
 mod logrotate;
 mod nginx_vhost;
 mod release;
