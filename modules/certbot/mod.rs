@@ -13,6 +13,7 @@ use crate::module::{
     Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
     metadata_lines, one_or_many,
 };
+use crate::modules::nginx_vhost::check;
 use crate::playbook::node::PathStep;
 use crate::transport::{quote, quote_all};
 use async_trait::async_trait;
@@ -435,6 +436,16 @@ impl CertbotAction {
         }
         s.push_str(&quote_all(&args));
         s.push('\n');
+        // A hook reloading nginx returns before nginx serves the new certificate, and
+        // certbot does not always outlast it (seen under load): the task ends once nginx
+        // serves it. Only a reload keeps the master whose workers are watched.
+        if self.deploy_hook.as_deref().is_some_and(|h| {
+            ["reload nginx", "nginx -s reload", "reload-or-restart nginx"]
+                .iter()
+                .any(|r| h.contains(r))
+        }) {
+            return check::serving_after(&s);
+        }
         s
     }
 

@@ -97,6 +97,14 @@ fn the_request_command() {
     mkdir -p -- /var/www/letsencrypt
     REQUESTS_CA_BUNDLE='/etc/ssl/pebble ca.pem' certbot certonly --non-interactive --agree-tos --email ops@example.com --cert-name a.example -d a.example -d b.example --expand --force-renewal --webroot -w /var/www/letsencrypt --server https://127.0.0.1:14000/dir --key-type ecdsa --deploy-hook 'systemctl restart app && echo '\''renewed'\'' >> /var/log/renew.log'
     "#);
+    // A hook reloading nginx: the script ends once nginx serves the new certificate.
+    let n = action_of("domains: a.example\ndeploy_hook: systemctl reload nginx\n");
+    let script = n.request_script(false);
+    assert!(
+        script.contains("--deploy-hook 'systemctl reload nginx'\n")
+            && script.ends_with("if [ -n \"$m\" ]; then nginx_serves_new || exit; fi\n"),
+        "{script}"
+    );
     let b = action_of("domains: a.example\nmethod: standalone\nstaging: true\n");
     insta::assert_snapshot!(b.request_script(false), @r"
     set -e

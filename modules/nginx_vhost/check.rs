@@ -102,3 +102,15 @@ pub fn reload_script() -> String {
         generation_functions()
     )
 }
+
+/// `body`, a script that reloads nginx (certbot with a deploy hook that does), made to
+/// end only once nginx serves what it reloaded; exits 3 if the master kept its old
+/// workers. Nothing to wait for when nginx is not running.
+pub fn serving_after(body: &str) -> String {
+    format!(
+        "{}if nginx_master; then nginx_before; else m=; fi\n\
+         {body}\n\
+         if [ -n \"$m\" ]; then nginx_serves_new || exit; fi\n",
+        generation_functions()
+    )
+}

@@ -7,7 +7,7 @@
 //! before the `certbot` task, and the `https` part (the full site) after it. The full
 //! site is never written before its certificate exists.
 
-mod check;
+pub(crate) mod check;
 
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};

@@ -187,9 +187,8 @@ fn served_serial(s: &Scenario) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// certbot runs its deploy hook before it saves and reports, which outlasts nginx's
-/// reload: the new certificate is served when the task ends, with no wait of converge's.
-/// This keeps it so.
+/// A deploy hook reloading nginx returns before the new workers serve; certbot's own
+/// work after the hook usually outlasts that, but not under load: the task waits for it.
 #[test]
 fn a_certificate_whose_hook_reloads_nginx_is_served_when_reported() {
     let s = Scenario::new(1);
