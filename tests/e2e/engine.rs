@@ -149,17 +149,22 @@ fn a_changed_host_key_is_refused() {
     );
 }
 
-#[test]
-fn a_restart_owed_by_a_dead_run_is_performed_by_the_next() {
-    let s = Scenario::new(1);
+/// A running service `sleeper`; its main pid, to tell whether it was restarted.
+fn start_sleeper(s: &Scenario) -> String {
     s.sh(
         "h1",
         "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/sleeper.service \
          && systemctl daemon-reload && systemctl start sleeper",
     );
+    s.sh("h1", "systemctl show -p MainPID --value sleeper")
+}
+
+#[test]
+fn a_restart_owed_by_a_dead_run_is_performed_by_the_next() {
+    let s = Scenario::new(1);
+    let pid = start_sleeper(&s);
     s.playbook("- hosts: all\n  tasks:\n    - file: { path: /etc/owed.conf, content: \"x\\n\" }\n");
     s.converge().expect_code(0);
-    let pid = s.sh("h1", "systemctl show -p MainPID --value sleeper");
     // What a run that changed the unit and died before restarting leaves behind.
     s.sh("h1", "mkdir -p /var/lib/converge/restart-pending && touch /var/lib/converge/restart-pending/sleeper");
     s.diff()
@@ -183,12 +188,7 @@ fn a_restart_owed_by_a_dead_run_is_performed_by_the_next() {
 #[test]
 fn a_restart_is_owed_on_the_host_before_the_change_that_needs_it() {
     let s = Scenario::new(1);
-    s.sh(
-        "h1",
-        "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/sleeper.service \
-         && systemctl daemon-reload && systemctl start sleeper",
-    );
-    let pid = s.sh("h1", "systemctl show -p MainPID --value sleeper");
+    let pid = start_sleeper(&s);
     // The change takes a while; the run is killed in the middle of it.
     s.playbook(
         "- hosts: all\n  tasks:\n    - name: migrate\n      command: \"touch /etc/started; sleep 30\"\n      notify: restart sleeper\n  handlers:\n    - name: restart sleeper\n      service: { name: sleeper, state: restarted }\n",

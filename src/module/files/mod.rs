@@ -599,13 +599,8 @@ mod tests {
         let key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----\n";
         let absent = FileState::absent();
         let desired = DesiredFile {
-            path: "/root/.ssh/id_ed25519",
             content: key,
-            mode: None,
-            owner: None,
-            group: None,
-            validate: None,
-            secret: false,
+            ..desired_at("/root/.ssh/id_ed25519")
         };
         let text: String = diff(&absent, &desired)
             .iter()
