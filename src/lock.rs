@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Root's lock directory: /run is root's alone and emptied at boot.
 const ROOT_DIR: &str = "/run/converge";
@@ -79,7 +79,11 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {
                 // Written after locking, so what a refused run reads is the holder's.
-                let holder = format!("{}, since {}", holder(), utc(SystemTime::now()));
+                let holder = format!(
+                    "{}, since {}",
+                    holder(),
+                    humantime::format_rfc3339_seconds(SystemTime::now())
+                );
                 file.set_len(0)
                     .and_then(|()| (&file).write_all(format!("{holder}\n").as_bytes()))
                     .map_err(|e| {
@@ -224,28 +228,6 @@ pub fn holder() -> String {
     format!("{user}@{}, pid {}", hostname(), std::process::id())
 }
 
-/// `2026-12-04T15:12:38Z`.
-fn utc(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,12 +301,5 @@ mod tests {
             Err(LockError::Io(e)) if e.contains("without following a link")
         ));
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
-    }
-
-    #[test]
-    fn utc_formats_a_known_instant() {
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_796_397_158);
-        assert_eq!(utc(t), "2026-12-04T15:12:38Z");
-        assert_eq!(utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }

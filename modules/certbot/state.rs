@@ -91,16 +91,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// `2031-11-25` of seconds since the epoch.
 pub fn date_text(epoch: i64) -> String {
-    let z = epoch.div_euclid(86400) + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0).unsigned_abs());
+    let mut text = humantime::format_rfc3339_seconds(time).to_string();
+    text.truncate(10);
+    text
 }
 
 /// The `[renewalparams]` values of a renewal configuration.
