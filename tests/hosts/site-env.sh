@@ -7,8 +7,10 @@ site_up() {
     run_id=$1
     local n=$2
     bash tests/hosts/prerequisites.sh
-    cargo build --release -q -p converge
-    DEMO_VERSION=v1 cargo build --release -q -p demo-app
+    # A first build takes minutes: cargo's own progress says what it is doing.
+    echo "building converge and the demo app (release; a few minutes on a fresh machine)" >&2
+    cargo build --release -p converge
+    DEMO_VERSION=v1 cargo build --release -p demo-app
     work=$(mktemp -d)
     cp -r playbooks/site.yml playbooks/templates playbooks/vars "$work"/
     mkdir -p "$work/build" && cp target/release/demo-app "$work/build/demo-v1"
