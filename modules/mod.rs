@@ -1,17 +1,31 @@
-//! The built-in modules, one folder each. The engine finds them through `registry`.
+//! The built-in modules, one folder each. Adding a module is its folder and one line in
+//! the list below; the engine finds modules only through `registry`, which reads `ALL`.
 
-pub mod apt;
-pub mod certbot;
-pub mod command;
-pub mod dir;
-pub mod file;
-pub mod group;
-pub mod http_check;
-pub mod logrotate;
-pub mod nginx_vhost;
-pub mod release;
-pub mod service;
-pub mod systemd_unit;
-pub mod template;
-pub mod ufw;
-pub mod user;
+/// Declares each folder as a module and lists its `Module` in [`ALL`], so the two can
+/// never disagree.
+macro_rules! builtin {
+    ($($folder:ident :: $module:ident),* $(,)?) => {
+        $(pub mod $folder;)*
+
+        /// Every built-in module, in the order "did you mean" hints list them.
+        pub static ALL: &[&dyn crate::module::Module] = &[$(&$folder::$module),*];
+    };
+}
+
+builtin! {
+    file::File,
+    logrotate::Logrotate,
+    nginx_vhost::NginxVhost,
+    systemd_unit::SystemdUnit,
+    dir::Dir,
+    template::Template,
+    user::User,
+    group::Group,
+    command::Command,
+    apt::Apt,
+    service::Service,
+    http_check::HttpCheck,
+    release::Release,
+    ufw::Ufw,
+    certbot::Certbot,
+}
