@@ -9,7 +9,7 @@
 )]
 
 use crate::error::{InputError, InputResult, SourceFile, Span};
-use crate::playbook::node::{self, Kind, Node};
+use crate::node::{self, Kind, Node};
 use crate::playbook::template::engine;
 use globset::{Glob, GlobMatcher};
 use indexmap::IndexMap;

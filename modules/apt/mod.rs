@@ -5,7 +5,7 @@ use crate::error::InputResult;
 use crate::module::{
     Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
 };
-use crate::transport::quote_all;
+use crate::quote::quote_all;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::HashMap;

@@ -14,8 +14,8 @@ use crate::module::{
     metadata_lines, one_or_many,
 };
 use crate::modules::nginx_vhost::check;
-use crate::playbook::node::PathStep;
-use crate::transport::{quote, quote_all};
+use crate::node::PathStep;
+use crate::quote::{quote, quote_all};
 use async_trait::async_trait;
 use serde::Deserialize;
 use state::{CertInfo, RenewalConf, Request, Wanted};

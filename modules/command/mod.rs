@@ -5,7 +5,7 @@ use crate::error::InputResult;
 use crate::module::{
     Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
 };
-use crate::transport::{quote, quote_all};
+use crate::quote::{quote, quote_all};
 use async_trait::async_trait;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};

@@ -6,7 +6,7 @@ use crate::module::{
     Action, Change, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
     State, metadata_lines, opt_number,
 };
-use crate::transport::{quote, quote_all};
+use crate::quote::{quote, quote_all};
 use async_trait::async_trait;
 use serde::Deserialize;
 

@@ -7,7 +7,7 @@
 //! configuration that is about to go live, while the live tree, which nginx could
 //! reload at any moment, is untouched until the candidate passed.
 
-use crate::transport::quote;
+use crate::quote::quote;
 
 /// The script testing the configuration with stdin as sites-available/`name`, enabled.
 pub fn test_script(name: &str) -> String {

@@ -15,9 +15,9 @@ use crate::module::{
     Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
     one_or_many,
 };
-use crate::playbook::node::PathStep;
+use crate::node::PathStep;
 use crate::playbook::template::engine;
-use crate::transport::quote;
+use crate::quote::quote;
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};

@@ -10,7 +10,7 @@ use super::state::ReleaseState;
 use crate::module::files::{self, DesiredFile};
 use crate::module::systemd::{self, UnitState};
 use crate::module::{Mode, Probed};
-use crate::transport::quote;
+use crate::quote::quote;
 
 /// A release directory as the probe saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use crate::module::systemd::{self, yes_no};
 use crate::module::{
     Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, opt_number,
 };
-use crate::transport::quote;
+use crate::quote::quote;
 use artifact::Artifact;
 use async_trait::async_trait;
 use layout::{HostRelease, Layout, Live, Observed, choose_pruned};

@@ -44,8 +44,8 @@ impl Fixture {
                  show) printf 'LoadState=loaded\\nActiveState=%s\\nUnitFileState=enabled\\nMainPID=0\\n' \"$(cat \"$s/active\" 2>/dev/null || echo inactive)\" ;;\n\
                  restart|start) if grep -q crash {}; then echo 'Job for myapp.service failed.' >&2; exit 1; fi; echo active > \"$s/active\" ;;\n\
                  esac",
-                crate::transport::quote(dir.to_str().unwrap()),
-                crate::transport::quote(dest.join("current/myapp").to_str().unwrap()),
+                crate::quote::quote(dir.to_str().unwrap()),
+                crate::quote::quote(dest.join("current/myapp").to_str().unwrap()),
             ),
         );
         // Healthy unless the live binary says "bad".

@@ -12,9 +12,9 @@ use crate::module::{
     Account, Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
     one_or_many,
 };
-use crate::playbook::node::PathStep;
+use crate::node::PathStep;
 use crate::playbook::template::engine;
-use crate::transport::quote;
+use crate::quote::quote;
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};

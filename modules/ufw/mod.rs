@@ -11,8 +11,8 @@ use crate::error::InputResult;
 use crate::module::{
     Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
 };
-use crate::playbook::node::PathStep;
-use crate::transport::quote_all;
+use crate::node::PathStep;
+use crate::quote::quote_all;
 use async_trait::async_trait;
 use lockout::Guard;
 use rules::{Desired, Firewall, Policy, Rule, parse_tuple};
@@ -267,7 +267,7 @@ struct UfwAction {
 
 /// The probe, reading ufw's files under `root` ("" on a host; a temp dir in tests).
 fn probe_script(root: &str) -> String {
-    let r = crate::transport::quote(root);
+    let r = crate::quote::quote(root);
     format!(
         "r={r}\n\
          [ -x \"$r/usr/sbin/ufw\" ] && echo installed=yes\n\
@@ -482,7 +482,7 @@ impl Action for UfwAction {
 mod tests {
     use super::*;
     use crate::error::SourceFile;
-    use crate::playbook::node;
+    use crate::node;
     use std::path::Path;
 
     fn prepare(yaml: &str) -> InputResult<Desired> {
@@ -682,7 +682,7 @@ mod tests {
         let conn = "192.0.2.1 50000 192.0.2.2 2222";
         let inner = format!("unset SSH_CONNECTION; {}", lockout::PROBE);
         let out = sh_env(
-            &format!("/bin/sh -c {}; true", crate::transport::quote(&inner)),
+            &format!("/bin/sh -c {}; true", crate::quote::quote(&inner)),
             Some(conn),
         );
         assert!(out.contains(&format!("ssh_connection={conn}\n")), "{out}");

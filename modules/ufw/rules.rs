@@ -636,7 +636,7 @@ COMMIT
     fn ufw_lines(plan: &Plan) -> Vec<String> {
         plan.commands
             .iter()
-            .map(|c| format!("ufw {}", crate::transport::quote_all(c)))
+            .map(|c| format!("ufw {}", crate::quote::quote_all(c)))
             .collect()
     }
 
@@ -677,7 +677,7 @@ COMMIT
             "any",
             "web $(reboot); `id` \"x\" \\ *",
         );
-        let line = format!("ufw {}", crate::transport::quote_all(r.add_args()));
+        let line = format!("ufw {}", crate::quote::quote_all(r.add_args()));
         assert_eq!(
             line,
             r#"ufw allow proto tcp from any to any port 80 comment 'web $(reboot); `id` "x" \ *'"#
@@ -686,7 +686,7 @@ COMMIT
             .arg("-c")
             .arg(format!(
                 "set -- {}; printf '%s|' \"$@\"",
-                crate::transport::quote_all(r.add_args())
+                crate::quote::quote_all(r.add_args())
             ))
             .output()
             .unwrap();

@@ -7,7 +7,7 @@ use crate::module::{
     Action, Change, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
     State, metadata_lines, one_or_many, opt_number,
 };
-use crate::transport::{quote, quote_all};
+use crate::quote::{quote, quote_all};
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer};
 

@@ -4,7 +4,7 @@
 
 use super::{Params, opt_number};
 use crate::error::InputResult;
-use crate::playbook::node::PathStep;
+use crate::node::PathStep;
 use crate::transport::{Transport, TransportError};
 use serde::Deserialize;
 use std::time::{Duration, Instant};

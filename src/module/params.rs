@@ -1,7 +1,7 @@
 //! Typed module parameters, with errors that point at the parameter in the playbook.
 
 use crate::error::{InputError, InputResult};
-use crate::playbook::node::{Node, PathStep};
+use crate::node::{Node, PathStep};
 use crate::playbook::taint::Taint;
 use regex::Regex;
 use serde::de::{DeserializeOwned, Error as _};
@@ -299,7 +299,7 @@ pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
 mod tests {
     use super::*;
     use crate::error::SourceFile;
-    use crate::playbook::node;
+    use crate::node;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

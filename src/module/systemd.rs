@@ -3,7 +3,7 @@
 //! `release` and `systemd_unit`.
 
 use super::Probed;
-use crate::transport::quote;
+use crate::quote::quote;
 
 /// The properties every unit probe reads.
 const PROPERTIES: &str = "ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload";

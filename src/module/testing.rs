@@ -8,10 +8,9 @@ use super::{
     Action, Ctx, Failure, HostInfo, Module, Outcome, Params, Probed, Resource, RestartBook,
 };
 use crate::error::SourceFile;
-use crate::playbook::node::{self, Node};
-use crate::transport::{
-    ExecOutput, LocalTransport, Script, Stream, Transport, TransportError, quote,
-};
+use crate::node::{self, Node};
+use crate::quote::quote;
+use crate::transport::{ExecOutput, LocalTransport, Script, Stream, Transport, TransportError};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::HashSet;

@@ -4,7 +4,7 @@ use super::dag::{EdgeKind, Graph};
 use super::{HostPlan, PlanNode};
 use crate::error::{InputError, InputResult};
 use crate::module::Params;
-use crate::playbook::node::{Kind, Node};
+use crate::node::{Kind, Node};
 use crate::playbook::taint::Taint;
 use crate::playbook::template::engine;
 use crate::playbook::vars::{self, Layer};
@@ -340,10 +340,10 @@ fn task_display_name(def: &TaskDef, ctx: &Value, taint: &Taint) -> InputResult<S
     }
     let module = def.module.name();
     let key = def.module.key_param().and_then(|k| match &def.params.kind {
-        Kind::Map(_) => def.params.key_node(k).map(|_| {
-            def.params
-                .find(&[crate::playbook::node::PathStep::Key(k.into())])
-        }),
+        Kind::Map(_) => def
+            .params
+            .key_node(k)
+            .map(|_| def.params.find(&[crate::node::PathStep::Key(k.into())])),
         _ => Some(&def.params),
     });
     Ok(match key {
@@ -560,7 +560,7 @@ mod tests {
         let pw = "it's\"x";
         for form in [
             pw.to_string(),
-            crate::transport::quote(pw).into_owned(),
+            crate::quote::quote(pw).into_owned(),
             serde_json::to_string(pw).unwrap(),
             "S3".to_string(),
             "dbu".to_string(),

@@ -1,13 +1,12 @@
 //! Playbooks: what the user wrote, loaded with locations, checked before anything runs.
 
-pub mod node;
 pub mod taint;
 pub mod template;
 pub mod vars;
 
 use crate::error::{InputError, InputResult, SourceFile, Span};
+use crate::node::{self, Kind, Node};
 use crate::registry;
-use node::{Kind, Node};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

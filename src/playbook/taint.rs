@@ -7,9 +7,9 @@
 //! output) yields a tainted value, and what that value renders to joins the secrets
 //! that every output hides.
 
-use super::node::{Kind, Node};
 use super::template::{SINGLE_EXPRESSION, engine, is_helper, lookup};
 use crate::error::Span;
+use crate::node::{Kind, Node};
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
 use serde_json::Value;
 use std::sync::Mutex;
@@ -427,7 +427,7 @@ fn raw(path: &handlebars::Path) -> &str {
 mod tests {
     use super::*;
     use crate::error::SourceFile;
-    use crate::playbook::node::parse;
+    use crate::node::parse;
     use serde_json::json;
 
     fn taint(names: &[&str]) -> Taint {

@@ -3,7 +3,7 @@
 //! typed single-expression values, and the helpers of the spec.
 
 use crate::error::InputError;
-use crate::playbook::node::{Kind, Node};
+use crate::node::{Kind, Node};
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
     RenderError, RenderErrorReason, Renderable, ScopedJson, TemplateErrorReason,
@@ -333,7 +333,7 @@ const VALUE_HELPERS: &[(&str, ValueFn)] = &[
     ("json", |a| Ok(Value::String(arity(a, 1)?[0].to_string()))),
     ("quote", |a| {
         Ok(Value::String(
-            crate::transport::quote(&text(arity(a, 1)?[0])).into_owned(),
+            crate::quote::quote(&text(arity(a, 1)?[0])).into_owned(),
         ))
     }),
     ("join", |a| {

@@ -1,10 +1,10 @@
 //! A host's variables: the layers of the spec's precedence, with templates in values
 //! resolved against each other.
 
-use super::node::{Kind, Node};
 use super::taint::Taint;
 use super::template::engine;
 use crate::error::{InputError, InputResult, SourceFile, Span};
+use crate::node::{Kind, Node};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -159,7 +159,7 @@ pub fn extra_vars(args: &[String]) -> InputResult<Layer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playbook::node::parse;
+    use crate::node::parse;
 
     fn layer(yaml: &str) -> Layer {
         let node = parse(&SourceFile::new("v.yml", yaml)).unwrap();

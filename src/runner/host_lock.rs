@@ -10,7 +10,8 @@
 //! `converge diff` takes no host lock: it changes nothing, so it cannot collide with an
 //! apply, and a drift check from cron keeps answering while an operator converges.
 
-use crate::transport::{Stream, Transport, TransportError, quote};
+use crate::quote::quote;
+use crate::transport::{Stream, Transport, TransportError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -5,14 +5,13 @@
 
 mod known_hosts;
 mod local;
-mod quote;
 mod ssh;
 mod ssh_auth;
 mod ssh_config;
 mod write_deadline;
 
+pub use crate::quote::{quote, quote_all};
 pub use local::LocalTransport;
-pub use quote::{quote, quote_all};
 pub use ssh::{SshOptions, SshTransport};
 
 use async_trait::async_trait;

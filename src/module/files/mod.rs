@@ -12,7 +12,8 @@ pub use write::{
 };
 
 use super::{Ctx, Diff, Failure, Mode, Probed, probe::fields_of};
-use crate::transport::{ExecOutput, quote};
+use crate::quote::quote;
+use crate::transport::ExecOutput;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 

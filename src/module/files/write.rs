@@ -17,7 +17,7 @@
 
 use super::DesiredFile;
 use crate::module::Mode;
-use crate::transport::{quote, quote_all};
+use crate::quote::{quote, quote_all};
 
 /// Shell functions the scripts below use. `cvg_enter MSG COMPONENT...` enters the
 /// directory made of the components (from `/`), or fails with MSG: a real directory is
