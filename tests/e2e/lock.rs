@@ -183,6 +183,17 @@ fn a_cut_cable_frees_the_host_lock_within_about_a_minute() {
         freed < Duration::from_secs(75),
         "freed after {freed:?}, not within about a minute"
     );
-    // And a controller is let in again.
+    // And a controller is let in again, once the link is back (ARP settles after `up`).
+    let ssh: std::net::SocketAddr = format!("{}:22", s.hosts.host("h1").ip)
+        .parse()
+        .expect("host address");
+    let back = Instant::now();
+    while std::net::TcpStream::connect_timeout(&ssh, Duration::from_secs(1)).is_err() {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "h1 unreachable after the link came back"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     Other::new(&s).converge().expect_code(0);
 }
