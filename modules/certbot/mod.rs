@@ -429,7 +429,7 @@ impl CertbotAction {
         }
         let mut s = String::from("set -e\n");
         if self.method == Method::Webroot {
-            s.push_str(&format!("mkdir -p -- {}\n", quote(&self.webroot)));
+            s.push_str(&files::dir_script(&self.webroot, None, None, None));
         }
         if let Some(bundle) = &self.ca_bundle {
             s.push_str(&format!("REQUESTS_CA_BUNDLE={} ", quote(bundle)));
@@ -476,11 +476,8 @@ impl CertbotAction {
                     let desired = plain_file(DROPIN, content.as_bytes());
                     let diffs = files::diff(&host.dropin, &desired);
                     if !diffs.is_empty() {
-                        plan.script.push_str(&format!(
-                            "mkdir -p {}\n{}",
-                            quote(DROPIN_DIR),
-                            files::write_script(&desired)
-                        ));
+                        plan.script.push_str(&files::dir_script(DROPIN_DIR, None, None, None));
+                        plan.script.push_str(&files::write_script(&desired));
                         plan.stdin = content.clone().into_bytes();
                         plan.script.push_str("systemctl daemon-reload\n");
                     }
@@ -493,10 +490,8 @@ impl CertbotAction {
                         .as_ref()
                         .map(|c| String::from_utf8_lossy(c).into_owned());
                     plan.diffs.push(Diff::new(DROPIN, before, None));
-                    plan.script.push_str(&format!(
-                        "rm -f {}\nsystemctl daemon-reload\n",
-                        quote(DROPIN)
-                    ));
+                    plan.script.push_str(&files::remove_script(DROPIN, false));
+                    plan.script.push_str("systemctl daemon-reload\n");
                 }
                 None => {}
             }

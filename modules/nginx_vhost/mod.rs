@@ -658,7 +658,7 @@ impl Action for VhostAction {
             if makes_webroot {
                 ctx.run_ok(
                     &format!("creating {}", site.acme_webroot),
-                    &format!("mkdir -p -- {}", quote(&site.acme_webroot)),
+                    &files::dir_script(&site.acme_webroot, None, None, None),
                 )
                 .await?;
             }

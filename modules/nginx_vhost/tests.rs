@@ -226,7 +226,7 @@ async fn a_fresh_host_gets_the_http_part_first() {
     );
     let sent = h.sent();
     assert!(sent[0].contains("exec nginx -t"), "{sent:?}");
-    assert!(sent[1].contains("mkdir -p -- /var/www/letsencrypt"));
+    assert!(sent[1].contains(&files::dir_script("/var/www/letsencrypt", None, None, None)));
     assert!(
         sent[2].contains("mv -T -- \"$cvg_tmp\" ./myapp"),
         "{}",

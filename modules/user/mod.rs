@@ -2,6 +2,7 @@
 //! such account. The home directory is created only with `create_home: true`.
 
 use crate::error::InputResult;
+use crate::module::files;
 use crate::module::account::check_name;
 use crate::module::{
     Action, Change, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
@@ -305,11 +306,14 @@ impl UserAction {
 
 /// A missing home directory as `useradd --create-home` makes one: from /etc/skel,
 /// owned by the user and its primary group.
+/// Made through the one write path and filled from inside it (`.`), so no link
+/// planted on the way is followed.
 fn make_home(name: &str, home: &str) -> String {
-    let h = quote(home);
     format!(
-        "if [ ! -d {h} ]; then umask 022; mkdir -p {h}; \
-         if [ -d /etc/skel ]; then cp -a /etc/skel/. {h}/; fi; chown -R {} {h}; fi\n",
+        "if [ ! -d {} ]; then (\n{}\
+         if [ -d /etc/skel ]; then cp -a /etc/skel/. .; fi\nchown -R -- {} .\n); fi\n",
+        quote(home),
+        files::dir_script(home, None, None, None),
         quote(&format!("{name}:"))
     )
 }
