@@ -12,7 +12,6 @@ use crate::module::systemd::{self, yes_no};
 use crate::module::{
     Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, opt_number,
 };
-use crate::quote::quote;
 use artifact::Artifact;
 use async_trait::async_trait;
 use layout::{HostRelease, Layout, Live, Observed, choose_pruned};
@@ -354,11 +353,7 @@ impl ReleaseAction {
         if let Some(service) = &self.service {
             // Reported running only once it runs: a build that dies at once is unhealthy.
             let out = ctx
-                .run(&format!(
-                    "systemctl restart -- {} || exit $?\n{}",
-                    quote(service),
-                    systemd::until_running(service)
-                ))
+                .run(&systemd::systemctl_until_running("restart", service))
                 .await?;
             // Even a failed restart stopped the old process: nothing pending survives it.
             ctx.restarts.mark_restarted(service);
@@ -536,8 +531,7 @@ impl Action for ReleaseAction {
         }
         let mut script = self.layout().prune_script(&plan.pruned);
         if let (Some(service), true) = (&self.service, plan.start) {
-            script.push_str(&systemd::systemctl("start", service));
-            script.push_str(&systemd::until_running(service));
+            script.push_str(&systemd::systemctl_until_running("start", service));
         }
         ctx.run_ok(
             &format!("release {}", self.version),

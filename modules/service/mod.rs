@@ -136,11 +136,12 @@ impl Action for ServiceAction {
                 State::Started | State::Stopped => (None, active),
             };
             if let Some(verb) = verb {
-                script.push_str(&systemd::systemctl(verb, name));
                 // Reported as running only once it runs, and stays up.
-                if now_active {
-                    script.push_str(&systemd::until_running(name));
-                }
+                script.push_str(&if now_active {
+                    systemd::systemctl_until_running(verb, name)
+                } else {
+                    systemd::systemctl(verb, name)
+                });
             }
             // A fresh start or a restart picks up every change made so far.
             if matches!(verb, Some("start" | "restart")) {

@@ -378,11 +378,7 @@ impl UnitAction {
                 if ctx.apply {
                     ctx.run_ok(
                         &format!("starting {}", self.unit),
-                        &format!(
-                            "{}{}",
-                            systemd::systemctl("start", &self.unit),
-                            systemd::until_running(&self.unit)
-                        ),
+                        &systemd::systemctl_until_running("start", &self.unit),
                     )
                     .await?;
                 }

@@ -78,7 +78,6 @@ pub struct Ctx<'a> {
     /// front of its first command in apply mode: the intent is on the host before the
     /// change is live, so a crash in between cannot lose the restart.
     restart_intent: std::sync::Mutex<Option<String>>,
-    intent_written: std::sync::atomic::AtomicBool,
     pub restarts: &'a mut RestartBook,
     /// Resources that earlier tasks changed, or in check mode would have changed.
     changed: &'a HashSet<Resource>,
@@ -100,7 +99,6 @@ impl<'a> Ctx<'a> {
             become_root,
             timeout: None,
             restart_intent: std::sync::Mutex::new(None),
-            intent_written: std::sync::atomic::AtomicBool::new(false),
             restarts,
             changed,
         }
@@ -115,10 +113,13 @@ impl<'a> Ctx<'a> {
         self
     }
 
-    /// Whether the restart intent went to the host (the task ran a command).
-    pub fn intent_written(&self) -> bool {
-        self.intent_written
-            .load(std::sync::atomic::Ordering::SeqCst)
+    /// Whether a restart intent is still waiting for the task's first command (none
+    /// ran): once it went to the host, the slot is empty.
+    pub fn restart_intent_pending(&self) -> bool {
+        self.restart_intent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Each command of this task may run for `timeout` at most.
@@ -156,16 +157,8 @@ impl<'a> Ctx<'a> {
         } else {
             None
         };
-        let with_intent;
-        let body = match intent {
-            Some(snippet) => {
-                self.intent_written
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                with_intent = format!("{snippet}{body}");
-                with_intent.as_str()
-            }
-            None => body,
-        };
+        let with_intent = intent.map(|snippet| format!("{snippet}{body}"));
+        let body = with_intent.as_deref().unwrap_or(body);
         let script = Script {
             body,
             stdin,

@@ -181,6 +181,12 @@ pub fn systemctl(verb: &str, unit: &str) -> String {
     )
 }
 
+/// `systemctl VERB UNIT` for a verb that leaves the unit running (start, restart,
+/// reload), reported as done only once it runs ([`until_running`]).
+pub fn systemctl_until_running(verb: &str, unit: &str) -> String {
+    format!("{}{}", systemctl(verb, unit), until_running(unit))
+}
+
 /// How long a started unit may stay `activating` (systemctl returns at once for
 /// `Type=simple`; `notify` and `forking` units are ready when it returns).
 pub const START_WAIT_SECS: u32 = 10;

@@ -174,7 +174,8 @@ impl HostRun<'_> {
             .with_timeout(node.timeout)
             .with_restart_intent(self.restart_intent(i, &persisted));
             let result = action.converge(&probed, &mut ctx).await;
-            if ctx.intent_written() {
+            // Written, or never needed (all owed restarts were on the host already).
+            if !ctx.restart_intent_pending() {
                 persisted.extend(self.owed_restarts(i));
             }
             let elapsed = started.elapsed().as_millis() as u64;

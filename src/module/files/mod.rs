@@ -327,6 +327,7 @@ impl Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::process::Command;
 
     fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
@@ -458,13 +459,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_link_planted_at_the_target_is_replaced_not_written_through() {
+    /// A temp dir holding `victim` (root's file, with `content`) and a link `name` to it,
+    /// as a hostile user would plant it.
+    fn planted_link(name: &str, content: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let victim = dir.path().join("victim");
-        std::fs::write(&victim, "root only\n").unwrap();
-        let path = dir.path().join("config.yaml");
-        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        std::fs::write(&victim, content).unwrap();
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        (dir, victim, link)
+    }
+
+    #[test]
+    fn a_link_planted_at_the_target_is_replaced_not_written_through() {
+        let (dir, victim, path) = planted_link("config.yaml", "root only\n");
         let desired = desired_at(path.to_str().unwrap());
         let out = sh(&write_script(&desired), desired.content);
         assert!(
@@ -513,11 +521,7 @@ mod tests {
 
     #[test]
     fn owner_and_mode_never_follow_a_link() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
-        std::fs::write(&victim, "x").unwrap();
-        let link = dir.path().join("app.log");
-        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let (dir, victim, link) = planted_link("app.log", "x");
         let before = std::fs::metadata(&victim).unwrap().permissions();
         let script = chown_chmod_script(link.to_str().unwrap(), Some(Mode(0o666)), None, None);
         assert!(sh(&script, b"").status.success());
