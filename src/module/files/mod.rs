@@ -544,6 +544,24 @@ mod tests {
     }
 
     #[test]
+    fn owner_and_mode_refuse_what_is_not_a_regular_file_without_blocking_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("app.log");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let script = chown_chmod_script(fifo.to_str().unwrap(), Some(Mode(0o640)), None, None);
+        let out = sh(&script, b"");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("is not a regular file"), "{stderr}");
+    }
+
+    #[test]
     fn dirs_are_made_level_by_level_and_a_secret_file_is_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,8 @@
 //! - owner and mode of an existing file change through a descriptor checked to be the very
 //!   file at the target, never through a path that could have become a link.
 //!
-//! Only sh, coreutils and findutils are needed on the host.
+//! Only sh, coreutils, findutils and (for owner and mode of an existing file) perl-base,
+//! all Essential on Debian and Ubuntu, are needed on the host.
 
 use super::DesiredFile;
 use crate::module::Mode;
@@ -189,9 +190,23 @@ pub fn link_script(path: &str, link_target: &str, owner: Option<&str>) -> String
     s
 }
 
+/// Sets owner, group and mode of a regular file through a descriptor opened with
+/// `O_NOFOLLOW|O_NONBLOCK`: a link swapped in is refused, never followed, and no device or
+/// FIFO can be opened through one (opening /dev/watchdog alone has effects). POSIX sh
+/// cannot open without following, so this one step is perl's (`perl-base` is Essential on
+/// Debian and Ubuntu). Arguments: path, owner, group, mode ("" leaves one as it is).
+const FCHOWN_FCHMOD: &str = r#"use Fcntl; my ($p, $o, $g, $m) = @ARGV;
+sysopen(my $f, $p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) or die "$p: $!\n";
+-f $f or die "$p is not a regular file\n";
+my $u = $o eq "" ? -1 : getpwnam($o); defined $u or die "no user $o\n";
+my $i = $g eq "" ? -1 : getgrnam($g); defined $i or die "no group $g\n";
+($u == -1 && $i == -1) || chown($u, $i, $f) or die "chown $p: $!\n";
+$m eq "" || chmod(oct($m), $f) or die "chmod $p: $!\n";
+"#;
+
 /// Change only owner and mode of an existing file or link. A link's own owner changes
-/// (`chown -h`); a file's owner and mode change through a descriptor that is checked to be
-/// the regular file at the path, so a link swapped in meanwhile is never followed.
+/// (`chown -h`); a file's through [`FCHOWN_FCHMOD`], so a link swapped in meanwhile is
+/// never followed.
 pub fn chown_chmod_script(
     path: &str,
     mode: Option<Mode>,
@@ -201,23 +216,17 @@ pub fn chown_chmod_script(
     let target = Target::of(path);
     let here = target.here();
     let mut s = format!("set -e\n{PRELUDE}{}", target.enter());
-    let owner = owner_arg(owner, group);
     s.push_str(&format!("if [ -L {here} ]; then :\n"));
-    if let Some(owner) = &owner {
-        s.push_str(&format!("chown -h -- {} {here}\n", quote(owner)));
+    if let Some(owner) = owner_arg(owner, group) {
+        s.push_str(&format!("chown -h -- {} {here}\n", quote(&owner)));
     }
     s.push_str(&format!(
-        "else\nexec 3< {here}\n\
-         [ ! -L {here} ] && [ \"$(stat -L -c %d:%i /proc/self/fd/3)\" = \"$(stat -c %d:%i -- {here})\" ] || cvg_fail {}\n",
-        quote(&format!("{path} changed while its owner and mode were set"))
+        "else\nperl -e {} -- {here} {} {} {}\nfi\n",
+        quote(FCHOWN_FCHMOD),
+        quote(owner.unwrap_or_default()),
+        quote(group.unwrap_or_default()),
+        quote(&mode.map(Mode::chmod_arg).unwrap_or_default()),
     ));
-    if let Some(owner) = &owner {
-        s.push_str(&format!("chown -- {} /proc/self/fd/3\n", quote(owner)));
-    }
-    if let Some(mode) = mode {
-        s.push_str(&format!("chmod {} /proc/self/fd/3\n", mode.chmod_arg()));
-    }
-    s.push_str("exec 3<&-\nfi\n");
     s
 }
 
