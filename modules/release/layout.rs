@@ -90,14 +90,16 @@ impl Layout<'_> {
         // Only names a version may have are listed: nothing else under releases/ is
         // ever pruned, and no listed name can hold a newline.
         let mut s = format!(
-            "if [ -f {st} ]; then printf 'state:b64=%s\\n' \"$(base64 -w0 < {st})\"; fi\n\
+            "if [ -f {st} ]; then printf 'state:b64=%s\\n' \"$({} | base64 -w0)\"; fi\n\
              if [ -L {cur} ]; then printf 'current:b64=%s\\n' \"$(readlink {cur} | base64 -w0)\"; \
              elif [ -e {cur} ]; then echo current_type=other; fi\n\
-             if [ -f {bin} ]; then echo \"sha256=$(sha256sum < {bin} | cut -d' ' -f1)\"; fi\n\
+             if [ -f {bin} ]; then echo \"sha256=$({} | sha256sum | cut -d' ' -f1)\"; fi\n\
              printf 'releases:b64=%s\\n' \"$(for r in {rel}/*; do b=${{r##*/}}; \
              case $b in *[!A-Za-z0-9._+~@-]*|.*|-*) continue;; esac; \
              [ -d \"$r\" ] && [ ! -L \"$r\" ] || continue; c=0; [ -f \"$r\"/{name} ] && c=1; \
-             printf '%s %s %s\\n' \"$(stat -c %.9Y \"$r\")\" \"$b\" $c; done | base64 -w0)\"\n"
+             printf '%s %s %s\\n' \"$(stat -c %.9Y \"$r\")\" \"$b\" $c; done | base64 -w0)\"\n",
+            files::read_nofollow(&st),
+            files::read_nofollow(&bin),
         );
         if let Some(unit) = service {
             s.push_str(&systemd::show_probe("unit", unit));

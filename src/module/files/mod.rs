@@ -52,21 +52,32 @@ pub enum Read {
     Content,
 }
 
+/// The command printing the content of the path `quoted` (already quoted) without
+/// following a link swapped in after it was looked at, and without blocking on a FIFO or
+/// opening a device through one (opening alone can have effects: /dev/watchdog).
+pub fn read_nofollow(quoted: &str) -> String {
+    format!("dd if={quoted} iflag=nofollow,nonblock status=none")
+}
+
 /// A probe snippet for `path`, its fields prefixed with `tag.` so several paths can
-/// share one probe. One `stat` and at most one `sha256sum` per path: probes of many
-/// tasks run in one exec, and process starts are what it costs.
+/// share one probe. One `stat` and one read per regular file, no link followed: probes
+/// of many tasks run in one exec, and process starts are what it costs. A file whose
+/// content is read gets its checksum computed here, not on the host.
 pub fn probe(tag: &str, path: &str, read: Read) -> String {
     let p = quote(path);
-    let content_part = match read {
-        Read::Metadata => String::new(),
+    let bytes = read_nofollow(&p);
+    let hash = format!("h=$({bytes} | sha256sum); echo \"{tag}.sha256=${{h%% *}}\"");
+    let regular = match read {
+        Read::Metadata => hash,
         Read::Content => format!(
-            "[ \"${{s##*/}}\" -le {CONTENT_LIMIT} ] && printf '{tag}.content:b64=%s\\n' \"$(dd if={p} iflag=nofollow status=none | base64 -w0)\"; "
+            "if [ \"${{s##*/}}\" -le {CONTENT_LIMIT} ]; then printf '{tag}.content:b64=%s\\n' \"$({bytes} | base64 -w0)\"; \
+             else {hash}; fi"
         ),
     };
     format!(
         "if s=$(stat -c '%F/%a/%U/%G/%s' {p} 2>/dev/null); then echo \"{tag}.stat=$s\"; \
          case $s in \
-         'regular file/'*|'regular empty file/'*) h=$(sha256sum < {p}); h=${{h%% *}}; echo \"{tag}.sha256=$h\"; {content_part};; \
+         'regular file/'*|'regular empty file/'*) {regular};; \
          'symbolic link/'*) printf '{tag}.target:b64=%s\\n' \"$(readlink {p} | base64 -w0)\";; \
          esac; else echo {tag}.stat=absent; fi\n"
     )
@@ -106,13 +117,14 @@ impl FileState {
                 .then(|| v.map(str::to_string))
                 .flatten()
         };
+        let content = fields.get(&format!("{tag}.content")).cloned();
         FileState {
             kind,
             mode: present(mode).map(|m| format!("{m:0>4}")),
             owner: present(owner),
             group: present(group),
-            sha256: text("sha256"),
-            content: fields.get(&format!("{tag}.content")).cloned(),
+            sha256: text("sha256").or_else(|| content.as_deref().map(sha256_hex)),
+            content,
             link_target: text("target").map(|t| t.trim_end_matches('\n').to_string()),
         }
     }
