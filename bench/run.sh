@@ -36,20 +36,7 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------
 # prerequisites: the peers in a venv, hyperfine, the test-host rootfs, converge, the binary
 # ---------------------------------------------------------------------------
-if ! { [[ -x $VENV/bin/ansible-playbook && -x $VENV/bin/pyinfra ]] &&
-    [[ $("$VENV/bin/pip" show ansible 2>/dev/null) == *"Version: 12.3.0"* ]] &&
-    [[ $("$VENV/bin/pip" show pyinfra 2>/dev/null) == *"Version: 3.10.0"* ]]; }; then
-    log "installing ansible 12.3.0 and pyinfra 3.10.0 into $VENV"
-    rm -rf "$VENV"
-    # Debian's python3 makes venvs only with python3-venv installed.
-    python3 -m venv "$VENV" 2>/dev/null || {
-        rm -rf "$VENV"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null ||
-            { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; }
-        python3 -m venv "$VENV"
-    }
-    "$VENV/bin/pip" install -q 'ansible==12.3.0' 'pyinfra==3.10.0'
-fi
+CONVERGE_PEERS_VENV=$VENV bash tests/hosts/peers.sh >/dev/null
 if ! command -v hyperfine >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine >/dev/null 2>&1 ||
         { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine >/dev/null 2>&1; } ||

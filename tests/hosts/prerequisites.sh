@@ -21,3 +21,6 @@ command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 (($(cat /proc/sys/fs/inotify/max_user_instances) >= 8192)) || sysctl -qw fs.inotify.max_user_instances=8192
 
 tests/hosts/testhosts rootfs >/dev/null
+
+# Ansible and pyinfra, which the compatibility tests run beside converge.
+bash tests/hosts/peers.sh >/dev/null

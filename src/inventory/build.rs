@@ -1,0 +1,185 @@
+//! Groups and hosts collected from any inventory format, then finished the same way:
+//! depths, `ungrouped`, and each host's groups in Ansible's order.
+
+use super::names::check_name;
+use super::{ALL, BUILT_IN_GROUPS, Group, Host, Inventory};
+use crate::error::{InputError, InputResult};
+use crate::node::Node;
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+const CYCLE_HELP: &str = "a group cannot be its own child, directly or through other \
+     groups; remove one of these `children` entries";
+
+pub(super) struct Builder {
+    pub(super) hosts: Vec<Host>,
+    pub(super) host_index: HashMap<String, usize>,
+    pub(super) groups: IndexMap<String, Group>,
+}
+
+impl Builder {
+    pub(super) fn new() -> Builder {
+        let mut groups = IndexMap::new();
+        groups.insert("all".to_string(), Group::new(None));
+        Builder {
+            hosts: Vec::new(),
+            host_index: HashMap::new(),
+            groups,
+        }
+    }
+
+    pub(super) fn group(&mut self, name: &str, key: &Node) -> InputResult<usize> {
+        if name == "all" {
+            return Err(key
+                .error("`all` cannot be a child of another group")
+                .help("every group is already in `all`; remove this entry"));
+        }
+        check_name("group", name, key)?;
+        let entry = self.groups.entry(name.to_string());
+        let index = entry.index();
+        entry.or_insert_with(|| Group::new(Some(key.span.clone())));
+        Ok(index)
+    }
+
+    pub(super) fn add_child(&mut self, parent: usize, child: usize, key: &Node) {
+        let children = &mut self.groups[parent].children;
+        if !children.iter().any(|(c, _)| *c == child) {
+            children.push((child, key.span.clone()));
+        }
+    }
+
+    pub(super) fn finish(mut self, path: PathBuf) -> InputResult<Inventory> {
+        for group in self.topological_order()? {
+            let depth = self.groups[group].depth + 1;
+            for i in 0..self.groups[group].children.len() {
+                let child = self.groups[group].children[i].0;
+                let child_depth = &mut self.groups[child].depth;
+                *child_depth = (*child_depth).max(depth);
+            }
+        }
+        self.add_ungrouped();
+        for (name, group) in &self.groups {
+            if let Some(&host) = self.host_index.get(name) {
+                return Err(name_clash(&self.hosts[host], name, group));
+            }
+        }
+        for group in 0..self.groups.len() {
+            let mut members = vec![false; self.hosts.len()];
+            self.members(group, &mut vec![false; self.groups.len()], &mut members);
+            let name = self.groups.get_index(group).map_or("", |(n, _)| n);
+            for (host, _) in members.iter().enumerate().filter(|(_, member)| **member) {
+                self.hosts[host].groups.push(name.to_string());
+            }
+        }
+        for host in &mut self.hosts {
+            host.groups.sort_by(|a, b| {
+                (self.groups[a.as_str()].depth, a).cmp(&(self.groups[b.as_str()].depth, b))
+            });
+        }
+        Ok(Inventory {
+            path,
+            hosts: self.hosts,
+            groups: self.groups,
+        })
+    }
+
+    /// Groups with parents before children; every group is reachable from `all`.
+    fn topological_order(&self) -> InputResult<Vec<usize>> {
+        let mut state = vec![Visit::New; self.groups.len()];
+        let mut order = Vec::with_capacity(self.groups.len());
+        self.visit(ALL, &mut state, &mut Vec::new(), &mut order)?;
+        order.reverse();
+        Ok(order)
+    }
+
+    fn visit(
+        &self,
+        group: usize,
+        state: &mut [Visit],
+        path: &mut Vec<usize>,
+        order: &mut Vec<usize>,
+    ) -> InputResult<()> {
+        state[group] = Visit::OnPath;
+        path.push(group);
+        for (child, key) in &self.groups[group].children {
+            match state[*child] {
+                Visit::New => self.visit(*child, state, path, order)?,
+                Visit::OnPath => {
+                    let start = path.iter().position(|g| g == child).unwrap_or(0);
+                    let name = |g: &usize| self.groups.get_index(*g).map_or("", |(n, _)| n);
+                    let cycle: Vec<&str> = path[start..].iter().chain([child]).map(name).collect();
+                    return Err(key
+                        .error(format!(
+                            "group `{}` contains itself: {}",
+                            name(child),
+                            cycle.join(" -> ")
+                        ))
+                        .help(CYCLE_HELP));
+                }
+                Visit::Done => {}
+            }
+        }
+        path.pop();
+        state[group] = Visit::Done;
+        order.push(group);
+        Ok(())
+    }
+
+    /// Ansible puts hosts that are in no group but `all` in `ungrouped`.
+    fn add_ungrouped(&mut self) {
+        let mut grouped = vec![false; self.hosts.len()];
+        for (name, group) in &self.groups {
+            if !BUILT_IN_GROUPS.contains(&name.as_str()) {
+                for &host in &group.hosts {
+                    grouped[host] = true;
+                }
+            }
+        }
+        let ungrouped = self
+            .groups
+            .entry("ungrouped".to_string())
+            .or_insert_with(|| Group {
+                depth: 1,
+                ..Group::new(None)
+            });
+        for (host, _) in grouped.iter().enumerate().filter(|(_, g)| !**g) {
+            if !ungrouped.hosts.contains(&host) {
+                ungrouped.hosts.push(host);
+            }
+        }
+    }
+
+    /// Mark the hosts of a group and of all its descendants.
+    fn members(&self, group: usize, seen: &mut [bool], hosts: &mut [bool]) {
+        if std::mem::replace(&mut seen[group], true) {
+            return;
+        }
+        for &host in &self.groups[group].hosts {
+            hosts[host] = true;
+        }
+        for (child, _) in &self.groups[group].children {
+            self.members(*child, seen, hosts);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    New,
+    OnPath,
+    Done,
+}
+
+fn name_clash(host: &Host, name: &str, group: &Group) -> InputError {
+    let help = match &group.span {
+        Some(span) => format!(
+            "the group is at {}; host patterns could not tell the two apart, so rename one",
+            span.position()
+        ),
+        None => format!("`{name}` is a group every inventory has; rename the host"),
+    };
+    host.span
+        .error(format!("`{name}` is both a host and a group"))
+        .help(help)
+}
