@@ -2,8 +2,9 @@
 //! the whole list.
 
 use crate::error::InputResult;
-use crate::module::{Command, HostView, Plan, failed, 
-    Action, Diff, Failure, Module, Params, Probed, Resource, Resources, one_or_many,
+use crate::module::{
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
+    failed, one_or_many,
 };
 use crate::quote::quote_all;
 use serde::Deserialize;

@@ -9,8 +9,8 @@ mod state;
 
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState};
-use crate::module::{Command, HostView, Plan, 
-    Action, Diff, Failure, Module, Params, Probed, Resource, Resources,
+use crate::module::{
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
     metadata_lines, one_or_many,
 };
 use crate::modules::nginx_vhost::check;
@@ -475,7 +475,8 @@ impl CertbotAction {
                     let desired = plain_file(DROPIN, content.as_bytes());
                     let diffs = files::diff(&host.dropin, &desired);
                     if !diffs.is_empty() {
-                        plan.script.push_str(&files::dir_script(DROPIN_DIR, None, None, None));
+                        plan.script
+                            .push_str(&files::dir_script(DROPIN_DIR, None, None, None));
                         plan.script.push_str(&files::write_script(&desired));
                         plan.stdin = content.clone().into_bytes();
                         plan.script.push_str("systemctl daemon-reload\n");
@@ -597,7 +598,11 @@ impl Action for CertbotAction {
         self.probe_script("")
     }
 
-    fn plan<'a>(&'a self, probed: &'a Probed, host_view: &HostView<'_>) -> Result<Plan<'a>, Failure> {
+    fn plan<'a>(
+        &'a self,
+        probed: &'a Probed,
+        host_view: &HostView<'_>,
+    ) -> Result<Plan<'a>, Failure> {
         let host = Self::read_state(probed);
         let package_coming =
             !host.certbot && host_view.coming(&Resource::Package("certbot".into()));

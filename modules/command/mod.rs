@@ -2,8 +2,9 @@
 //! `unless` succeeds. It reports `changed` only when it ran.
 
 use crate::error::InputResult;
-use crate::module::{Command as HostCommand, HostView, Plan, 
-    Action, Failure, Module, Params, Probed, Resource, Resources,
+use crate::module::{
+    Action, Command as HostCommand, Failure, HostView, Module, Params, Plan, Probed, Resource,
+    Resources,
 };
 use crate::quote::{quote, quote_all};
 use serde::de::Error as _;

@@ -3,8 +3,8 @@
 
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
-use crate::module::{HostView, Plan, 
-    Account, Action, Change, Diff, Failure, HostPath, Mode, Module, Params, Probed,
+use crate::module::{
+    Account, Action, Change, Diff, Failure, HostPath, HostView, Mode, Module, Params, Plan, Probed,
     Resource, Resources, State, metadata_lines,
 };
 use serde::Deserialize;

@@ -3,9 +3,9 @@
 
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
-use crate::module::{Command, HostView, Plan, 
-    Account, Action, Diff, Failure, HostPath, ManagedFile, Mode, Module, Params,
-    Probed, Resource, Resources, State,
+use crate::module::{
+    Account, Action, Command, Diff, Failure, HostPath, HostView, ManagedFile, Mode, Module, Params,
+    Plan, Probed, Resource, Resources, State,
 };
 use serde::Deserialize;
 

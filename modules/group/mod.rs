@@ -2,8 +2,8 @@
 
 use crate::error::InputResult;
 use crate::module::account::check_name;
-use crate::module::{HostView, Plan, 
-    Action, Change, Diff, Failure, Module, Params, Probed, Resource, Resources,
+use crate::module::{
+    Action, Change, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
     State, metadata_lines, opt_number,
 };
 use crate::quote::{quote, quote_all};

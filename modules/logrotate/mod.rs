@@ -8,8 +8,9 @@
 
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Findings, Kind};
-use crate::module::{Command, HostView, Plan, 
-    Action, Failure, Module, Params, Probed, Resource, Resources, one_or_many,
+use crate::module::{
+    Action, Command, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
+    one_or_many,
 };
 use crate::playbook::template::engine;
 use serde::{Deserialize, Deserializer};

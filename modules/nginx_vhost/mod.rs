@@ -13,8 +13,7 @@ use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::{
     Action, Command, Diff, Exec, Failure, FollowUp, HostView, Mode, Module, Params, Plan, Probed,
-    Resource, Resources,
-    one_or_many,
+    Resource, Resources, one_or_many,
 };
 use crate::node::PathStep;
 use crate::playbook::template::engine;
@@ -671,7 +670,11 @@ impl Action for VhostAction {
             ));
         }
         if content_changed || link_changed {
-            let old_secret = seen.file.content.as_ref().is_some_and(|c| host.is_secret(c));
+            let old_secret = seen
+                .file
+                .content
+                .as_ref()
+                .is_some_and(|c| host.is_secret(c));
             plan.follow_up = Some(Box::new(Reload {
                 action: self,
                 seen,

@@ -9,8 +9,9 @@ mod state;
 use crate::error::InputResult;
 use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
 use crate::module::systemd::{self, yes_no};
-use crate::module::{self, Command, Exec, FollowUp, HostView, 
-    Action, Diff, Failure, Module, Params, Probed, Resource, Resources, opt_number,
+use crate::module::{
+    self, Action, Command, Diff, Exec, Failure, FollowUp, HostView, Module, Params, Probed,
+    Resource, Resources, opt_number,
 };
 use artifact::Artifact;
 use async_trait::async_trait;

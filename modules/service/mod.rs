@@ -3,8 +3,8 @@
 
 use crate::error::InputResult;
 use crate::module::systemd::{self, UnitState, yes_no};
-use crate::module::{Command, HostView, Plan, 
-    Action, Diff, Failure, Module, Params, Probed, Resource, Resources,
+use crate::module::{
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
 };
 use serde::Deserialize;
 

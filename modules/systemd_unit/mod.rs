@@ -10,8 +10,7 @@ use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
     Account, Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource,
-    Resources,
-    one_or_many,
+    Resources, one_or_many,
 };
 use crate::node::PathStep;
 use crate::playbook::template::engine;

@@ -8,8 +8,9 @@ mod lockout;
 mod rules;
 
 use crate::error::InputResult;
-use crate::module::{Command, HostView, Plan, failed, 
-    Action, Diff, Failure, Module, Params, Probed, Resource, Resources,
+use crate::module::{
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
+    failed,
 };
 use crate::node::PathStep;
 use crate::quote::quote_all;

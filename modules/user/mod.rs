@@ -2,10 +2,10 @@
 //! such account. The home directory is created only with `create_home: true`.
 
 use crate::error::InputResult;
-use crate::module::files;
 use crate::module::account::check_name;
-use crate::module::{HostView, Plan, 
-    Action, Change, Diff, Failure, Module, Params, Probed, Resource, Resources,
+use crate::module::files;
+use crate::module::{
+    Action, Change, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
     State, metadata_lines, one_or_many, opt_number,
 };
 use crate::quote::{quote, quote_all};
