@@ -36,12 +36,12 @@ pub fn parse(file: &Arc<SourceFile>) -> InputResult<Node> {
     if !vault::is_vaulted(&file.text) {
         return parse_plain(file);
     }
-    let header = Span {
+    let whole = Span {
         file: file.clone(),
         offset: 0,
-        len: vault::HEADER.len(),
+        len: file.text.len(),
     };
-    let plaintext = vault::open_at(&file.text, &header)?;
+    let plaintext = vault::open_at(&file.text, &whole)?;
     let mut root = parse_plain(&SourceFile::decrypted(file.name.clone(), plaintext))?;
     root.mark_vaulted();
     Ok(root)

@@ -6,7 +6,7 @@
 
 use super::cipher::Sealed;
 
-pub const HEADER: &str = "$ANSIBLE_VAULT";
+const HEADER: &str = "$ANSIBLE_VAULT";
 const CIPHER: &str = "AES256";
 /// Ansible's label for a password given without one (`--vault-password-file`).
 pub const DEFAULT_LABEL: &str = "default";

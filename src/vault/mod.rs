@@ -14,7 +14,7 @@ pub mod password;
 
 use crate::error::{InputError, InputResult, Span};
 use cipher::{OpenError, SALT_LEN};
-pub use format::{DEFAULT_LABEL, HEADER, is_vaulted};
+pub use format::{DEFAULT_LABEL, is_vaulted};
 use std::sync::{Arc, RwLock};
 
 /// How to give converge the vault password, for every error that lacks it.
@@ -140,12 +140,21 @@ pub fn open_at(text: &str, span: &Span) -> InputResult<String> {
     keyring().decrypt(text).map_err(|e| located(e, span))
 }
 
+/// The error pointing at the vault text's header line, not at its whole payload.
 fn located(error: VaultError, span: &Span) -> InputError {
     let help = match error {
         VaultError::NoPassword | VaultError::WrongPassword(_) => PASSWORD_HELP,
         _ => "encrypt it again with `converge vault encrypt` or `ansible-vault encrypt`",
     };
-    span.error(error.to_string()).help(help)
+    let written = span.file.text.get(span.offset..).unwrap_or_default();
+    let header = Span {
+        len: written
+            .find('\n')
+            .unwrap_or(written.len())
+            .min(span.len.max(1)),
+        ..span.clone()
+    };
+    header.error(error.to_string()).help(help)
 }
 
 #[cfg(test)]

@@ -50,7 +50,13 @@ fn read(path: &Path, label: &str) -> InputResult<Vec<u8>> {
         )));
     }
     let password = if meta.permissions().mode() & 0o111 != 0 {
-        let mut command = Command::new(path);
+        // A bare `pw.sh` names the file here, not a program on PATH.
+        let program = std::path::absolute(path).map_err(|e| {
+            fail(format!(
+                "cannot run the vault password program {shown}: {e}"
+            ))
+        })?;
+        let mut command = Command::new(program);
         let is_client = path
             .file_stem()
             .is_some_and(|s| s.to_string_lossy().ends_with("-client"));
