@@ -432,6 +432,12 @@ mod tests {
         let err = get("b").as_bool().unwrap_err();
         assert!(err.help.unwrap().contains("YAML 1.2"));
         assert!(get("c").as_bool().unwrap());
+        // Tags other than `!vault` are YAML's.
+        let tagged = load("a: !!str 0644\n").unwrap();
+        assert_eq!(
+            tagged.find(&[PathStep::Key("a".into())]).as_str().unwrap(),
+            "0644"
+        );
     }
 
     #[test]

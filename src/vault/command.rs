@@ -181,9 +181,11 @@ fn failed(file: &Path, error: VaultError) -> InputError {
 }
 
 /// Replace `file` by `text` at once (a hidden temp file beside it, renamed over it),
-/// with the file's mode and owner, so a crash leaves the old file or the new one.
+/// with the file's mode and owner, so a crash leaves the old file or the new one. A
+/// link is followed, as ansible-vault does: the file it names is rewritten.
 fn rewrite(file: &Path, text: &str) -> InputResult<()> {
     let fail = |e: std::io::Error| InputError::new(format!("cannot write {}: {e}", file.display()));
+    let file = &std::fs::canonicalize(file).map_err(fail)?;
     let meta = std::fs::metadata(file).map_err(fail)?;
     let dir = file
         .parent()
@@ -235,6 +237,16 @@ mod tests {
         assert!(decrypt_files(std::slice::from_ref(&file), &passwords).is_err());
         // Nothing left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // Through a link, the file it names is encrypted and the link stays.
+        let link = dir.path().join("link.yml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        encrypt_files(std::slice::from_ref(&link), &encrypt).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .starts_with("$ANSIBLE_VAULT")
+        );
     }
 
     #[test]
