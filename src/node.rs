@@ -121,26 +121,26 @@ impl Node {
         if self.vaulted {
             return vec![Vec::new()];
         }
-        let inner = |key: String, node: &Node| {
-            node.vaulted_paths().into_iter().map(move |mut path| {
-                path.insert(0, key.clone());
-                path
-            })
-        };
-        match &self.kind {
+        let children: Vec<(String, &Node)> = match &self.kind {
             Kind::Seq(items) => items
                 .iter()
                 .enumerate()
-                .flat_map(|(i, item)| inner(i.to_string(), item).collect::<Vec<_>>())
+                .map(|(i, n)| (i.to_string(), n))
                 .collect(),
             Kind::Map(entries) => entries
                 .iter()
-                .flat_map(|(k, v)| {
-                    inner(k.scalar_text().unwrap_or_default(), v).collect::<Vec<_>>()
-                })
+                .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v))
                 .collect(),
             _ => Vec::new(),
+        };
+        let mut paths = Vec::new();
+        for (key, child) in children {
+            for mut path in child.vaulted_paths() {
+                path.insert(0, key.clone());
+                paths.push(path);
+            }
         }
+        paths
     }
 
     pub fn is_null(&self) -> bool {

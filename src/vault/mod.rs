@@ -24,7 +24,7 @@ pub const PASSWORD_HELP: &str = "give the vault password with --vault-password-f
 
 /// A vault password and the vault id (label) it was given for.
 pub struct Password {
-    pub label: String,
+    label: String,
     secret: Vec<u8>,
 }
 
