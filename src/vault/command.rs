@@ -56,6 +56,13 @@ pub enum VaultCommand {
         #[command(flatten)]
         passwords: PasswordArgs,
     },
+    /// Print vaulted files decrypted, changing nothing, as `ansible-vault view`.
+    View {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        passwords: PasswordArgs,
+    },
     /// Print VALUE (or standard input, as it is) encrypted, to paste into a vars file
     /// as `NAME: !vault |`, as `ansible-vault encrypt_string`.
     #[command(alias = "encrypt_string")]
@@ -73,7 +80,17 @@ pub enum VaultCommand {
 pub fn run(command: VaultCommand) -> Exit {
     let result = match command {
         VaultCommand::Encrypt { files, encrypt } => encrypt_files(&files, &encrypt),
-        VaultCommand::Decrypt { files, passwords } => decrypt_files(&files, &passwords),
+        VaultCommand::Decrypt { files, passwords } => {
+            decrypt_files(&files, &passwords, |file, text| {
+                rewrite(file, text)?;
+                eprintln!("decrypted {}", file.display());
+                Ok(())
+            })
+        }
+        VaultCommand::View { files, passwords } => decrypt_files(&files, &passwords, |_, text| {
+            print!("{text}");
+            Ok(())
+        }),
         VaultCommand::EncryptString {
             name,
             value,
@@ -102,7 +119,12 @@ fn encrypt_files(files: &[PathBuf], args: &EncryptArgs) -> InputResult<()> {
     Ok(())
 }
 
-fn decrypt_files(files: &[PathBuf], args: &PasswordArgs) -> InputResult<()> {
+/// Open each file and hand its plaintext to `write` (back into the file, or to stdout).
+fn decrypt_files(
+    files: &[PathBuf],
+    args: &PasswordArgs,
+    write: impl Fn(&Path, &str) -> InputResult<()>,
+) -> InputResult<()> {
     let keyring = args.keyring()?;
     for file in files {
         let text = read(file)?;
@@ -114,8 +136,7 @@ fn decrypt_files(files: &[PathBuf], args: &PasswordArgs) -> InputResult<()> {
             .help("its first line would be `$ANSIBLE_VAULT;1.1;AES256`"));
         }
         let plaintext = keyring.decrypt(&text).map_err(|e| failed(file, e))?;
-        rewrite(file, &plaintext)?;
-        eprintln!("decrypted {}", file.display());
+        write(file, &plaintext)?;
     }
     Ok(())
 }
@@ -232,9 +253,9 @@ mod tests {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o640);
         assert!(encrypt_files(std::slice::from_ref(&file), &encrypt).is_err());
-        decrypt_files(std::slice::from_ref(&file), &passwords).unwrap();
+        decrypt_files(std::slice::from_ref(&file), &passwords, rewrite).unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "a: 1\n");
-        assert!(decrypt_files(std::slice::from_ref(&file), &passwords).is_err());
+        assert!(decrypt_files(std::slice::from_ref(&file), &passwords, rewrite).is_err());
         // Nothing left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
         // Through a link, the file it names is encrypted and the link stays.

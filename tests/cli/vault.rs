@@ -163,7 +163,10 @@ fn what_ansible_vault_writes_converge_reads() {
         "{}",
         run.context()
     );
-    // converge vault decrypt opens ansible-vault's file.
+    // converge vault view and decrypt open ansible-vault's file.
+    let run = folder.run(&["vault", "view", "--vault-password-file", "pw", "extra.yml"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert_eq!(run.stdout, "deploy_key: dk-9\n");
     let run = folder.run(&[
         "vault",
         "decrypt",
