@@ -8,7 +8,9 @@
 //! user interface.
 
 use crate::run::Run;
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+mod vault;
 
 const INVENTORY: &str = "\
 all:
@@ -52,7 +54,13 @@ impl Folder {
     /// `converge ARGS` in the folder, without colors, with a HOME and XDG_RUNTIME_DIR of its
     /// own (the run lock's place depends on neither).
     fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+        self.run_with(args, &[], "")
+    }
+
+    /// `converge ARGS` as [`Folder::run`], with more environment and a standard input.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_converge"))
             .args(args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
@@ -61,8 +69,17 @@ impl Folder {
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("CLICOLOR_FORCE")
             .env_remove("FORCE_COLOR")
-            .output()
+            .env_remove("CONVERGE_VAULT_PASSWORD_FILE")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run converge");
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes()).expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("wait for converge");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: self.normalise(&String::from_utf8_lossy(&out.stdout)),
@@ -112,7 +129,10 @@ fn bad_input(playbook: &str, files: &[(&str, &str)], args: &[&str]) -> String {
         let mut with: Vec<&str> = vec![command];
         let mut rest = args.iter();
         while let Some(&a) = rest.next() {
-            let takes_value = matches!(a, "-i" | "-l" | "-e");
+            let takes_value = matches!(
+                a,
+                "-i" | "-l" | "-e" | "--vault-id" | "--vault-password-file"
+            );
             if command == "validate" && a.starts_with('-') && !takes_value && a != "--frobnicate" {
                 continue;
             }

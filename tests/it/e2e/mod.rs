@@ -22,3 +22,4 @@ mod systemd_unit;
 mod template;
 mod ufw;
 mod user;
+mod vault;
