@@ -2,9 +2,9 @@
 //! depths, `ungrouped`, and each host's groups in Ansible's order.
 
 use super::names::check_name;
-use super::{ALL, BUILT_IN_GROUPS, Group, Host, Inventory};
+use super::{ALL, BUILT_IN_GROUPS, Group, Host, Inventory, Vars};
 use crate::error::{InputError, InputResult};
-use crate::node::Node;
+use crate::node::{Kind, Node};
 use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -72,9 +72,13 @@ impl Builder {
                 self.hosts[host].groups.push(name.to_string());
             }
         }
+        for group in self.groups.values_mut() {
+            group.priority = take_priority(&mut group.vars)?;
+        }
         for host in &mut self.hosts {
-            host.groups.sort_by(|a, b| {
-                (self.groups[a.as_str()].depth, a).cmp(&(self.groups[b.as_str()].depth, b))
+            host.groups.sort_by_cached_key(|name| {
+                let group = &self.groups[name.as_str()];
+                (group.depth, group.priority, name.clone())
             });
         }
         Ok(Inventory {
@@ -143,6 +147,8 @@ impl Builder {
                 depth: 1,
                 ..Group::new(None)
             });
+        // A host listed in `ungrouped` and in another group is only in the other.
+        ungrouped.hosts.retain(|host| !grouped[*host]);
         for (host, _) in grouped.iter().enumerate().filter(|(_, g)| !**g) {
             if !ungrouped.hosts.contains(&host) {
                 ungrouped.hosts.push(host);
@@ -162,6 +168,24 @@ impl Builder {
             self.members(*child, seen, hosts);
         }
     }
+}
+
+/// Ansible takes `ansible_group_priority` out of a group's inventory vars: it is no
+/// variable, only a tie-break between groups of the same depth (higher wins).
+fn take_priority(vars: &mut Vars) -> InputResult<i64> {
+    let Some(at) = vars.iter().position(|(n, _)| n == "ansible_group_priority") else {
+        return Ok(1);
+    };
+    let (_, node) = vars.remove(at);
+    let priority = match &node.kind {
+        Kind::Int(p) => Some(*p),
+        Kind::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    priority.ok_or_else(|| {
+        node.error("`ansible_group_priority` must be a whole number")
+            .help("among groups at the same depth, the higher priority wins: `ansible_group_priority: 10`")
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,7 +45,8 @@ pub struct Host {
     /// Where the host is first listed.
     pub span: Span,
     /// Every group the host is in, directly or through child groups: by depth below
-    /// `all` (so parents before children), then by name, which is Ansible's order.
+    /// `all` (so parents before children), then by `ansible_group_priority`, then by
+    /// name, which is Ansible's order.
     pub groups: Vec<String>,
     /// Merged over every place the host is listed, later listings winning.
     vars: Vars,
@@ -65,6 +66,8 @@ struct Group {
     file_vars: Vars,
     /// Longest path from `all`, as Ansible computes it for variable precedence.
     depth: usize,
+    /// `ansible_group_priority`: orders groups of the same depth, lower first.
+    priority: i64,
 }
 
 impl Group {
@@ -76,6 +79,7 @@ impl Group {
             vars: Vars::new(),
             file_vars: Vars::new(),
             depth: 0,
+            priority: 1,
         }
     }
 }
@@ -152,20 +156,30 @@ impl Inventory {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// The host's variables as written, lowest precedence first: for each of its groups
-    /// from `all` to the most specific, the inventory's `vars` then `group_vars/GROUP.yml`;
-    /// then the host's own inventory variables, then `host_vars/HOST.yml`.
-    /// Empty layers are included: there are always two per group, then two for the host.
+    /// The host's variables as written, lowest precedence first, in Ansible's order:
+    /// the inventory file's group vars (`all` first, then by depth, priority and name),
+    /// then the `group_vars/` files in the same order, then the host's inventory vars,
+    /// then `host_vars/HOST`. So `group_vars/all.yml` beats a child group's `vars:` in
+    /// the inventory file, as in Ansible.
+    /// Empty layers are included: two per group, then two for the host.
     pub fn var_layers<'a>(&'a self, host: &'a Host) -> Vec<&'a [(String, Node)]> {
-        let mut layers = Vec::with_capacity(2 * host.groups.len() + 2);
-        for name in &host.groups {
-            let group = &self.groups[name.as_str()];
-            layers.push(group.vars.as_slice());
-            layers.push(group.file_vars.as_slice());
-        }
-        layers.push(host.vars.as_slice());
-        layers.push(host.file_vars.as_slice());
-        layers
+        let groups = || host.groups.iter().map(|name| &self.groups[name.as_str()]);
+        groups()
+            .map(|group| group.vars.as_slice())
+            .chain(groups().map(|group| group.file_vars.as_slice()))
+            .chain([host.vars.as_slice(), host.file_vars.as_slice()])
+            .collect()
+    }
+
+    /// Where the winning definition of `name` for `host` is written, and whether it is
+    /// the host's own (inventory entry or `host_vars/`) rather than a group's.
+    fn winning_definition<'a>(&'a self, host: &'a Host, name: &str) -> Option<(bool, &'a Node)> {
+        let layers = self.var_layers(host);
+        let own_from = layers.len() - 2;
+        layers.iter().enumerate().rev().find_map(|(i, layer)| {
+            let (_, node) = layer.iter().find(|(n, _)| n == name)?;
+            Some((i >= own_from, node))
+        })
     }
 
     /// The hosts a `--limit` pattern allows, in inventory order. A limit naming something

@@ -413,6 +413,8 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
     );
     write(root, "group_vars/web/20-more.yml", "f: second\n");
     write(root, "group_vars/web/notes.txt", "not: read\n");
+    write(root, "group_vars/web/30-backup~", "not: read\n");
+    write(root, "group_vars/web/conf.d/x.yml", "not: read\n");
     write(root, "host_vars/web1.yml", "e: file-host\n");
     write(root, "host_vars/ghost.yml", "- not even a mapping\n");
     let inventory = Inventory::load(&root.join("inventory.yml")).unwrap();
@@ -434,6 +436,95 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
         "{}",
         e.span.position()
     );
+}
+
+#[test]
+fn every_group_vars_file_beats_every_group_var_of_the_inventory_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "inventory.yml",
+        "all:
+  vars: { a: inv-all }
+  children:
+    prod:
+      vars: { a: inv-prod, b: inv-prod, c: inv-prod }
+      children:
+        web:
+          vars: { a: inv-web, b: inv-web }
+          hosts: { web1: { c: inv-host } }
+",
+    );
+    write(
+        root,
+        "group_vars/all.yml",
+        "a: file-all\nb: file-all\nc: file-all\n",
+    );
+    write(root, "group_vars/prod.yml", "b: file-prod\n");
+    let inventory = Inventory::load(&root.join("inventory.yml")).unwrap();
+    let vars = flat(&inventory, "web1");
+    // Ansible: inventory-file group vars < group_vars/all < group_vars/GROUP < host.
+    assert_eq!(vars["a"], "file-all");
+    assert_eq!(vars["b"], "file-prod");
+    assert_eq!(vars["c"], "inv-host");
+    let host = inventory.host("web1").unwrap();
+    let (own, node) = inventory.winning_definition(host, "a").unwrap();
+    assert!(!own);
+    assert!(node.span.position().ends_with("group_vars/all.yml:1:4"));
+    let layers = inventory.var_layers(host);
+    assert_eq!(layers.len(), 2 * host.groups.len() + 2);
+}
+
+#[test]
+fn group_priority_orders_groups_of_the_same_depth() {
+    let inventory = parse(
+        "all:
+  children:
+    alpha:
+      vars: { v: alpha, ansible_group_priority: 10 }
+      hosts: { h1: }
+    beta:
+      vars: { v: beta }
+      hosts: { h1: }
+    gamma:
+      vars: { v: gamma, ansible_group_priority: '0' }
+      hosts: { h2: }
+    delta:
+      vars: { v: delta }
+      hosts: { h2: }
+",
+    )
+    .unwrap();
+    assert_eq!(
+        inventory.host("h1").unwrap().groups,
+        ["all", "beta", "alpha"]
+    );
+    assert_eq!(flat(&inventory, "h1")["v"], "alpha");
+    assert_eq!(flat(&inventory, "h2")["v"], "delta");
+    assert!(
+        flat(&inventory, "h1")
+            .get("ansible_group_priority")
+            .is_none()
+    );
+    let err = parse("all:\n  children:\n    g:\n      vars: { ansible_group_priority: high }\n")
+        .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("inv.yml:4:39: `ansible_group_priority` must be a whole number"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn a_host_in_a_group_leaves_ungrouped() {
+    let inventory = parse(
+        "all:\n  children:\n    ungrouped: { hosts: { h1: , h2: } }\n    web: { hosts: { h1: } }\n",
+    )
+    .unwrap();
+    assert_eq!(select(&inventory, "ungrouped"), ["h2"]);
+    assert_eq!(inventory.host("h1").unwrap().groups, ["all", "web"]);
 }
 
 #[test]
