@@ -3,7 +3,7 @@
 
 use super::names::check_name;
 use super::{ALL, BUILT_IN_GROUPS, Group, Host, Inventory, Vars};
-use crate::error::{InputError, InputResult};
+use crate::error::{InputError, InputResult, Span};
 use crate::node::{Kind, Node};
 use indexmap::IndexMap;
 use std::collections::HashMap;
@@ -42,11 +42,38 @@ impl Builder {
         Ok(index)
     }
 
-    pub(super) fn add_child(&mut self, parent: usize, child: usize, key: &Node) {
+    pub(super) fn add_child(&mut self, parent: usize, child: usize, at: &Span) {
         let children = &mut self.groups[parent].children;
         if !children.iter().any(|(c, _)| *c == child) {
-            children.push((child, key.span.clone()));
+            children.push((child, at.clone()));
         }
+    }
+
+    /// List host `name` in `group`, creating it at its first listing (`key`). Returns
+    /// the host and whether this listing created it.
+    pub(super) fn add_host(
+        &mut self,
+        group: usize,
+        name: &str,
+        key: &Node,
+    ) -> InputResult<(usize, bool)> {
+        check_name("host", name, key)?;
+        let created = !self.host_index.contains_key(name);
+        let index = *self.host_index.entry(name.to_string()).or_insert_with(|| {
+            self.hosts.push(Host {
+                name: name.to_string(),
+                span: key.span.clone(),
+                groups: Vec::new(),
+                vars: Vars::new(),
+                file_vars: Vars::new(),
+            });
+            self.hosts.len() - 1
+        });
+        let members = &mut self.groups[group].hosts;
+        if !members.contains(&index) {
+            members.push(index);
+        }
+        Ok((index, created))
     }
 
     pub(super) fn finish(mut self, path: PathBuf) -> InputResult<Inventory> {
@@ -167,6 +194,14 @@ impl Builder {
         for (child, _) in &self.groups[group].children {
             self.members(*child, seen, hosts);
         }
+    }
+}
+
+/// Set a variable; one set again keeps its place and takes the new value.
+pub(super) fn set_var(vars: &mut Vars, name: &str, value: Node) {
+    match vars.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = value,
+        None => vars.push((name.to_string(), value)),
     }
 }
 

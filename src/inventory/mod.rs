@@ -1,5 +1,5 @@
-//! Inventories: hosts, the groups they belong to and their variables, in the YAML
-//! format of Ansible's inventories, with `host_vars/` and `group_vars/` beside the file.
+//! Inventories: hosts, the groups they belong to and their variables, in Ansible's YAML
+//! and INI formats, with `host_vars/` and `group_vars/` beside the file.
 //!
 //! Everything stays a [`Node`], so that a bad value found much later (a port out of
 //! range in a group's vars) can still be pointed at.
@@ -10,8 +10,10 @@
 
 mod build;
 mod connection;
+mod ini;
 mod names;
 mod pattern;
+mod python_literal;
 #[cfg(test)]
 mod tests;
 mod vars_files;
@@ -23,7 +25,7 @@ use vars_files::{read_source, read_vars_files};
 use yaml::{INVENTORY_HELP, entries};
 
 use crate::error::{InputError, InputResult, SourceFile, Span};
-use crate::node::{self, Node};
+use crate::node::{self, Kind, Node};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,15 +118,26 @@ impl Inventory {
     }
 
     /// An inventory from its text alone, without `group_vars/` and `host_vars/`.
+    ///
+    /// INI or YAML, told apart as Ansible's plugins tell them: a file YAML cannot read
+    /// as a mapping is read as INI, unless its name says it is YAML.
     pub fn parse(file: &Arc<SourceFile>) -> InputResult<Inventory> {
-        if let Some(error) = ini_header(file) {
-            return Err(error);
+        let extension = Path::new(&file.name)
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let named_yaml = extension
+            .as_deref()
+            .is_some_and(|e| ["yml", "yaml", "json"].contains(&e));
+        if extension.as_deref() == Some("ini") || ini::starts_with_section(&file.text) {
+            return ini::parse(file);
         }
-        let root = node::parse(file)?;
-        if root.as_str().is_ok_and(|s| s.contains('=')) {
-            return Err(root
-                .error("this looks like an INI inventory; converge reads YAML inventories")
-                .help(INI_HELP));
+        let root = match node::parse(file) {
+            Ok(root) => root,
+            Err(_) if !named_yaml => return ini::parse(file),
+            Err(error) => return Err(error),
+        };
+        if !named_yaml && !matches!(root.kind, Kind::Map(_) | Kind::Null) {
+            return ini::parse(file);
         }
         let mut builder = Builder::new();
         let top = entries(
@@ -139,7 +152,7 @@ impl Inventory {
                 ALL
             } else {
                 let group = builder.group(name, key)?;
-                builder.add_child(ALL, group, key);
+                builder.add_child(ALL, group, &key.span);
                 group
             };
             builder.group_body(group, body)?;
@@ -218,38 +231,6 @@ impl Inventory {
             shortened(&hosts)
         )
     }
-}
-
-const INI_HELP: &str = "convert it once with \
-     `ansible-inventory -i FILE --list --yaml > inventory.yml`";
-
-/// Ansible's INI inventories start with a `[group]` header, which YAML would read as a list.
-fn ini_header(file: &Arc<SourceFile>) -> Option<InputError> {
-    let (offset, line) = file
-        .text
-        .split_inclusive('\n')
-        .scan(0, |offset, line| {
-            let start = *offset;
-            *offset += line.len();
-            Some((start, line))
-        })
-        .find(|(_, line)| {
-            let line = line.trim();
-            !line.is_empty() && !line.starts_with('#') && !line.starts_with(';')
-        })?;
-    let header = line.trim();
-    let is_header = header.starts_with('[')
-        && header.ends_with(']')
-        && !header.contains([',', ' ', '{', '"', '\'']);
-    is_header.then(|| {
-        let span = Span {
-            file: file.clone(),
-            offset: offset + line.find('[').unwrap_or(0),
-            len: header.len(),
-        };
-        span.error("this looks like an INI inventory; converge reads YAML inventories")
-            .help(INI_HELP)
-    })
 }
 
 fn shortened(names: &[&str]) -> String {

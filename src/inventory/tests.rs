@@ -330,14 +330,6 @@ fn structural_mistakes_are_located() {
             "inv.yml:2:12: host name `web1:22` contains `:`",
         ),
         ("web*: {}\n", "inv.yml:1:1: group name `web*` contains `*`"),
-        (
-            "[web]\nweb1\n",
-            "inv.yml:1:1: this looks like an INI inventory",
-        ),
-        (
-            "web1 ansible_host=10.0.0.1\n",
-            "inv.yml:1:1: this looks like an INI inventory",
-        ),
     ];
     for (text, expected) in cases {
         let err = parse(text).unwrap_err();
