@@ -6,6 +6,7 @@ mod support;
 
 mod scenario;
 
+mod ansible_inventory;
 mod apt;
 mod certbot;
 mod command;
