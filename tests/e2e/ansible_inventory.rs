@@ -125,7 +125,8 @@ replicas=1
 /// Two overlapping hierarchies (region and role), so `eu-web-*` sits under `eu` and
 /// `web` at the same depth, with INI's typing at work: quotes vanish in host lines
 /// (`ver='1.10'` is the float 1.1), Python literals, `0644` and `yes` kept as text,
-/// ports after host names, and `;`/`#` inside `:vars` values.
+/// ports after host names (counted only where a host is first listed), a host listed
+/// twice (the later listing wins), an empty group, and `;`/`#` inside `:vars` values.
 const DATACENTER_INI: &str = "\
 ; datacenter layout
 [eu:children]
@@ -147,12 +148,20 @@ us-web-[a:b]:2201 weight=-3 hex=0x1F   # two hosts on port 2201
 [eu_db]
 eu-db1 replica_of=None ansible_user=postgres
 
+[backup:hosts]
+eu-db1:2299 ansible_user=barman weight=1e3 big=1_000 empty= pair=1,2
+
+[standby]
+
 [eu:vars]
 zone=eu
 timeout=30
 tags=['a', 'b']
 quoted=\"double\"
 spaced = text with ; and # inside
+
+[standby:vars]
+zone=standby
 
 [web:vars]
 zone=web-zone
@@ -191,6 +200,7 @@ const DATACENTER_PATTERNS: &[&str] = &[
     "web,!eu_web",
     "us-web-*",
     "eu_db,us_web",
+    "backup,standby",
 ];
 
 #[test]
