@@ -393,21 +393,11 @@ fn shell_words(line: &Located) -> Result<Vec<Located>, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use crate::inventory::tests::flat as vars;
+    use serde_json::json;
 
     fn parse_ini(text: &str) -> InputResult<Inventory> {
         Inventory::parse(&SourceFile::new("hosts", text))
-    }
-
-    fn vars(inventory: &Inventory, host: &str) -> Value {
-        let host = inventory.host(host).unwrap();
-        let mut vars = serde_json::Map::new();
-        for layer in inventory.var_layers(host) {
-            for (name, value) in layer {
-                vars.insert(name.clone(), value.to_value());
-            }
-        }
-        Value::Object(vars)
     }
 
     fn error(text: &str) -> String {

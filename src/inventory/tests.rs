@@ -25,7 +25,7 @@ fn select(inventory: &Inventory, pattern: &str) -> Vec<String> {
 }
 
 /// What the caller does: merge the layers, later winning, without templates.
-fn flat(inventory: &Inventory, host: &str) -> Value {
+pub(super) fn flat(inventory: &Inventory, host: &str) -> Value {
     let host = inventory.host(host).unwrap();
     let mut vars = serde_json::Map::new();
     for layer in inventory.var_layers(host) {
@@ -391,12 +391,16 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
       vars: { b: inv-prod, c: inv-prod }
       children:
         web:
-          vars: { c: inv-web, d: inv-web }
+          vars: { c: inv-web, d: inv-web, g: inv-web }
           hosts:
             web1: { d: inv-host, e: inv-host }
 ",
     );
-    write(root, "group_vars/all.yml", "a: file-all\nb: file-all\n");
+    write(
+        root,
+        "group_vars/all.yml",
+        "a: file-all\nb: file-all\ng: file-all\n",
+    );
     write(root, "group_vars/prod.yaml", "b: file-prod\n");
     write(
         root,
@@ -411,9 +415,11 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
     write(root, "host_vars/ghost.yml", "- not even a mapping\n");
     let inventory = Inventory::load(&root.join("inventory.yml")).unwrap();
     let vars = flat(&inventory, "web1");
-    // all.yml over all's inventory vars; a child group (even from the inventory)
-    // over a parent's file; the host over groups; host_vars over the host's entry.
+    // As in Ansible: every group_vars file (all.yml included) over every group's vars
+    // in the inventory file; a child's file over its parent's; the host over groups;
+    // host_vars over the host's entry.
     assert_eq!(vars["a"], "file-all");
+    assert_eq!(vars["g"], "file-all");
     assert_eq!(vars["b"], "file-prod");
     assert_eq!(vars["c"], "file-web");
     assert_eq!(vars["d"], "inv-host");
@@ -422,50 +428,16 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
     assert!(vars.get("not").is_none());
     let host = inventory.host("web1").unwrap();
     let layers = inventory.var_layers(host);
+    assert_eq!(layers.len(), 2 * host.groups.len() + 2);
     let e = &layers.last().unwrap()[0].1;
     assert!(
         e.span.position().ends_with("host_vars/web1.yml:1:4"),
         "{}",
         e.span.position()
     );
-}
-
-#[test]
-fn every_group_vars_file_beats_every_group_var_of_the_inventory_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    write(
-        root,
-        "inventory.yml",
-        "all:
-  vars: { a: inv-all }
-  children:
-    prod:
-      vars: { a: inv-prod, b: inv-prod, c: inv-prod }
-      children:
-        web:
-          vars: { a: inv-web, b: inv-web }
-          hosts: { web1: { c: inv-host } }
-",
-    );
-    write(
-        root,
-        "group_vars/all.yml",
-        "a: file-all\nb: file-all\nc: file-all\n",
-    );
-    write(root, "group_vars/prod.yml", "b: file-prod\n");
-    let inventory = Inventory::load(&root.join("inventory.yml")).unwrap();
-    let vars = flat(&inventory, "web1");
-    // Ansible: inventory-file group vars < group_vars/all < group_vars/GROUP < host.
-    assert_eq!(vars["a"], "file-all");
-    assert_eq!(vars["b"], "file-prod");
-    assert_eq!(vars["c"], "inv-host");
-    let host = inventory.host("web1").unwrap();
-    let (own, node) = inventory.winning_definition(host, "a").unwrap();
+    let (own, g) = inventory.winning_definition(host, "g").unwrap();
     assert!(!own);
-    assert!(node.span.position().ends_with("group_vars/all.yml:1:4"));
-    let layers = inventory.var_layers(host);
-    assert_eq!(layers.len(), 2 * host.groups.len() + 2);
+    assert!(g.span.position().ends_with("group_vars/all.yml:3:4"));
 }
 
 #[test]

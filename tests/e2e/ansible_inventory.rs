@@ -445,27 +445,20 @@ impl Tree {
     }
 
     fn converge(&self, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_converge"));
+        command
             .args(args)
             .args(["-i", self.inventory.to_str().expect("a UTF-8 path")])
-            .env("NO_COLOR", "1")
             .current_dir(self.path("play"))
+            .env("NO_COLOR", "1")
             .env("HOME", self.path("home"))
-            .env("XDG_RUNTIME_DIR", self.path("home"))
-            .output()
-            .expect("run converge");
-        assert!(
-            out.status.success(),
-            "converge {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+            .env("XDG_RUNTIME_DIR", self.path("home"));
+        succeed(command)
     }
 
     fn ansible(&self, tool: &str, args: &[&str]) -> Vec<u8> {
-        let out = Command::new(self.venv.join("bin").join(tool))
+        let mut command = Command::new(self.venv.join("bin").join(tool));
+        command
             .args(["-i", self.inventory.to_str().expect("a UTF-8 path")])
             .args(args)
             .current_dir(self.path("play"))
@@ -474,18 +467,24 @@ impl Tree {
             // A file no plugin can read must fail, not give an empty inventory.
             .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
             .env("ANSIBLE_DEPRECATION_WARNINGS", "false")
-            .env("ANSIBLE_NOCOLOR", "true")
-            .output()
-            .unwrap_or_else(|e| panic!("run {tool}: {e}"));
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+            .env("ANSIBLE_NOCOLOR", "true");
+        succeed(command)
     }
+}
+
+/// The command's stdout; its failure fails the test with everything it said.
+fn succeed(mut command: Command) -> Vec<u8> {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 fn parse_object(text: &str) -> Map<String, Value> {
