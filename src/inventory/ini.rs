@@ -8,10 +8,11 @@
 use super::build::{Builder, set_var};
 use super::names::expand_range;
 use super::python_literal::{Located, typed};
-use super::{ALL, Inventory, Vars};
+use super::{ALL, BUILT_IN_GROUPS, Inventory, Vars};
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use crate::node::Kind;
-use regex::Regex;
+use regex::{Captures, Regex};
+use std::collections::HashSet;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
@@ -49,7 +50,7 @@ pub(super) fn parse(file: &Arc<SourceFile>) -> InputResult<Inventory> {
     let mut reader = Reader {
         builder: Builder::new(),
         section: Section::Hosts(ALL),
-        declared: vec![true],
+        defined: HashSet::new(),
         mentions: Vec::new(),
     };
     let mut offset = 0;
@@ -84,8 +85,8 @@ enum Mention {
 struct Reader {
     builder: Builder,
     section: Section,
-    /// By group index: defined by a `[group]` or `[group:children]` section (or built in).
-    declared: Vec<bool>,
+    /// Groups defined by a `[group]` or `[group:children]` section.
+    defined: HashSet<usize>,
     /// The first mention of each group, to report those never defined.
     mentions: Vec<(usize, Span, Mention)>,
 }
@@ -93,31 +94,7 @@ struct Reader {
 impl Reader {
     fn line(&mut self, line: &Located) -> InputResult<()> {
         if let Some(found) = SECTION.captures(&line.text) {
-            let name = found.get(1).map_or("", |m| m.as_str());
-            let at = found.get(1).map_or(0..0, |m| m.range());
-            let node = line
-                .slice(at.start, at.end)
-                .node(Kind::Str(name.to_string()));
-            let group = match name {
-                "all" => ALL,
-                _ => self.builder.group(name, &node)?,
-            };
-            self.section = match found.get(2).map(|m| (m.as_str(), m.range())) {
-                None | Some(("hosts", _)) => self.declare(group, Section::Hosts(group)),
-                Some(("children", _)) => self.declare(group, Section::Children(group)),
-                Some(("vars", _)) => {
-                    self.mention(group, &node.span, Mention::Vars);
-                    Section::Vars(group)
-                }
-                Some((kind, range)) => {
-                    return Err(line
-                        .span_of(range.start, range.end)
-                        .error(format!(
-                            "unknown section type `{kind}` in `[{name}:{kind}]`"
-                        ))
-                        .help(SECTION_HELP));
-                }
-            };
+            self.section = self.section(line, &found)?;
             return Ok(());
         }
         if line.text.starts_with('[') && line.text.ends_with(']') {
@@ -133,20 +110,41 @@ impl Reader {
         }
     }
 
-    fn declare(&mut self, group: usize, section: Section) -> Section {
-        self.set_declared(group, true);
+    /// `[name]`, `[name:hosts]`, `[name:vars]` or `[name:children]`.
+    fn section(&mut self, line: &Located, found: &Captures) -> InputResult<Section> {
+        let name = found.get(1).map_or("", |m| m.as_str());
+        let at = found.get(1).map_or(0..0, |m| m.range());
+        let node = line
+            .slice(at.start, at.end)
+            .node(Kind::Str(name.to_string()));
+        let group = match name {
+            "all" => ALL,
+            _ => self.builder.group(name, &node)?,
+        };
+        Ok(match found.get(2).map(|m| (m.as_str(), m.range())) {
+            None | Some(("hosts", _)) => self.define(group, Section::Hosts(group)),
+            Some(("children", _)) => self.define(group, Section::Children(group)),
+            Some(("vars", _)) => {
+                self.mention(group, &node.span, Mention::Vars);
+                Section::Vars(group)
+            }
+            Some((kind, range)) => {
+                return Err(line
+                    .span_of(range.start, range.end)
+                    .error(format!(
+                        "unknown section type `{kind}` in `[{name}:{kind}]`"
+                    ))
+                    .help(SECTION_HELP));
+            }
+        })
+    }
+
+    fn define(&mut self, group: usize, section: Section) -> Section {
+        self.defined.insert(group);
         section
     }
 
-    fn set_declared(&mut self, group: usize, declared: bool) {
-        if self.declared.len() <= group {
-            self.declared.resize(group + 1, false);
-        }
-        self.declared[group] |= declared || self.group_name(group) == "ungrouped";
-    }
-
     fn mention(&mut self, group: usize, at: &Span, how: Mention) {
-        self.set_declared(group, false);
         if !self.mentions.iter().any(|(g, _, _)| *g == group) {
             self.mentions.push((group, at.clone(), how));
         }
@@ -262,7 +260,9 @@ impl Reader {
         let errors = self
             .mentions
             .iter()
-            .filter(|(group, _, _)| !self.declared.get(*group).copied().unwrap_or(false))
+            .filter(|(group, _, _)| {
+                !self.defined.contains(group) && !BUILT_IN_GROUPS.contains(&self.group_name(*group))
+            })
             .map(|(group, at, how)| undefined_group(self.group_name(*group), at, how))
             .collect();
         if let Some(error) = InputError::combine(errors) {

@@ -313,10 +313,7 @@ impl Parser<'_> {
         let mut bytes = None;
         loop {
             self.skip_blanks();
-            let prefix_len = self
-                .rest()
-                .find(['\'', '"'])
-                .filter(|&n| n <= 2 && self.rest()[..n].chars().all(|c| "rRbBuU".contains(c)))?;
+            let prefix_len = string_prefix(self.rest())?;
             let prefix = self.rest()[..prefix_len].to_ascii_lowercase();
             let is_bytes = prefix.contains('b');
             if !matches!(prefix.as_str(), "" | "r" | "u" | "b" | "br" | "rb")
@@ -327,11 +324,7 @@ impl Parser<'_> {
             bytes = Some(is_bytes);
             self.at += prefix_len;
             text.push_str(&self.string_body(prefix.contains('r'), is_bytes)?);
-            let next = self.rest().trim_start_matches([' ', '\t']);
-            let next_prefix = next
-                .find(['\'', '"'])
-                .filter(|&n| n <= 2 && next[..n].chars().all(|c| "rRbBuU".contains(c)));
-            if next_prefix.is_none() {
+            if string_prefix(self.rest().trim_start_matches([' ', '\t'])).is_none() {
                 break;
             }
         }
@@ -406,6 +399,12 @@ impl Parser<'_> {
         }
         None
     }
+}
+
+/// The length of the prefix (`r`, `b`, `rb`...) when `text` starts a string literal.
+fn string_prefix(text: &str) -> Option<usize> {
+    text.find(['\'', '"'])
+        .filter(|&n| n <= 2 && text[..n].chars().all(|c| "rRbBuU".contains(c)))
 }
 
 fn int(digits: &str) -> Option<i64> {
