@@ -172,6 +172,50 @@ zone=global
 role=none
 ";
 
+/// Values of every kind Python's `literal_eval` knows, and some it refuses, in `:vars`
+/// lines and in a shell-quoted host line.
+const VALUES_INI: &str = r#"[typed]
+h1 a=1 b="two words" c='[1, 2]' d="{'k': 'v'}" e=True f=1.0 g=x=y h="'quoted'" i=\'q\' j=x#y
+h2 k="a\"b" l='a\b' m=-0x10 n=
+
+[typed:vars]
+i1=42
+i2=-7
+i3=0x1F
+i4=1_000
+i5=00
+f1=1.5
+f2=1e3
+f3=.5
+f4=-2.5E-3
+b1=True
+b2=false
+n1=None
+s1='single'
+s2="double"
+s3='a' "b"
+s4='tab\there'
+s5=r'raw\d'
+s6='\x41\u00e9'
+s7=plain text
+s8=yes
+s9=0644
+s10=1.2.3
+l1=[1, 'two', [3]]
+l2=(1, 2)
+l3=1, 2
+l4=[]
+d1={'a': 1, 'b': {'c': None}}
+d2={}
+set1={3}
+e1=
+c1=1 # comment
+c2=text ; semicolon
+u1=héllo
+q1="it's"
+t1=(1)
+"#;
+
 const DATACENTER_VARS_FILES: &[(&str, &str)] = &[
     ("group_vars/all.yml", "ntp: ntp.example.com\n"),
     ("group_vars/eu.yml", "zone: file-eu\n"),
@@ -220,6 +264,11 @@ fn ini_inventory_reads_as_ansible_reads_it() {
 #[test]
 fn ini_typing_and_overlapping_hierarchies_read_as_ansible_reads_them() {
     Tree::new("hosts.ini", DATACENTER_INI, DATACENTER_VARS_FILES).compare(DATACENTER_PATTERNS);
+}
+
+#[test]
+fn ini_values_are_typed_as_ansible_types_them() {
+    Tree::new("values.ini", VALUES_INI, &[]).compare(&["all", "typed"]);
 }
 
 type HostVars = BTreeMap<String, Map<String, Value>>;
