@@ -1,7 +1,7 @@
 //! Groups and hosts collected from any inventory format, then finished the same way:
 //! depths, `ungrouped`, and each host's groups in Ansible's order.
 
-use super::names::check_name;
+use super::names::{check_name, expand_range};
 use super::{ALL, BUILT_IN_GROUPS, Group, Host, Inventory, Vars};
 use crate::error::{InputError, InputResult, Span};
 use crate::node::{Kind, Node};
@@ -49,14 +49,30 @@ impl Builder {
         }
     }
 
-    /// List host `name` in `group`, creating it at its first listing (`key`). Returns
-    /// the host and whether this listing created it.
-    pub(super) fn add_host(
+    /// List the hosts `pattern` names (`web[1:3]`) in `group`, `key` being where it is
+    /// written. A `port` written after the pattern counts only where a host is first
+    /// listed, as in Ansible.
+    pub(super) fn add_hosts(
         &mut self,
         group: usize,
-        name: &str,
+        pattern: &str,
         key: &Node,
-    ) -> InputResult<(usize, bool)> {
+        port: Option<&Node>,
+    ) -> InputResult<Vec<usize>> {
+        let mut listed = Vec::new();
+        for name in expand_range(pattern, key)? {
+            let (index, created) = self.add_host(group, &name, key)?;
+            if let Some(port) = port.filter(|_| created) {
+                set_var(&mut self.hosts[index].vars, "ansible_port", port.clone());
+            }
+            listed.push(index);
+        }
+        Ok(listed)
+    }
+
+    /// List host `name` in `group`, creating it at its first listing (`key`). Returns
+    /// the host and whether this listing created it.
+    fn add_host(&mut self, group: usize, name: &str, key: &Node) -> InputResult<(usize, bool)> {
         check_name("host", name, key)?;
         let created = !self.host_index.contains_key(name);
         let index = *self.host_index.entry(name.to_string()).or_insert_with(|| {

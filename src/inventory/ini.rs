@@ -6,14 +6,13 @@
 //! values stay strings, but ansible-core 2.19 types them too, and we follow the code.
 
 use super::build::{Builder, set_var};
-use super::names::expand_range;
+use super::names::{port_node, split_port};
 use super::python_literal::{Located, typed};
 use super::{ALL, BUILT_IN_GROUPS, Inventory, Vars};
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use crate::node::Kind;
 use regex::{Captures, Regex};
 use std::collections::HashSet;
-use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
@@ -30,11 +29,6 @@ static SECTION: LazyLock<Regex> = LazyLock::new(|| {
 });
 static GROUP_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([^:\]\s]+)\s*(?:#.*)?$").expect("the group name pattern is valid")
-});
-/// A port after a host: `[::1]:22`, or `db[1:3]:2222` (brackets there are ranges).
-static HOST_PORT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\[(?P<bracketed>.+)\]|(?P<host>(?:[^:\[\]]|\[[^\]]*\])*)):(?P<port>[0-9]+)$")
-        .expect("the host and port pattern is valid")
 });
 
 /// Whether a file's first line that is not blank or a comment is an INI section header
@@ -164,8 +158,15 @@ impl Reader {
         let Some((pattern, assignments)) = words.split_first() else {
             return Ok(());
         };
-        let (name, port) = split_port(pattern);
+        let (name, port) = match split_port(&pattern.text) {
+            Some((host, port)) => (
+                pattern.slice(host.start, host.end),
+                Some(pattern.slice(port.start, port.end)),
+            ),
+            None => (pattern.clone(), None),
+        };
         let key = name.node(Kind::Str(name.text.clone()));
+        let port = port.map(|port| port_node(&port.text, port.span()));
         let mut vars = Vars::new();
         for word in assignments {
             let Some(eq) = word.text.find('=').filter(|eq| *eq > 0) else {
@@ -180,24 +181,12 @@ impl Reader {
             let value = typed(&word.slice(eq + 1, word.text.len()));
             set_var(&mut vars, &word.text[..eq], value);
         }
-        for host in expand_range(&name.text, &key)? {
-            if host.contains(':') && host.parse::<Ipv6Addr>().is_err() {
-                return Err(key
-                    .error(format!("host `{}` has a `:` without a port", name.text))
-                    .help("write the port after the host as digits, `web1:2222`, or set `ansible_port=2222`"));
-            }
-            let (index, created) = self.builder.add_host(group, &host, &key)?;
-            let host_vars = &mut self.builder.hosts[index].vars;
-            // As in Ansible, a port counts only where the host is first listed.
-            if let Some(port) = port.as_ref().filter(|_| created) {
-                let kind = port
-                    .text
-                    .parse()
-                    .map_or_else(|_| Kind::Str(port.text.clone()), Kind::Int);
-                set_var(host_vars, "ansible_port", port.node(kind));
-            }
+        for index in self
+            .builder
+            .add_hosts(group, &name.text, &key, port.as_ref())?
+        {
             for (name, value) in &vars {
-                set_var(host_vars, name, value.clone());
+                set_var(&mut self.builder.hosts[index].vars, name, value.clone());
             }
         }
         Ok(())
@@ -317,22 +306,6 @@ fn undefined_group(name: &str, at: &Span, how: &Mention) -> InputError {
         "define it with a `[{name}]` section listing its hosts (it may be empty) or a \
          `[{name}:children]` section; Ansible refuses this inventory too"
     ))
-}
-
-/// The host and its port, if one is written after it.
-fn split_port(pattern: &Located) -> (Located, Option<Located>) {
-    let Some(found) = HOST_PORT.captures(&pattern.text) else {
-        return (pattern.clone(), None);
-    };
-    let host = found
-        .name("bracketed")
-        .or_else(|| found.name("host"))
-        .map_or(0..0, |m| m.range());
-    let port = found.name("port").map_or(0..0, |m| m.range());
-    (
-        pattern.slice(host.start, host.end),
-        Some(pattern.slice(port.start, port.end)),
-    )
 }
 
 /// Words as Python's `shlex.split(line, comments=True)` makes them, which is how
@@ -549,10 +522,7 @@ greeting = hello ; not a comment
                 "hosts:2:1: expected a group name in `[a:children]`",
             ),
             ("[a:children]\nall\n", "hosts:2:1: `all` cannot be a child"),
-            (
-                "[a]\nweb1:\n",
-                "hosts:2:1: host `web1:` has a `:` without a port",
-            ),
+            ("[a]\nweb1:\n", "hosts:2:1: host name `web1:` contains `:`"),
             ("[a]\nweb[3:1]\n", "hosts:2:1: bad host range in `web[3:1]`"),
             (
                 "[a]\nh1\n[a:children]\na\n",

@@ -243,6 +243,16 @@ fn bad_patterns_are_located_errors() {
 }
 
 #[test]
+fn a_port_may_follow_the_host_as_in_ansible() {
+    let inventory =
+        parse("all:\n  hosts:\n    web[1:2]:2222: { a: 1 }\n    web1:2200:\n    '[::1]:22':\n")
+            .unwrap();
+    assert_eq!(flat(&inventory, "web1")["ansible_port"], 2222);
+    assert_eq!(flat(&inventory, "web2")["a"], 1);
+    assert_eq!(flat(&inventory, "::1")["ansible_port"], 22);
+}
+
+#[test]
 fn ipv6_hosts_are_not_split_on_colons() {
     let inventory = parse("all:\n  hosts:\n    '2001:db8::1':\n    web1:\n").unwrap();
     assert_eq!(select(&inventory, "2001:db8::1"), ["2001:db8::1"]);
@@ -326,8 +336,8 @@ fn structural_mistakes_are_located() {
             "inv.yml:2:12: host name `web 1` contains ` `",
         ),
         (
-            "all:\n  hosts: { 'web1:22': }\n",
-            "inv.yml:2:12: host name `web1:22` contains `:`",
+            "all:\n  hosts: { 'web1:': }\n",
+            "inv.yml:2:12: host name `web1:` contains `:`",
         ),
         ("web*: {}\n", "inv.yml:1:1: group name `web*` contains `*`"),
     ];

@@ -2,7 +2,7 @@
 
 use super::Vars;
 use super::build::{Builder, set_var};
-use super::names::expand_range;
+use super::names::{port_node, split_port};
 use crate::error::{InputError, InputResult};
 use crate::node::{Kind, Node};
 
@@ -97,9 +97,15 @@ impl Builder {
                     ))
                     .help(HOST_HELP));
             }
-            for name in expand_range(written, key)? {
-                let (index, _) = self.add_host(group, &name, key)?;
-                let expected = format!("host `{name}` must be a mapping of its variables");
+            let (pattern, port) = match split_port(written) {
+                Some((host, port)) => (
+                    &written[host],
+                    Some(port_node(&written[port], key.span.clone())),
+                ),
+                None => (written, None),
+            };
+            let expected = format!("host `{written}` must be a mapping of its variables");
+            for index in self.add_hosts(group, pattern, key, port.as_ref())? {
                 merge_vars(&mut self.hosts[index].vars, vars, &expected)?;
             }
         }
