@@ -504,6 +504,34 @@ fn inventory_unknown_key_in_a_group() {
 }
 
 #[test]
+fn ini_inventory_children_naming_an_undefined_group() {
+    let stderr = bad_input(
+        GOOD,
+        &[(
+            "hosts",
+            "[web]\nweb1 ansible_host=127.0.0.1\n\n[prod:children]\nweb\ndb\n",
+        )],
+        &["site.yml", "-i", "hosts"],
+    );
+    assert!(stderr.contains("hosts:6:1:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn ini_inventory_host_line_word_without_equals() {
+    let stderr = bad_input(
+        GOOD,
+        &[(
+            "hosts",
+            "[web]\nweb1 ansible_host=127.0.0.1 ; the web server\n",
+        )],
+        &["site.yml", "-i", "hosts"],
+    );
+    assert!(stderr.contains("hosts:2:29:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
 fn a_limit_that_matches_no_host() {
     let stderr = bad_input(GOOD, &[], &["site.yml", "-l", "db*"]);
     insta::assert_snapshot!(stderr);
