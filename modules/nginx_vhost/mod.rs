@@ -654,52 +654,13 @@ impl Action for VhostAction {
         let content_changed = seen.file.kind != Kind::File
             || seen.file.sha256 != Some(files::sha256_hex(desired.content));
         diffs.extend(file_diffs.iter().cloned());
-        let link_now = match seen.link.kind {
-            Kind::Link => seen
-                .link
-                .link_target
-                .as_ref()
-                .map(|t| format!("link: {t}\n")),
-            Kind::Absent => None,
-            _ => Some("type: file\n".into()),
-        };
-        let link_want = format!("link: {}\n", site.available);
-        let link_changed = link_now.as_deref() != Some(&link_want);
-        if link_changed {
-            diffs.push(Diff::new(&site.enabled, link_now, Some(link_want)));
-        }
+        let link_diff = self.link_diff(&seen.link);
+        let link_changed = link_diff.is_some();
+        diffs.extend(link_diff);
 
         if content_changed || link_changed {
-            let needs_cert = site.full.as_deref() == Some(content);
-            let cert_assumed = self.cert_resource().is_some_and(|c| host.coming(&c));
-            if needs_cert && !seen.cert && !cert_assumed {
-                let cert = site.cert_files.as_ref().map_or("", |c| c.0.as_str());
-                return Err(Failure::new(format!(
-                    "certificate {cert} does not exist yet: {} keeps serving plain HTTP only{}",
-                    site.name,
-                    if site.tls == Some(Tls::Certbot) {
-                        " (the certbot task for this name must succeed first)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-            let nginx_assumed = host.coming(&Resource::Package("nginx".into()));
-            if !seen.nginx && !nginx_assumed {
-                return Err(Failure::new(format!(
-                    "nginx is not installed ({SITES_AVAILABLE} or the nginx binary is missing)"
-                )));
-            }
-            // Without nginx or the certificate (check mode, assumed) there is nothing to test against.
-            if seen.nginx && (seen.cert || !needs_cert) {
-                plan.checks.push(
-                    Command::new(
-                        "nginx -t with the new site (nothing live was changed)",
-                        check::test_script(&site.name),
-                    )
-                    .with_stdin(content.as_bytes()),
-                );
-            }
+            plan.checks
+                .extend(self.check_new_site(&seen, content, host)?);
         }
         if makes_webroot {
             plan.changes.push(Command::new(
@@ -732,6 +693,59 @@ impl Action for VhostAction {
         }
         plan.diffs = diffs;
         Ok(plan)
+    }
+}
+
+impl VhostAction {
+    /// The enabling link as it is and as it should be; None when it is right.
+    fn link_diff(&self, link: &FileState) -> Option<Diff> {
+        let site = &self.site;
+        let now = match link.kind {
+            Kind::Link => link.link_target.as_ref().map(|t| format!("link: {t}\n")),
+            Kind::Absent => None,
+            _ => Some("type: file\n".into()),
+        };
+        let want = format!("link: {}\n", site.available);
+        (now.as_deref() != Some(&want)).then(|| Diff::new(&site.enabled, now, Some(want)))
+    }
+
+    /// What a new site needs before it may go live: its certificate and nginx, unless an
+    /// earlier task brings them; and `nginx -t` on it when there is something to test.
+    fn check_new_site<'a>(
+        &self,
+        seen: &Seen,
+        content: &'a str,
+        host: &HostView<'_>,
+    ) -> Result<Option<Command<'a>>, Failure> {
+        let site = &self.site;
+        let needs_cert = site.full.as_deref() == Some(content);
+        let cert_assumed = self.cert_resource().is_some_and(|c| host.coming(&c));
+        if needs_cert && !seen.cert && !cert_assumed {
+            let cert = site.cert_files.as_ref().map_or("", |c| c.0.as_str());
+            return Err(Failure::new(format!(
+                "certificate {cert} does not exist yet: {} keeps serving plain HTTP only{}",
+                site.name,
+                if site.tls == Some(Tls::Certbot) {
+                    " (the certbot task for this name must succeed first)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let nginx_assumed = host.coming(&Resource::Package("nginx".into()));
+        if !seen.nginx && !nginx_assumed {
+            return Err(Failure::new(format!(
+                "nginx is not installed ({SITES_AVAILABLE} or the nginx binary is missing)"
+            )));
+        }
+        // Without nginx or the certificate (check mode, assumed) there is nothing to test against.
+        Ok((seen.nginx && (seen.cert || !needs_cert)).then(|| {
+            Command::new(
+                "nginx -t with the new site (nothing live was changed)",
+                check::test_script(&site.name),
+            )
+            .with_stdin(content.as_bytes())
+        }))
     }
 }
 
