@@ -11,7 +11,7 @@ pub use write::{
     write_script,
 };
 
-use super::{Command, Diff, HostView, Mode, Probed, probe::fields_of};
+use super::{Command, Diff, HostView, Mode, Plan, Probed, probe::fields_of};
 use crate::quote::quote;
 use crate::transport::ExecOutput;
 use sha2::{Digest, Sha256};
@@ -242,11 +242,67 @@ fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) ->
     Diff::new(desired.path, before, Some(after))
 }
 
-/// Put the file in place (apply mode only).
 /// The change that puts `desired` in place through the one write path.
 pub fn write<'a>(desired: &DesiredFile<'a>) -> Command<'a> {
     Command::new(format!("writing {}", desired.path), write_script(desired))
         .with_stdin(desired.content)
+}
+
+/// Write `desired` over the file the probe saw as `before`, which the plan hands to the
+/// engine: a health check failing after the restart this change owes puts it back.
+pub fn replace<'a>(plan: &mut Plan<'a>, before: &FileState, desired: &DesiredFile<'a>) {
+    plan.changes.push(write(desired));
+    plan.replaces.push(PreviousFile {
+        path: desired.path.to_string(),
+        state: before.clone(),
+    });
+}
+
+/// A file as it was before this run replaced it, as its probe saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousFile {
+    pub path: String,
+    pub state: FileState,
+}
+
+impl PreviousFile {
+    /// The change that puts the file back as it was (removes it when there was none),
+    /// through the same write path; Err says why it cannot be.
+    pub fn restore(&self) -> Result<Command<'static>, String> {
+        let path = self.path.as_str();
+        let state = &self.state;
+        let script = match (state.kind, &state.content, &state.link_target) {
+            (Kind::Absent, _, _) => remove_script(path, false),
+            (Kind::File, Some(content), _) => {
+                let mode = state
+                    .mode
+                    .as_deref()
+                    .and_then(|m| u32::from_str_radix(m, 8).ok());
+                let before = DesiredFile {
+                    path,
+                    content,
+                    mode: mode.map(Mode),
+                    owner: state.owner.as_deref(),
+                    group: state.group.as_deref(),
+                    validate: None,
+                    secret: false,
+                };
+                return Ok(
+                    Command::new(format!("restoring {path}"), write_script(&before))
+                        .with_stdin(content.clone()),
+                );
+            }
+            (Kind::File, None, _) => {
+                return Err(format!(
+                    "over {} KiB, its previous content was not read",
+                    CONTENT_LIMIT / 1024
+                ));
+            }
+            (Kind::Link, _, Some(target)) => link_script(path, target, state.owner.as_deref()),
+            _ => return Err("it was not a regular file".into()),
+        };
+        Ok(Command::new(format!("restoring {path}"), script))
+    }
 }
 
 /// What a checker said about a candidate file.
