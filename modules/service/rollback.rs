@@ -148,12 +148,12 @@ mod tests {
         let one = Restores {
             restored: vec!["/etc/a".into()],
             removed: Vec::new(),
-            kept: vec!["/srv/big (over 256 KiB, its previous content was not read)".into()],
+            kept: vec!["/srv/big (its previous content was not kept)".into()],
         };
         assert_eq!(
             one.message("app unhealthy after restart: X", "app", Err("Y".into())),
             "app unhealthy after restart: X; restored /etc/a to its previous content; could not \
-             restore /srv/big (over 256 KiB, its previous content was not read); app is still \
+             restore /srv/big (its previous content was not kept); app is still \
              unhealthy: Y"
         );
     }

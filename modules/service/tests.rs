@@ -303,6 +303,7 @@ fn previous(path: &std::path::Path) -> PreviousFile {
     PreviousFile {
         path: path.to_string(),
         state: files::FileState::from_probe(&probed, "f"),
+        kept_as: None,
     }
 }
 

@@ -301,6 +301,7 @@ mod tests {
                 content: Some(content.as_bytes().to_vec()),
                 ..FileState::absent()
             },
+            kept_as: None,
         }
     }
 
