@@ -10,7 +10,7 @@ const APP: &str = r#"#!/usr/bin/python3
 import glob, http.server, os, sys
 conf = "".join(open(p).read() for p in sorted(glob.glob("/etc/demo/*.conf")))
 with open("/var/log/demo-starts", "a") as f:
-    f.write(conf.replace("\n", " ").strip() + "\n")
+    f.write(" ".join(l for l in conf.split("\n") if l.startswith("mode=")) + "\n")
 if "mode=crash" in conf:
     sys.exit("demo: bad config")
 code = 500 if "mode=sick" in conf else 200
@@ -22,6 +22,9 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#;
+
+/// In the config: never to be shown, restored or not.
+const TOKEN: &str = "tok-5f0c2a9e";
 
 const HANDLER: &str = r#"
   handlers:
@@ -37,14 +40,15 @@ fn site(extra_tasks: &str) -> String {
     format!(
         r#"
 - hosts: all
-  vars: {{ mode: ok, port: 8080 }}
+  vars: {{ mode: ok, port: 8080, token: {TOKEN} }}
+  secrets: [token]
   tasks:
     - name: app
       file: {{ path: /usr/local/bin/demo-app, src: files/demo-app, mode: "0755" }}
       notify: restart demo
     - dir: {{ path: /etc/demo }}
     - name: config
-      file: {{ path: /etc/demo/app.conf, content: "mode={{{{mode}}}}\n", mode: "0640" }}
+      file: {{ path: /etc/demo/app.conf, content: "mode={{{{mode}}}}\ntoken={{{{token}}}}\n", mode: "0640" }}
       notify: restart demo
 {extra_tasks}    - name: unit
       systemd_unit: {{ name: demo, exec_start: /usr/local/bin/demo-app,
@@ -106,11 +110,16 @@ fn a_config_change_that_breaks_the_service_is_rolled_back() {
     assert_healthy(&s);
 
     // A config the service starts with but answers 500 on: put back, healthy again.
-    converge(&s, &["mode=sick"]).expect_code(1).expect_stdout_contains(
+    let sick = converge(&s, &["mode=sick"]);
+    assert!(!sick.stdout.contains(TOKEN), "{}", sick.stdout);
+    sick.expect_code(1).expect_stdout_contains(
         "demo unhealthy after restart: GET http://127.0.0.1:8080/healthz returned 500 after 3 s; \
          restored /etc/demo/app.conf to its previous content; demo is healthy again",
     );
-    assert_eq!(s.sh("h1", "cat /etc/demo/app.conf"), "mode=good\n");
+    assert_eq!(
+        s.sh("h1", "cat /etc/demo/app.conf"),
+        format!("mode=good\ntoken={TOKEN}\n")
+    );
     assert_eq!(s.sh("h1", "stat -c %a /etc/demo/app.conf").trim(), "640");
     assert_eq!(starts(&s).last().map(String::as_str), Some("mode=good"));
     assert_healthy(&s);
@@ -122,7 +131,10 @@ fn a_config_change_that_breaks_the_service_is_rolled_back() {
         .expect_stdout_contains(
             "restored /etc/demo/app.conf to its previous content; demo is healthy again",
         );
-    assert_eq!(s.sh("h1", "cat /etc/demo/app.conf"), "mode=good\n");
+    assert_eq!(
+        s.sh("h1", "cat /etc/demo/app.conf"),
+        format!("mode=good\ntoken={TOKEN}\n")
+    );
     assert_healthy(&s);
 
     // A new file that breaks it is removed again.
@@ -137,6 +149,19 @@ fn a_config_change_that_breaks_the_service_is_rolled_back() {
         "app.conf\n",
         "the new file is gone"
     );
+    assert_healthy(&s);
+
+    // A file too large for the probe to read is put back from the copy its write kept.
+    let data = "    - name: data\n      file: { path: /var/lib/demo.bin, src: files/data.bin }\n      notify: restart demo\n";
+    s.playbook(&site(data));
+    s.file("files/data.bin", &"1".repeat(300 * 1024));
+    converge(&s, &["mode=good"]).expect_code(0);
+    let old = s.sh("h1", "sha256sum /var/lib/demo.bin");
+    s.file("files/data.bin", &"2".repeat(300 * 1024));
+    converge(&s, &["mode=sick"]).expect_code(1).expect_stdout_contains(
+        "returned 500 after 3 s; restored /var/lib/demo.bin and /etc/demo/app.conf to their previous content; demo is healthy again",
+    );
+    assert_eq!(s.sh("h1", "sha256sum /var/lib/demo.bin"), old);
     assert_healthy(&s);
 }
 
