@@ -2,7 +2,7 @@
 //! the unit-name rule, and the `systemctl` lines that change a unit. Used by `service`,
 //! `release` and `systemd_unit`.
 
-use super::http::{HealthCheck, Unhealthy};
+use super::http::HealthCheck;
 use super::{Command, Exec, Failure, Probed};
 use crate::quote::quote;
 
@@ -209,13 +209,9 @@ pub async fn restart_checked(
             out.status
         )));
     }
-    match health.map(|h| h.wait(exec.transport())) {
+    match health {
+        Some(health) => health.verdict(exec).await,
         None => Ok(Ok(())),
-        Some(wait) => match wait.await {
-            Ok(()) => Ok(Ok(())),
-            Err(Unhealthy::Failed(reason)) => Ok(Err(reason)),
-            Err(Unhealthy::Connection(e)) => Err(Failure::Connection(e)),
-        },
     }
 }
 
