@@ -159,7 +159,10 @@ impl Action for ServiceAction {
                     service: name,
                     health,
                 }));
-                after.push(("health", Some(format!("GET {} after the restart", health.url.text))));
+                after.push((
+                    "health",
+                    Some(format!("GET {} after the restart", health.url.text)),
+                ));
             } else if let Some(verb) = verb {
                 // Reported as running only once it runs, and stays up.
                 script.push_str(&if now_active {

@@ -1,6 +1,6 @@
 use super::Service;
-use crate::module::testing::{FakeHost, diff_text, one, refused};
 use crate::module::files::{self, PreviousFile};
+use crate::module::testing::{FakeHost, diff_text, one, refused};
 use crate::module::{Action, Failure, Outcome, Resource, RestartBook, Status};
 use std::collections::HashSet;
 
@@ -378,9 +378,14 @@ async fn a_healthy_restart_restores_nothing() {
 async fn unhealthy_with_nothing_changed_for_it_says_so() {
     let host = host("active", "enabled");
     let port = health_by_config(host.path("missing")).await;
-    let failure = run(&host, &checked_restart(port), true, &mut RestartBook::default())
-        .await
-        .unwrap_err();
+    let failure = run(
+        &host,
+        &checked_restart(port),
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         failure
             .to_string()
