@@ -358,7 +358,7 @@ impl Action for LogrotateAction {
             }
         }
         if !plan.diffs.is_empty() {
-            plan.changes.push(files::write(&desired));
+            files::replace(&mut plan, &state, &desired);
         }
         Ok(plan)
     }

@@ -7,7 +7,7 @@ mod layout;
 mod state;
 
 use crate::error::InputResult;
-use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
+use crate::module::http::{CheckParams, HealthCheck};
 use crate::module::systemd::{self, yes_no};
 use crate::module::{
     self, Action, Command, Diff, Exec, Failure, FollowUp, HostView, Module, Params, Probed,
@@ -354,34 +354,16 @@ impl ReleaseAction {
 
     /// Restart the service (which starts a stopped one) and check its health.
     async fn restart_and_check(&self, host: &dyn Exec) -> Result<Verdict, Failure> {
-        if let Some(service) = &self.service {
-            // Reported running only once it runs: a build that dies at once is unhealthy.
-            let restart = Command::new(
-                format!("restarting {service}"),
-                systemd::systemctl_until_running("restart", service),
-            )
-            .judged_by(|_| Ok(()));
-            let out = host.run(restart).await?;
-            if !out.success() {
-                let stderr = out.stderr_text();
-                let why = stderr.lines().next().unwrap_or("no message");
-                return Ok(Err(format!(
-                    "systemctl restart {service} failed (exit {}): {why}",
-                    out.status
-                )));
-            }
+        match &self.service {
+            Some(service) => systemd::restart_checked(host, service, self.health.as_ref()).await,
+            None => self.check_health(host).await,
         }
-        self.check_health(host).await
     }
 
     async fn check_health(&self, host: &dyn Exec) -> Result<Verdict, Failure> {
-        let Some(health) = &self.health else {
-            return Ok(Ok(()));
-        };
-        match health.wait(host.transport()).await {
-            Ok(()) => Ok(Ok(())),
-            Err(Unhealthy::Failed(reason)) => Ok(Err(reason)),
-            Err(Unhealthy::Connection(e)) => Err(Failure::Connection(e)),
+        match &self.health {
+            Some(health) => health.verdict(host).await,
+            None => Ok(Ok(())),
         }
     }
 

@@ -1,11 +1,17 @@
 //! `service`: a systemd service started or stopped, enabled or not; restarted or
-//! reloaded as a handler, with the restarts of one service merged within a run.
+//! reloaded as a handler, with the restarts of one service merged within a run. A
+//! restart with `health` is checked, and when the service is unhealthy the files
+//! changed for it in this run are put back, as a release is rolled back.
+
+mod rollback;
 
 use crate::error::InputResult;
+use crate::module::http::{CheckParams, HealthCheck};
 use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
     Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
 };
+use rollback::CheckedRestart;
 use serde::Deserialize;
 
 pub struct Service;
@@ -16,6 +22,7 @@ struct ServiceParams {
     name: String,
     state: Option<State>,
     enabled: Option<bool>,
+    health: Option<CheckParams>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -45,10 +52,20 @@ impl Module for Service {
                 .error("service: give `state`, `enabled` or both")
                 .help("state: started|stopped|restarted|reloaded; enabled: true|false"));
         }
+        let health = p
+            .health
+            .map(|h| HealthCheck::prepare(params, &["health"], h))
+            .transpose()?;
+        if health.is_some() && p.state != Some(State::Restarted) {
+            return Err(params
+                .error_at("health", "is checked after a restart only")
+                .help("give `state: restarted` (a handler), or check with `http_check`"));
+        }
         Ok(vec![Box::new(ServiceAction {
             name: p.name,
             state: p.state,
             enabled: p.enabled,
+            health,
         })])
     }
 }
@@ -58,6 +75,8 @@ struct ServiceAction {
     name: String,
     state: Option<State>,
     enabled: Option<bool>,
+    /// Checked after a restart; an unhealthy service gets this run's files back.
+    health: Option<HealthCheck>,
 }
 
 impl ServiceAction {
@@ -134,7 +153,17 @@ impl Action for ServiceAction {
                 State::Reloaded => (Some("start"), true),
                 State::Started | State::Stopped => (None, active),
             };
-            if let Some(verb) = verb {
+            if let (Some("restart"), Some(health)) = (verb, &self.health) {
+                // Restarted by the follow-up, which must see how the restart went.
+                plan.follow_up = Some(Box::new(CheckedRestart {
+                    service: name,
+                    health,
+                }));
+                after.push((
+                    "health",
+                    Some(format!("GET {} after the restart", health.url.text)),
+                ));
+            } else if let Some(verb) = verb {
                 // Reported as running only once it runs, and stays up.
                 script.push_str(&if now_active {
                     systemd::systemctl_until_running(verb, name)
@@ -160,14 +189,15 @@ impl Action for ServiceAction {
         }
         // Restarts and reloads always act (that is what a handler is for), so the
         // status follows the commands, not the diff.
-        if script.is_empty() {
+        let diff = Diff::of_metadata(format!("service {name}"), &before, &after);
+        if !script.is_empty() {
+            let command = Command::new(format!("systemctl on {name}"), format!("set -e\n{script}"));
+            plan.change(diff, command);
+        } else if plan.follow_up.is_some() {
+            plan.diffs.extend(diff);
+        } else {
             return Ok(Plan::unchanged());
         }
-        let command = Command::new(format!("systemctl on {name}"), format!("set -e\n{script}"));
-        plan.change(
-            Diff::of_metadata(format!("service {name}"), &before, &after),
-            command,
-        );
         Ok(plan)
     }
 }

@@ -1,4 +1,5 @@
 use super::Service;
+use crate::module::files::{self, PreviousFile};
 use crate::module::testing::{FakeHost, diff_text, one, refused};
 use crate::module::{Action, Failure, Outcome, Resource, RestartBook, Status};
 use std::collections::HashSet;
@@ -270,4 +271,160 @@ fn hostile_unit_names_are_refused_where_they_stand() {
             "{bad:?}: {err}"
         );
     }
+}
+
+/// An HTTP server on this machine answering 200 while `conf` holds `good`, 500 otherwise:
+/// the health of a service that reads its config at each request.
+async fn health_by_config(conf: std::path::PathBuf) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let good = std::fs::read_to_string(&conf).is_ok_and(|c| c == "good\n");
+            let code = if good { 200 } else { 500 };
+            let head = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+            let _ = s.write_all(head.as_bytes()).await;
+        }
+    });
+    port
+}
+
+/// The previous state of a file as its probe sees it on this machine.
+fn previous(path: &std::path::Path) -> PreviousFile {
+    let path = path.to_str().unwrap();
+    let probed = crate::module::testing::probed(&crate::module::testing::sh(&files::probe(
+        "f",
+        path,
+        files::Read::Content,
+    )));
+    PreviousFile {
+        path: path.to_string(),
+        state: files::FileState::from_probe(&probed, "f"),
+        kept_as: None,
+    }
+}
+
+fn checked_restart(port: u16) -> String {
+    format!(
+        "{{name: myapp, state: restarted, health: {{url: 'http://127.0.0.1:{port}/healthz', timeout: 1}}}}"
+    )
+}
+
+#[tokio::test]
+async fn an_unhealthy_restart_puts_back_the_files_changed_for_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = host("active", "enabled");
+    let conf = host.path("app.conf");
+    let extra = host.path("extra.conf");
+    std::fs::write(&conf, "good\n").unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut book = RestartBook::default();
+    let owes = std::collections::BTreeSet::from(["myapp".to_string()]);
+    book.record_replaced(&owes, &[previous(&conf), previous(&extra)]);
+    // What this run's earlier tasks did: a bad config, and a file that was not there.
+    std::fs::write(&conf, "bad\n").unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&extra, "new\n").unwrap();
+    let port = health_by_config(conf.clone()).await;
+
+    let Failure::Task(message) = run(&host, &checked_restart(port), true, &mut book)
+        .await
+        .unwrap_err()
+    else {
+        panic!("the connection broke?")
+    };
+    assert_eq!(
+        message,
+        format!(
+            "myapp unhealthy after restart: GET http://127.0.0.1:{port}/healthz returned 500 \
+             after 1 s; restored {} to its previous content; removed {} (new in this run); \
+             myapp is healthy again",
+            conf.display(),
+            extra.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "good\n");
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640);
+    assert!(!extra.exists());
+    assert_eq!(
+        calls(&host),
+        "systemctl restart -- myapp\nsystemctl daemon-reload\nsystemctl restart -- myapp\n"
+    );
+}
+
+#[tokio::test]
+async fn a_healthy_restart_restores_nothing() {
+    let host = host("active", "enabled");
+    let conf = host.path("app.conf");
+    std::fs::write(&conf, "old\n").unwrap();
+    let mut book = RestartBook::default();
+    let owes = std::collections::BTreeSet::from(["myapp".to_string()]);
+    book.record_replaced(&owes, &[previous(&conf)]);
+    std::fs::write(&conf, "good\n").unwrap();
+    let port = health_by_config(conf.clone()).await;
+
+    let out = applied_with(&host, &checked_restart(port), &mut book).await;
+    assert_eq!(out.status, Status::Changed);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "good\n");
+    assert_eq!(calls(&host), "systemctl restart -- myapp\n");
+    assert!(book.was_restarted("myapp"));
+}
+
+#[tokio::test]
+async fn unhealthy_with_nothing_changed_for_it_says_so() {
+    let host = host("active", "enabled");
+    let port = health_by_config(host.path("missing")).await;
+    let failure = run(
+        &host,
+        &checked_restart(port),
+        true,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        failure
+            .to_string()
+            .ends_with("no file was changed for it in this run, so nothing was restored"),
+        "{failure}"
+    );
+    assert_eq!(calls(&host), "systemctl restart -- myapp\n");
+}
+
+#[tokio::test]
+async fn check_mode_says_the_restart_is_health_checked() {
+    let host = host("active", "enabled");
+    let out = run(
+        &host,
+        "{name: myapp, state: restarted, health: {url: 'http://127.0.0.1:8080/healthz'}}",
+        false,
+        &mut RestartBook::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status, Status::Changed);
+    insta::assert_snapshot!(diff_text(&out), @r"
+    --- host:service myapp (current)
+    +++ host:service myapp (desired)
+    @@ -1 +1,2 @@
+    +health: GET http://127.0.0.1:8080/healthz after the restart
+     active: yes
+    ");
+    assert_eq!(calls(&host), "");
+}
+
+#[test]
+fn health_needs_a_restart() {
+    insta::assert_snapshot!(
+        refused(&Service, "{name: myapp, state: started, health: {url: 'http://127.0.0.1/'}}"),
+        @"play.yml:1:39: service: `health`: is checked after a restart only"
+    );
+    insta::assert_snapshot!(
+        refused(&Service, "{name: myapp, state: restarted, health: {url: 'https://x/'}}"),
+        @"play.yml:1:47: service: `health.url`: https is not supported: check the plain-HTTP port the service listens on (e.g. http://127.0.0.1:8080/healthz)"
+    );
 }

@@ -454,7 +454,7 @@ impl Action for UnitAction {
             plan.checks.push(self.verify(host));
         }
         if !plan.diffs.is_empty() {
-            plan.changes.push(files::write(&desired));
+            files::replace(&mut plan, &file, &desired);
         }
         // A stale unit (a run that died before its daemon-reload) is reloaded too.
         let reload = systemd.is_some() && (content_changed || unit.need_reload);

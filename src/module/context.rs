@@ -1,12 +1,13 @@
 //! The engine's side of the change contract: it asks a module for its plan, runs the
 //! checks in both modes and the changes only when applying.
 
+use super::files::PreviousFile;
 use super::plan::{Command, Exec, HostView, Plan};
 use super::{Action, Diff, Failure, Outcome, Probed, Resource, Status};
 use crate::transport::{ExecOutput, Purpose, Script, Transport};
 use async_trait::async_trait;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// The host a task runs on.
 #[derive(Debug, Clone, Default)]
@@ -31,11 +32,13 @@ impl HostInfo {
     }
 }
 
-/// Restarts asked for and done in this run, so each service restarts at most once.
+/// Restarts asked for and done in this run, so each service restarts at most once, and
+/// the files changed for each, so a restart that leaves it unhealthy can put them back.
 #[derive(Debug, Default)]
 pub struct RestartBook {
     pending: BTreeSet<String>,
     done: BTreeSet<String>,
+    replaced: BTreeMap<String, Vec<PreviousFile>>,
 }
 
 impl RestartBook {
@@ -67,6 +70,26 @@ impl RestartBook {
     pub fn pending(&self) -> Vec<String> {
         self.pending.iter().cloned().collect()
     }
+
+    /// `files` are about to be replaced by a change owing `services` a restart. A file
+    /// changed twice in the run keeps what it was before the first change.
+    pub fn record_replaced(&mut self, services: &BTreeSet<String>, files: &[PreviousFile]) {
+        for service in services {
+            let kept = self.replaced.entry(Self::key(service)).or_default();
+            for file in files {
+                if !kept.iter().any(|k| k.path == file.path) {
+                    kept.push(file.clone());
+                }
+            }
+        }
+    }
+
+    /// The files changed in this run that owe `service` a restart, as they were.
+    pub fn replaced_for(&self, service: &str) -> &[PreviousFile] {
+        self.replaced
+            .get(&Self::key(service))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 pub struct Ctx<'a> {
@@ -81,6 +104,8 @@ pub struct Ctx<'a> {
     /// front of its first command in apply mode: the intent is on the host before the
     /// change is live, so a crash in between cannot lose the restart.
     restart_intent: std::sync::Mutex<Option<String>>,
+    /// The services this task owes a restart to when it changes something.
+    owes: BTreeSet<String>,
     pub restarts: &'a mut RestartBook,
     /// Resources that earlier tasks changed, or in check mode would have changed.
     changed: &'a HashSet<Resource>,
@@ -102,6 +127,7 @@ impl<'a> Ctx<'a> {
             become_root,
             timeout: None,
             restart_intent: std::sync::Mutex::new(None),
+            owes: BTreeSet::new(),
             restarts,
             changed,
         }
@@ -113,6 +139,13 @@ impl<'a> Ctx<'a> {
             .restart_intent
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = snippet;
+        self
+    }
+
+    /// The services this task owes a restart to (its own unit's, its notified
+    /// handlers'): the files it replaces are booked under them.
+    pub fn owing_restarts(mut self, services: BTreeSet<String>) -> Ctx<'a> {
+        self.owes = services;
         self
     }
 
@@ -165,6 +198,9 @@ impl<'a> Ctx<'a> {
             self.restarts.mark_restarted(service);
         }
         if self.apply {
+            // Booked before the changes run: a change that fails halfway may have replaced
+            // its file already, and putting back what was there is harmless if it did not.
+            self.restarts.record_replaced(&self.owes, &plan.replaces);
             for change in &plan.changes {
                 self.exec_judged(change, Purpose::Change).await?;
             }
@@ -246,5 +282,40 @@ impl Exec for Ctx<'_> {
 
     fn transport(&self) -> &dyn Transport {
         self.transport
+    }
+
+    fn replaced_for(&self, service: &str) -> &[PreviousFile] {
+        self.restarts.replaced_for(service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::files::FileState;
+
+    fn was(path: &str, content: &str) -> PreviousFile {
+        PreviousFile {
+            path: path.into(),
+            state: FileState {
+                content: Some(content.as_bytes().to_vec()),
+                ..FileState::absent()
+            },
+            kept_as: None,
+        }
+    }
+
+    #[test]
+    fn a_file_changed_twice_is_put_back_as_it_was_first() {
+        let mut book = RestartBook::default();
+        let owes = BTreeSet::from(["app.service".to_string(), "worker".to_string()]);
+        book.record_replaced(&owes, &[was("/etc/app.yml", "first")]);
+        book.record_replaced(&owes, &[was("/etc/app.yml", "second"), was("/etc/b", "b")]);
+        assert_eq!(
+            book.replaced_for("app"),
+            [was("/etc/app.yml", "first"), was("/etc/b", "b")]
+        );
+        assert_eq!(book.replaced_for("worker.service").len(), 2);
+        assert!(book.replaced_for("other").is_empty());
     }
 }

@@ -206,6 +206,16 @@ impl HealthCheck {
             tokio::time::sleep(remaining.min(RETRY_EVERY)).await;
         }
     }
+
+    /// [`HealthCheck::wait`] for a step that goes on when the host is unhealthy:
+    /// Ok(Err(why)) then; Err only when the connection broke.
+    pub async fn verdict(&self, exec: &dyn Exec) -> Result<Result<(), String>, Failure> {
+        match self.wait(exec.transport()).await {
+            Ok(()) => Ok(Ok(())),
+            Err(Unhealthy::Failed(reason)) => Ok(Err(reason)),
+            Err(Unhealthy::Connection(e)) => Err(Failure::Connection(e)),
+        }
+    }
 }
 
 /// A health check run after the changes: the host must answer before the task is ok.

@@ -48,7 +48,7 @@ impl Action for ManagedFile {
         let desired = self.desired(self.secret || host.is_secret(&self.content));
         let mut plan = Plan::with_diffs(files::diff(&state, &desired));
         if !plan.diffs.is_empty() {
-            plan.changes.push(files::write(&desired));
+            files::replace(&mut plan, &state, &desired);
         }
         Ok(plan)
     }

@@ -6,6 +6,7 @@
 //! the changes only when applying. A module never learns which mode runs, so check mode
 //! and apply mode cannot diverge.
 
+use super::files::PreviousFile;
 use super::{Diff, Failure, HostInfo, Resource, RestartBook};
 use crate::transport::{ExecOutput, Transport};
 use async_trait::async_trait;
@@ -78,6 +79,10 @@ pub trait Exec: Send + Sync {
 
     /// For what is not a shell command (a health check's TCP connection).
     fn transport(&self) -> &dyn Transport;
+
+    /// The files changed in this run that owe `service` a restart, as they were before
+    /// (the first time each changed): what a failed health check puts back.
+    fn replaced_for(&self, service: &str) -> &[PreviousFile];
 }
 
 /// A step that must see the outcome of the one before (restart, then health check,
@@ -106,6 +111,8 @@ pub struct Plan<'a> {
     pub restart_requests: Vec<String>,
     /// Services this task (re)starts, folding in the restarts pending so far.
     pub restarted: Vec<String>,
+    /// Files the changes replace, as they were (see [`files::replace`](super::files::replace)).
+    pub replaces: Vec<PreviousFile>,
     /// Why the task does nothing at all this time.
     pub skipped: Option<String>,
 }

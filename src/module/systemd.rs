@@ -2,7 +2,8 @@
 //! the unit-name rule, and the `systemctl` lines that change a unit. Used by `service`,
 //! `release` and `systemd_unit`.
 
-use super::Probed;
+use super::http::HealthCheck;
+use super::{Command, Exec, Failure, Probed};
 use crate::quote::quote;
 
 /// The properties every unit probe reads.
@@ -185,6 +186,33 @@ pub fn systemctl(verb: &str, unit: &str) -> String {
 /// reload), reported as done only once it runs ([`until_running`]).
 pub fn systemctl_until_running(verb: &str, unit: &str) -> String {
     format!("{}{}", systemctl(verb, unit), until_running(unit))
+}
+
+/// Restart `unit`, wait until it runs, then check `health`: Ok(Err(why)) when it did not
+/// come up or is unhealthy; Err only when the task itself fails (the connection broke).
+pub async fn restart_checked(
+    exec: &dyn Exec,
+    unit: &str,
+    health: Option<&HealthCheck>,
+) -> Result<Result<(), String>, Failure> {
+    let restart = Command::new(
+        format!("restarting {unit}"),
+        systemctl_until_running("restart", unit),
+    )
+    .judged_by(|_| Ok(()));
+    let out = exec.run(restart).await?;
+    if !out.success() {
+        let stderr = out.stderr_text();
+        let why = stderr.lines().next().unwrap_or("no message");
+        return Ok(Err(format!(
+            "systemctl restart {unit} failed (exit {}): {why}",
+            out.status
+        )));
+    }
+    match health {
+        Some(health) => health.verdict(exec).await,
+        None => Ok(Ok(())),
+    }
 }
 
 /// How long a started unit may stay `activating` (systemctl returns at once for

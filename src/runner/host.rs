@@ -172,7 +172,8 @@ impl HostRun<'_> {
                 &changed,
             )
             .with_timeout(node.timeout)
-            .with_restart_intent(self.restart_intent(i, &persisted));
+            .with_restart_intent(self.restart_intent(i, &persisted))
+            .owing_restarts(self.owed_restarts(i));
             let result = ctx.carry_out(action, &probed).await;
             // Written, or never needed (all owed restarts were on the host already).
             if !ctx.restart_intent_pending() {

@@ -7,11 +7,11 @@
 mod write;
 
 pub use write::{
-    PRELUDE, chown_chmod_script, dir_script, enter, link_script, remove_script, touch_dir_script,
-    write_script,
+    PRELUDE, chown_chmod_script, dir_script, enter, link_script, put_back_script, remove_script,
+    touch_dir_script, write_script,
 };
 
-use super::{Command, Diff, HostView, Mode, Probed, probe::fields_of};
+use super::{Command, Diff, HostView, Mode, Plan, Probed, probe::fields_of};
 use crate::quote::quote;
 use crate::transport::ExecOutput;
 use sha2::{Digest, Sha256};
@@ -242,11 +242,83 @@ fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) ->
     Diff::new(desired.path, before, Some(after))
 }
 
-/// Put the file in place (apply mode only).
 /// The change that puts `desired` in place through the one write path.
 pub fn write<'a>(desired: &DesiredFile<'a>) -> Command<'a> {
-    Command::new(format!("writing {}", desired.path), write_script(desired))
-        .with_stdin(desired.content)
+    writing(desired, None)
+}
+
+fn writing<'a>(desired: &DesiredFile<'a>, keeping: Option<&str>) -> Command<'a> {
+    Command::new(
+        format!("writing {}", desired.path),
+        write::write_script_keeping(desired, keeping),
+    )
+    .with_stdin(desired.content)
+}
+
+/// Write `desired` over the file the probe saw as `before`, which the plan hands to the
+/// engine: a health check failing after the restart this change owes puts it back. A file
+/// too large for the probe to read is kept aside on the host instead.
+pub fn replace<'a>(plan: &mut Plan<'a>, before: &FileState, desired: &DesiredFile<'a>) {
+    let kept_as = match (before.kind, &before.content, &before.sha256) {
+        (Kind::File, None, Some(sha)) => {
+            Some(format!("{}-{sha}", sha256_hex(desired.path.as_bytes())))
+        }
+        _ => None,
+    };
+    plan.changes.push(writing(desired, kept_as.as_deref()));
+    plan.replaces.push(PreviousFile {
+        path: desired.path.to_string(),
+        state: before.clone(),
+        kept_as,
+    });
+}
+
+/// A file as it was before this run replaced it, as its probe saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousFile {
+    pub path: String,
+    pub state: FileState,
+    /// The name it was kept under on the host, when its content was too large to read:
+    /// one per path and content, so a second change in the run keeps the first copy.
+    pub kept_as: Option<String>,
+}
+
+impl PreviousFile {
+    /// The change that puts the file back as it was (removes it when there was none),
+    /// through the same write path; Err says why it cannot be.
+    pub fn restore(&self) -> Result<Command<'static>, String> {
+        let path = self.path.as_str();
+        let state = &self.state;
+        let script = match (state.kind, &state.content, &state.link_target) {
+            (Kind::Absent, _, _) => remove_script(path, false),
+            (Kind::File, Some(content), _) => {
+                let mode = state
+                    .mode
+                    .as_deref()
+                    .and_then(|m| u32::from_str_radix(m, 8).ok());
+                let before = DesiredFile {
+                    path,
+                    content,
+                    mode: mode.map(Mode),
+                    owner: state.owner.as_deref(),
+                    group: state.group.as_deref(),
+                    validate: None,
+                    secret: false,
+                };
+                return Ok(
+                    Command::new(format!("restoring {path}"), write_script(&before))
+                        .with_stdin(content.clone()),
+                );
+            }
+            (Kind::File, None, _) => match &self.kept_as {
+                Some(kept) => put_back_script(path, kept),
+                None => return Err("its previous content was not kept".into()),
+            },
+            (Kind::Link, _, Some(target)) => link_script(path, target, state.owner.as_deref()),
+            _ => return Err("it was not a regular file".into()),
+        };
+        Ok(Command::new(format!("restoring {path}"), script))
+    }
 }
 
 /// What a checker said about a candidate file.
@@ -635,6 +707,68 @@ mod tests {
         assert_eq!(check.output.status, 7);
         let dir = std::path::Path::new(&check.path).parent().unwrap();
         assert!(!dir.exists(), "{} was left behind", dir.display());
+    }
+
+    /// Replace the file at `path` with `new` as the engine would, then restore it.
+    fn replace_and_restore(path: &std::path::Path, new: &[u8]) -> PreviousFile {
+        let path = path.to_str().unwrap();
+        let before = probe_local(path);
+        let desired = DesiredFile {
+            content: new,
+            mode: Some(Mode(0o600)),
+            ..desired_at(path)
+        };
+        let mut plan = Plan::default();
+        replace(&mut plan, &before, &desired);
+        let out = sh(&plan.changes[0].script, new);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(path).unwrap(), new);
+        let previous = plan.replaces.remove(0);
+        let restore = previous.restore().unwrap();
+        let out = sh(&restore.script, &restore.stdin);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        previous
+    }
+
+    #[test]
+    fn a_replaced_file_is_put_back_with_its_mode_small_or_large() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let small = dir.path().join("app.conf");
+        std::fs::write(&small, "old\n").unwrap();
+        std::fs::set_permissions(&small, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(replace_and_restore(&small, b"new\n").kept_as, None);
+        assert_eq!(std::fs::read(&small).unwrap(), b"old\n");
+        assert_eq!(mode(&small), 0o640);
+
+        // Too large for the probe to read: kept aside by the write, renamed back.
+        let large = dir.path().join("model.bin");
+        let old = vec![b'x'; CONTENT_LIMIT as usize + 1];
+        std::fs::write(&large, &old).unwrap();
+        std::fs::set_permissions(&large, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let previous = replace_and_restore(&large, b"new\n");
+        assert!(previous.kept_as.is_some());
+        assert_eq!(std::fs::read(&large).unwrap(), old);
+        assert_eq!(mode(&large), 0o644);
+        // The copy went back: restoring again fails, saying so.
+        let out = sh(&previous.restore().unwrap().script, b"");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("kept when it was replaced is gone"));
+
+        // A file that was not there is removed again.
+        let new = dir.path().join("extra.conf");
+        replace_and_restore(&new, b"new\n");
+        assert!(!new.exists());
     }
 
     #[test]

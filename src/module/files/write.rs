@@ -136,6 +136,19 @@ fn owner_arg(owner: Option<&str>, group: Option<&str>) -> Option<String> {
 /// and mode, after validation. Exits 3 when validation fails, leaving the target as it
 /// was; whatever fails, the staged copy is removed.
 pub fn write_script(desired: &DesiredFile<'_>) -> String {
+    write_script_keeping(desired, None)
+}
+
+/// Where [`write_script_keeping`] keeps replaced files, below the staging directory: only
+/// root can reach them, and they go with the staging directory's leftovers an hour after
+/// the last one was kept.
+const KEPT: &str = "\"$S\"/kept";
+
+/// [`write_script`], keeping the regular file it replaces as `kept` in the staging
+/// directory: a hard link, so its content, owner and mode survive the rename without a
+/// byte being read. `ln -P` links whatever entry is there by then (a link or FIFO swapped
+/// in stays a link or FIFO, never followed or opened).
+pub fn write_script_keeping(desired: &DesiredFile<'_>, kept: Option<&str>) -> String {
     let target = Target::of(desired.path);
     let here = target.here();
     let mut s = format!("set -e\n{PRELUDE}{}", target.enter());
@@ -163,10 +176,34 @@ pub fn write_script(desired: &DesiredFile<'_>) -> String {
             quote(&format!("validation failed: {validate}"))
         ));
     }
+    if let Some(kept) = kept {
+        s.push_str(&format!(
+            "if [ -f {here} ] && [ ! -L {here} ]; then mkdir -p -m 700 -- {KEPT}; \
+             ln -f -P -- {here} {KEPT}/{}; fi\n",
+            quote(kept)
+        ));
+    }
     s.push_str(&format!(
         "sync -- \"$cvg_tmp\"\nmv -T -- \"$cvg_tmp\" {here}\ncvg_done\n"
     ));
     s
+}
+
+/// The script putting back at `path`, by one rename, the file [`write_script_keeping`]
+/// kept as `kept`; it fails when that copy is gone.
+pub fn put_back_script(path: &str, kept: &str) -> String {
+    let target = Target::of(path);
+    format!(
+        "set -e\n{PRELUDE}{}cvg_stage\nk={KEPT}/{}\n\
+         if [ ! -f \"$k\" ] || [ -L \"$k\" ]; then cvg_fail {}; fi\n\
+         mv -T -- \"$k\" {}\n",
+        target.enter(),
+        quote(kept),
+        quote(&format!(
+            "the copy of {path} kept when it was replaced is gone"
+        )),
+        target.here()
+    )
 }
 
 /// The script making `path` a symlink to `target`, owned by `owner` when given: a new

@@ -9,6 +9,7 @@ mod dir;
 mod engine;
 mod gin_service;
 mod group;
+mod health_restart;
 mod hostile_user;
 mod hostile_values;
 mod http_check;
