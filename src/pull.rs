@@ -547,6 +547,59 @@ mod tests {
         );
     }
 
+    /// A checkout holding `files`, a pull folder beside it, and the run `args` make there.
+    fn run_in_checkout(files: &[(&str, &str)], args: &[&str]) -> (tempfile::TempDir, RunArgs) {
+        let folder = tempfile::tempdir().unwrap();
+        let checkout = folder.path().join("checkout");
+        for (name, text) in files {
+            let path = checkout.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let parsed = parse(args).unwrap();
+        let run = run_args(parsed.run, folder.path(), &checkout).ok().unwrap();
+        (folder, run)
+    }
+
+    #[test]
+    fn the_run_reads_the_checkout_and_converges_this_machine_locally() {
+        let here = lock::hostname();
+        let inventory = format!("all:\n  hosts:\n    {here}: {{ ansible_host: 203.0.113.1 }}\n");
+        let (folder, run) = run_in_checkout(
+            &[("ops/web.yml", "[]"), ("ops/inventory.yml", &inventory)],
+            &["r", "ops/web.yml", "-e", "ansible_connection=ssh"],
+        );
+        let checkout = folder.path().join("checkout");
+        assert_eq!(run.target.playbook, checkout.join("ops/web.yml"));
+        assert_eq!(
+            run.target.inventory,
+            Some(checkout.join("ops/inventory.yml")),
+            "as apply: inventory.yml beside the playbook"
+        );
+        assert_eq!(run.target.limit.as_deref(), Some(here.as_str()));
+        assert_eq!(
+            run.target.extra.last().map(String::as_str),
+            Some("ansible_connection=local"),
+            "last, so it wins"
+        );
+    }
+
+    #[test]
+    fn a_repository_without_inventory_runs_localhost_and_l_picks_instead() {
+        let (folder, run) = run_in_checkout(&[("site.yml", "[]")], &["r"]);
+        let implicit = folder.path().join(IMPLICIT_INVENTORY);
+        assert_eq!(run.target.inventory.as_deref(), Some(implicit.as_path()));
+        assert_eq!(run.target.limit.as_deref(), Some("localhost"));
+        let (_, run) = run_in_checkout(
+            &[
+                ("site.yml", "[]"),
+                ("hosts.yml", "all:\n  hosts:\n    db1: {}\n"),
+            ],
+            &["r", "-i", "hosts.yml", "-l", "db1"],
+        );
+        assert_eq!(run.target.limit.as_deref(), Some("db1"));
+    }
+
     #[test]
     fn this_machine_has_at_least_its_kernel_host_name() {
         let names = this_machine_names();

@@ -266,7 +266,10 @@ fn hosts_converge_themselves_from_a_git_repository() {
     let key = repo.signing_key();
     let public = repo.command("gpg", &["--armor", "--export", &key]);
     std::fs::write(hosts.host("h1").root.join("root/pull-key.asc"), public).expect("key");
-    hosts.sh("h1", "gpg --batch --quiet --no-autostart --import /root/pull-key.asc");
+    hosts.sh(
+        "h1",
+        "gpg --batch --quiet --no-autostart --import /root/pull-key.asc",
+    );
     repo.commit("v3", None);
     repo.push(&hosts, "h1");
     let refused = pull(&hosts, "h1", "-o --verify-commit");
