@@ -150,12 +150,16 @@ fn stripped_binary(dir: &Path) -> PathBuf {
     stripped
 }
 
-/// `converge pull ARGS` on `host`, as root, as a timer would run it.
-fn pull(hosts: &TestHosts, host: &str, args: &str) -> Run {
-    let line = format!("pull {URL} {args}");
+/// `converge LINE` on `host`, as root, as a timer would run it.
+fn converge(hosts: &TestHosts, host: &str, line: &str) -> Run {
     let out = hosts.exec(host, &format!("cd /root && converge {line}"));
     eprintln!("on {host}:");
-    Run::of(&[&line], out)
+    Run::of(&[line], out)
+}
+
+/// `converge pull URL ARGS` on `host`.
+fn pull(hosts: &TestHosts, host: &str, args: &str) -> Run {
+    converge(hosts, host, &format!("pull {URL} {args}"))
 }
 
 /// Whether the error on stderr says `text`, however it was wrapped to the terminal.
@@ -171,6 +175,15 @@ fn says(run: &Run, text: &str) -> bool {
 
 fn pulled(hosts: &TestHosts, host: &str) -> String {
     hosts.sh(host, "cat /etc/pulled")
+}
+
+/// A pull on `host` that says `says`, changes the release note, and leaves it at `version`.
+fn pull_converges(hosts: &TestHosts, host: &str, args: &str, says: &str, version: &str) {
+    pull(hosts, host, args)
+        .expect_code(0)
+        .expect_stdout_contains(says)
+        .expect_changed(host, 1);
+    assert_eq!(pulled(hosts, host), format!("{host} {version}\n"));
 }
 
 #[test]
@@ -193,11 +206,8 @@ fn hosts_converge_themselves_from_a_git_repository() {
     repo.push(&hosts, "h2");
 
     // Each host converges itself: its own entry of the inventory, locally.
-    pull(&hosts, "h1", "--only-if-changed")
-        .expect_code(0)
-        .expect_stdout_contains(&format!("HEAD at {}: converging h1 with", &v1[..12]))
-        .expect_changed("h1", 1);
-    assert_eq!(pulled(&hosts, "h1"), "h1 v1\n");
+    let head_at = |commit: &str| format!("HEAD at {}: converging h1 with", &commit[..12]);
+    pull_converges(&hosts, "h1", "--only-if-changed", &head_at(&v1), "v1");
     assert_eq!(
         hosts.exec("h2", "test -e /etc/pulled").status.code(),
         Some(1),
@@ -220,32 +230,35 @@ fn hosts_converge_themselves_from_a_git_repository() {
     quiet.expect_code(0);
     assert_eq!(quiet.stdout, "");
 
-    pull(&hosts, "h2", "-o")
-        .expect_code(0)
-        .expect_changed("h2", 1);
-    assert_eq!(pulled(&hosts, "h2"), "h2 v1\n");
+    pull_converges(&hosts, "h2", "-o", "converging h2 with", "v1");
 
     // A new commit runs again.
     let v2 = repo.commit("v2", None);
     repo.push(&hosts, "h1");
-    pull(&hosts, "h1", "-o")
-        .expect_code(0)
-        .expect_stdout_contains(&format!("HEAD at {}", &v2[..12]))
-        .expect_changed("h1", 1);
-    assert_eq!(pulled(&hosts, "h1"), "h1 v2\n");
+    pull_converges(&hosts, "h1", "-o", &head_at(&v2), "v2");
 
     // An annotated tag, peeled to its commit.
-    pull(&hosts, "h1", "-o --checkout first")
-        .expect_code(0)
-        .expect_stdout_contains(&format!("first at {}", &v1[..12]))
-        .expect_changed("h1", 1);
-    assert_eq!(pulled(&hosts, "h1"), "h1 v1\n");
+    let tag_at = format!("first at {}", &v1[..12]);
+    pull_converges(&hosts, "h1", "-o --checkout first", &tag_at, "v1");
     let unknown = pull(&hosts, "h1", "-o --checkout nosuchref");
     unknown.expect_code(3);
     assert!(says(
         &unknown,
         "nosuchref: file:///srv/config.git has no branch or tag of that name"
     ));
+
+    // A repository that cannot be reached is like an unreachable host; a URL git would read
+    // as an option never reaches git.
+    converge(&hosts, "h1", "pull file:///srv/missing.git")
+        .expect_code(1)
+        .expect_stderr_contains("cannot reach the repository file:///srv/missing.git");
+    let option = converge(&hosts, "h1", "pull -- --upload-pack='touch /root/pwned'");
+    option.expect_code(3);
+    assert!(says(&option, "would be read as an option of git"));
+    assert_eq!(
+        hosts.exec("h1", "test -e /root/pwned").status.code(),
+        Some(1)
+    );
 
     // A failed run is not a reason to skip the same commit next time.
     hosts.sh("h1", "touch /root/broken");
@@ -281,9 +294,5 @@ fn hosts_converge_themselves_from_a_git_repository() {
     assert_eq!(pulled(&hosts, "h1"), "h1 v2\n", "nothing ran");
     let v4 = repo.commit("v4", Some(&key));
     repo.push(&hosts, "h1");
-    pull(&hosts, "h1", "-o --verify-commit")
-        .expect_code(0)
-        .expect_stdout_contains(&format!("HEAD at {}", &v4[..12]))
-        .expect_changed("h1", 1);
-    assert_eq!(pulled(&hosts, "h1"), "h1 v4\n");
+    pull_converges(&hosts, "h1", "-o --verify-commit", &head_at(&v4), "v4");
 }
