@@ -17,7 +17,6 @@ use clap::Args;
 use git::Git;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -141,11 +140,10 @@ struct Say {
 
 impl Say {
     fn line(&self, text: &str) {
-        if self.quiet {
-        } else if self.json {
-            eprintln!("{text}");
-        } else {
-            println!("{text}");
+        match (self.quiet, self.json) {
+            (true, _) => {}
+            (false, true) => eprintln!("{text}"),
+            (false, false) => println!("{text}"),
         }
     }
 }
@@ -184,18 +182,18 @@ pub async fn pull(args: PullArgs) -> Exit {
 /// when `--only-if-changed` finds nothing to do.
 fn prepare(args: PullArgs, say: &Say) -> Result<Option<Prepared>, Stop> {
     git::check_url(&args.url).map_err(Stop::Input)?;
-    let url = shown_url(&args.url);
     let folder = match &args.directory {
         Some(dir) => dir.clone(),
         None => default_folder(&args.url)?,
     };
+    let git = Git::new(&args.url, folder.join("checkout"), args.run.timeout);
+    let url = git.shown_url();
     lock::private_dir(&folder, lock::effective_uid(), "a pull's checkout").map_err(locked)?;
     let lock = RunLock::acquire_folder(&folder).map_err(locked)?;
-    let git = Git::new(&args.url, folder.join("checkout"), args.run.timeout);
     git.init()?;
     let target = git
         .remote_refs()?
-        .resolve(args.checkout.as_deref(), &url)
+        .resolve(args.checkout.as_deref(), url)
         .map_err(Stop::Input)?;
     let wanted = args.checkout.as_deref().unwrap_or("HEAD");
     let settings = settings_digest(&args);
@@ -386,22 +384,14 @@ fn pick_hosts(
     ))
 }
 
-/// `url` with the password of `https://user:password@host/...` hidden.
-fn shown_url(url: &str) -> Cow<'_, str> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Cow::Borrowed(url);
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
-        return Cow::Borrowed(url);
-    };
-    let Some((user, _)) = userinfo.split_once(':') else {
-        return Cow::Borrowed(url);
-    };
-    Cow::Owned(format!(
-        "{scheme}://{user}:<secret>@{}",
-        &rest[userinfo.len() + 1..]
-    ))
+/// The password of `https://user:password@host/...`, to hide wherever the URL or git's
+/// messages about it show.
+fn url_password(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_string())
 }
 
 /// Replace `folder/name` at once: a crash leaves the old file or the new one, and at most
@@ -608,18 +598,19 @@ mod tests {
     }
 
     #[test]
-    fn a_password_in_the_url_is_never_shown() {
+    fn a_password_in_the_url_is_found_to_be_hidden() {
         assert_eq!(
-            shown_url("https://ci:t0ken@git.example.com/ops/config.git"),
-            "https://ci:<secret>@git.example.com/ops/config.git"
+            url_password("https://ci:t0ken@git.example.com/ops/config.git").as_deref(),
+            Some("t0ken")
         );
         for plain in [
             "https://git.example.com/a.git",
             "ssh://git@host/a.git",
+            "https://ci:@host/a.git",
             "git@host:a.git",
             "/srv/a.git",
         ] {
-            assert_eq!(shown_url(plain), plain);
+            assert_eq!(url_password(plain), None, "{plain}");
         }
     }
 

@@ -5,6 +5,7 @@
 
 use super::Stop;
 use crate::error::InputError;
+use crate::report::redact;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -13,6 +14,10 @@ const PULLED_REF: &str = "refs/converge/pulled";
 
 pub struct Git<'a> {
     url: &'a str,
+    /// The URL's password, hidden in every message.
+    secrets: Vec<String>,
+    /// The URL as messages show it.
+    shown: String,
     checkout: PathBuf,
     /// Seconds, for ssh's connection and for a stalled https transfer.
     timeout: u64,
@@ -145,11 +150,18 @@ fn is_commit_id(text: &str) -> bool {
 
 impl<'a> Git<'a> {
     pub fn new(url: &'a str, checkout: PathBuf, timeout: u64) -> Git<'a> {
+        let secrets: Vec<String> = super::url_password(url).into_iter().collect();
         Git {
             url,
+            shown: redact(url, &secrets),
+            secrets,
             checkout,
             timeout,
         }
+    }
+
+    pub fn shown_url(&self) -> &str {
+        &self.shown
     }
 
     pub fn checkout_dir(&self) -> &Path {
@@ -197,19 +209,24 @@ impl<'a> Git<'a> {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(fail(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ))
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            Err(fail(redact(stderr.trim(), &self.secrets)))
         }
     }
 
-    /// An empty repository for the checkout, the first time.
+    /// An empty repository for the checkout, the first time. Whatever else is there is
+    /// left alone, since every pull drops what the checkout holds besides the commit.
     pub fn init(&self) -> Result<(), Stop> {
         if self.checkout.join(".git").is_dir() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.checkout)
-            .map_err(|e| Stop::Failed(format!("cannot create {}: {e}", self.checkout.display())))?;
+        std::fs::create_dir(&self.checkout).map_err(|e| {
+            Stop::Failed(format!(
+                "cannot create the checkout {}: {e}\n  help: remove what is there, or give \
+                 another --directory",
+                self.checkout.display()
+            ))
+        })?;
         self.stdout(&["init", "--quiet"], |err| {
             Stop::Failed(format!(
                 "git init in {} failed: {err}",
@@ -222,7 +239,7 @@ impl<'a> Git<'a> {
     /// Every ref of the remote; failing here means the repository cannot be reached.
     pub fn remote_refs(&self) -> Result<RemoteRefs, Stop> {
         let listing = self.stdout(&["ls-remote", "--", self.url], |err| {
-            Stop::Failed(format!("cannot reach the repository {}: {err}", self.url))
+            Stop::Failed(format!("cannot reach the repository {}: {err}", self.shown))
         })?;
         Ok(RemoteRefs::parse(&listing))
     }
@@ -246,14 +263,14 @@ impl<'a> Git<'a> {
                         InputError::new(format!(
                             "--checkout {}: {} does not have that commit, or does not give it \
                              by its id: {err}",
-                            target.source, self.url
+                            target.source, self.shown
                         ))
                         .help("give a branch or a tag that contains the commit"),
                     )
                 } else {
                     Stop::Failed(format!(
                         "cannot fetch {} from {}: {err}",
-                        target.source, self.url
+                        target.source, self.shown
                     ))
                 }
             },
@@ -262,7 +279,7 @@ impl<'a> Git<'a> {
         let commit = self.stdout(&["rev-parse", "--verify", "--quiet", &peeled], |err| {
             Stop::Failed(format!(
                 "{} fetched from {} is not a commit: {err}",
-                target.source, self.url
+                target.source, self.shown
             ))
         })?;
         Ok(commit.trim().to_string())
@@ -279,7 +296,7 @@ impl<'a> Git<'a> {
             Stop::Input(
                 InputError::new(format!(
                     "--verify-commit: commit {commit} of {} has no good signature: {said}",
-                    self.url
+                    self.shown
                 ))
                 .help(
                     "sign the commit (git commit -S) with a key whose public half is in this \
