@@ -133,7 +133,9 @@ enum GraphFormat {
     Dot,
 }
 
-const SUBCOMMANDS: &[&str] = &["apply", "diff", "graph", "validate", "vault", "pull", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "apply", "diff", "graph", "validate", "vault", "pull", "help",
+];
 
 /// `converge site.yml` means `converge apply site.yml`.
 fn with_default_subcommand(mut args: Vec<String>) -> Vec<String> {
