@@ -58,44 +58,47 @@ enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Fetch a git repository and converge this machine from it (ansible-pull's place).
+    #[command(after_help = crate::pull::AFTER_HELP)]
+    Pull(crate::pull::PullArgs),
 }
 
 #[derive(Args)]
-struct TargetArgs {
+pub(crate) struct TargetArgs {
     /// The playbook (YAML).
-    playbook: PathBuf,
+    pub(crate) playbook: PathBuf,
     /// The inventory; default: inventory.yml beside the playbook.
     #[arg(short, long)]
-    inventory: Option<PathBuf>,
+    pub(crate) inventory: Option<PathBuf>,
     /// Hosts or groups, comma-separated, globs allowed, `!name` excludes.
     #[arg(short, long)]
-    limit: Option<String>,
+    pub(crate) limit: Option<String>,
     /// Extra variables: KEY=VALUE (a string) or @FILE (typed YAML); highest precedence.
     #[arg(short = 'e', long = "extra-vars")]
-    extra: Vec<String>,
+    pub(crate) extra: Vec<String>,
     #[command(flatten)]
     vault: PasswordArgs,
 }
 
 #[derive(Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
-    target: TargetArgs,
+    pub(crate) target: TargetArgs,
     /// Only tasks with one of these tags (comma-separated).
     #[arg(short, long, value_delimiter = ',')]
-    tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Leave out tasks with one of these tags.
     #[arg(long, value_delimiter = ',')]
-    skip_tags: Vec<String>,
+    pub(crate) skip_tags: Vec<String>,
     /// Hosts converged at once.
     #[arg(short, long, default_value_t = 50)]
     forks: usize,
     /// One JSON document on stdout.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Print nothing when nothing changed and nothing failed.
     #[arg(short, long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// More detail on stderr (connections, timings, warnings).
     #[arg(short, long)]
     verbose: bool,
@@ -106,7 +109,7 @@ struct RunArgs {
     accept_new_host_keys: bool,
     /// Connection timeout in seconds.
     #[arg(long, default_value_t = 10)]
-    timeout: u64,
+    pub(crate) timeout: u64,
 }
 
 #[derive(Args)]
@@ -130,7 +133,9 @@ enum GraphFormat {
     Dot,
 }
 
-const SUBCOMMANDS: &[&str] = &["apply", "diff", "graph", "validate", "vault", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "apply", "diff", "graph", "validate", "vault", "pull", "help",
+];
 
 /// `converge site.yml` means `converge apply site.yml`.
 fn with_default_subcommand(mut args: Vec<String>) -> Vec<String> {
@@ -173,7 +178,7 @@ pub fn main() -> i32 {
     exit.code()
 }
 
-fn report_input_error(error: InputError) -> Exit {
+pub(crate) fn report_input_error(error: InputError) -> Exit {
     eprintln!("{:?}", miette::Report::new(error));
     Exit::BadInput
 }
@@ -239,6 +244,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Graph(args) => graph(&args),
         Command::Validate(args) => validate(&args),
         Command::Vault { command } => vault::command::run(command),
+        Command::Pull(args) => crate::pull::pull(args).await,
     }
 }
 
@@ -258,7 +264,7 @@ fn options(target: &TargetArgs, loaded: &Loaded, run: Option<&RunArgs>) -> RunOp
     }
 }
 
-async fn run(args: RunArgs, check: bool) -> Exit {
+pub(crate) async fn run(args: RunArgs, check: bool) -> Exit {
     let started = Instant::now();
     let loaded = match load(&args.target) {
         Ok(l) => l,

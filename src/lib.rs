@@ -15,6 +15,7 @@ pub mod module;
 pub mod node;
 pub mod plan;
 pub mod playbook;
+pub mod pull;
 pub mod quote;
 pub mod registry;
 pub mod report;

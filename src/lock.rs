@@ -43,13 +43,21 @@ impl RunLock {
         Self::acquire_in(&lock_dir(uid)?, uid, playbook, inventory)
     }
 
+    /// The lock of a folder converge keeps its own files in (a pull's checkout), held
+    /// from the fetch to the record of the run's result, so that a second pull never
+    /// changes the checkout under a run that is converging from it.
+    pub fn acquire_folder(folder: &Path) -> Result<RunLock, LockError> {
+        let uid = effective_uid();
+        Self::acquire_in(&lock_dir(uid)?, uid, folder, Path::new(""))
+    }
+
     fn acquire_in(
         dir: &Path,
         uid: u32,
         playbook: &Path,
         inventory: &Path,
     ) -> Result<RunLock, LockError> {
-        private_dir(dir, uid)?;
+        private_dir(dir, uid, "its run lock")?;
         let path = dir.join(lock_name(playbook, inventory));
         let file = OpenOptions::new()
             .create(true)
@@ -141,13 +149,14 @@ fn lock_dir(uid: u32) -> Result<PathBuf, LockError> {
 }
 
 /// Create `dir` (0700) if it is missing, then check what is there without following a
-/// link: a directory owned by `uid` that no other user can write into.
-fn private_dir(dir: &Path, uid: u32) -> Result<(), LockError> {
+/// link: a directory owned by `uid` that no other user can write into. `what` says what
+/// converge keeps there, for the error.
+pub(crate) fn private_dir(dir: &Path, uid: u32, what: &str) -> Result<(), LockError> {
     // An existing path is fine here: what it is gets checked below, link or not.
     let _ = DirBuilder::new().recursive(true).mode(0o700).create(dir);
     let refuse = |why: String| {
         LockError::Io(format!(
-            "converge keeps its run lock in {}, but {why}\n  help: remove it, or make it a \
+            "converge keeps {what} in {}, but {why}\n  help: remove it, or make it a \
              directory owned by uid {uid} with mode 0700 (chown, chmod 700)",
             dir.display()
         ))
@@ -185,7 +194,7 @@ pub fn effective_uid() -> u32 {
 
 /// The user name and home directory of `uid` from the user database, not from $USER or
 /// $HOME, which cron, sudo and login shells set differently.
-fn passwd(uid: u32) -> Option<(String, PathBuf)> {
+pub(crate) fn passwd(uid: u32) -> Option<(String, PathBuf)> {
     let mut buf = vec![0u8; 16 * 1024];
     // SAFETY: an all-zero passwd is a valid value for getpwuid_r to fill in.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
@@ -209,7 +218,7 @@ fn passwd(uid: u32) -> Option<(String, PathBuf)> {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; the name is cut at its first NUL.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -292,7 +301,9 @@ mod tests {
         let locks = dir.path().join("locks");
         let (p, i) = paths(dir.path());
         let uid = effective_uid();
-        private_dir(&locks, uid).ok().expect("private dir");
+        private_dir(&locks, uid, "its run lock")
+            .ok()
+            .expect("private dir");
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "precious\n").unwrap();
         std::os::unix::fs::symlink(&victim, locks.join(lock_name(&p, &i))).unwrap();

@@ -17,6 +17,7 @@ mod json;
 mod lock;
 mod logrotate;
 mod nginx_vhost;
+mod pull;
 mod release;
 mod secrets;
 mod service;

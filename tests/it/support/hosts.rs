@@ -50,6 +50,9 @@ pub struct TestHosts {
 pub struct TestHost {
     pub name: String,
     pub ip: String,
+    /// The host's root file system as this machine sees it, to put files in place
+    /// without a connection (a binary to run there, a repository to read).
+    pub root: PathBuf,
 }
 
 impl TestHosts {
@@ -252,6 +255,7 @@ fn read_hosts(path: &Path) -> Vec<TestHost> {
         .map(|h| TestHost {
             name: h["name"].as_str().expect("host name").to_string(),
             ip: h["ip"].as_str().expect("host ip").to_string(),
+            root: PathBuf::from(h["root"].as_str().expect("host root")),
         })
         .collect()
 }
