@@ -4,6 +4,7 @@ use super::{Host, Inventory, Vars};
 use crate::error::{InputError, InputResult};
 use crate::node::{Kind, Node};
 use crate::playbook::template::engine;
+use crate::transport::BecomePassword;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -16,13 +17,17 @@ pub struct Connection {
     pub identity_file: Option<PathBuf>,
     /// Seconds.
     pub timeout: Option<u64>,
-    pub become_root: Option<bool>,
+    /// `ansible_become_password`: given to sudo when it asks.
+    pub become_password: Option<BecomePassword>,
     /// `ansible_connection: local`: run on this machine, without ssh.
     pub local: bool,
 }
 
+/// The variables that hold the become password: secrets in every play.
+pub const SECRET_VARS: [&str; 2] = ["ansible_become_password", "ansible_become_pass"];
+
 /// Connection variables converge reads; any other `ansible_*` one is reported as ignored.
-const CONNECTION_VARS: [&str; 12] = [
+const CONNECTION_VARS: [&str; 15] = [
     "ansible_host",
     "ansible_ssh_host",
     "ansible_port",
@@ -34,6 +39,9 @@ const CONNECTION_VARS: [&str; 12] = [
     "ansible_timeout",
     "ansible_ssh_timeout",
     "ansible_become",
+    "ansible_become_user",
+    SECRET_VARS[0],
+    SECRET_VARS[1],
     "ansible_connection",
 ];
 
@@ -97,13 +105,34 @@ impl Inventory {
             })?);
         }
         if let Some(s) = self.setting(host, vars, &["ansible_become"], "")? {
-            connection.become_root = Some(boolean(&s.value).ok_or_else(|| {
+            boolean(&s.value).ok_or_else(|| {
                 s.invalid(
                     host,
                     "true or false",
                     "`ansible_become: true` runs tasks as root",
                 )
-            })?);
+            })?;
+        }
+        if let Some(s) = self.setting(host, vars, &["ansible_become_user"], "")? {
+            let user = text(&s.value).unwrap_or_default();
+            if let Some(problem) = crate::module::account::name_problem(&user) {
+                return Err(s.invalid(
+                    host,
+                    "a user name",
+                    &format!("`{user}` {problem}; for example `ansible_become_user: myapp`"),
+                ));
+            }
+        }
+        if let Some(s) = self.setting(host, vars, &SECRET_VARS, "")? {
+            // Not `text`: a password keeps its spaces.
+            let Value::String(password) = &s.value else {
+                return Err(s.invalid(
+                    host,
+                    "a string",
+                    "quote it, and keep it in a vault file",
+                ));
+            };
+            connection.become_password = Some(BecomePassword::new(password.clone()));
         }
         if let Some(s) = self.setting(host, vars, &["ansible_connection"], "")? {
             connection.local = match text(&s.value).as_deref() {
@@ -199,6 +228,16 @@ impl Inventory {
         let templated = matches!(&node.1.kind, Kind::Str(s) if s.contains("{{"));
         (templated || node.1.to_value() == *value).then_some(node)
     }
+}
+
+/// `ansible_become` and `ansible_become_user` in a host's `vars`, which beat the
+/// play's and the task's `become` and `become_user` as in Ansible (its variables win
+/// over keywords). Values [`Inventory::connection`] refuses count as unset here.
+pub fn become_vars(vars: &Value) -> (Option<bool>, Option<String>) {
+    (
+        vars.get("ansible_become").and_then(boolean),
+        vars.get("ansible_become_user").and_then(text),
+    )
 }
 
 struct Setting<'a> {

@@ -1,7 +1,7 @@
 //! What a module may use while it converges on one host.
 
 use super::{Failure, Resource};
-use crate::transport::{ExecOutput, Script, Transport};
+use crate::transport::{ExecOutput, RunAs, Script, Transport};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 
@@ -71,7 +71,7 @@ pub struct Ctx<'a> {
     pub apply: bool,
     pub host: &'a HostInfo,
     transport: &'a dyn Transport,
-    become_root: bool,
+    run_as: RunAs,
     /// The task's `timeout:` for each command; None: the transport's default.
     timeout: Option<std::time::Duration>,
     /// A snippet recording the restarts this task owes if it changes anything, run in
@@ -88,7 +88,7 @@ impl<'a> Ctx<'a> {
         apply: bool,
         host: &'a HostInfo,
         transport: &'a dyn Transport,
-        become_root: bool,
+        run_as: RunAs,
         restarts: &'a mut RestartBook,
         changed: &'a HashSet<Resource>,
     ) -> Ctx<'a> {
@@ -96,7 +96,7 @@ impl<'a> Ctx<'a> {
             apply,
             host,
             transport,
-            become_root,
+            run_as,
             timeout: None,
             restart_intent: std::sync::Mutex::new(None),
             restarts,
@@ -162,7 +162,7 @@ impl<'a> Ctx<'a> {
         let script = Script {
             body,
             stdin,
-            become_root: self.become_root,
+            run_as: &self.run_as,
             timeout: self.timeout,
         };
         Ok(self.transport.exec(script).await?)

@@ -10,7 +10,9 @@ use super::{
 use crate::error::SourceFile;
 use crate::node::{self, Node};
 use crate::quote::quote;
-use crate::transport::{ExecOutput, LocalTransport, Script, Stream, Transport, TransportError};
+use crate::transport::{
+    ExecOutput, LocalTransport, RunAs, Script, Stream, Transport, TransportError,
+};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -148,7 +150,7 @@ async fn probe_on(transport: &dyn Transport, action: &dyn Action) -> Probed {
         .exec(Script {
             body: &body,
             stdin: &[],
-            become_root: false,
+            run_as: &RunAs::Login,
             timeout: None,
         })
         .await
@@ -169,7 +171,7 @@ async fn converge_on(
     restarts: &mut RestartBook,
     assumed: &HashSet<Resource>,
 ) -> Result<Outcome, Failure> {
-    let mut ctx = Ctx::new(apply, host, transport, false, restarts, assumed);
+    let mut ctx = Ctx::new(apply, host, transport, RunAs::Login, restarts, assumed);
     action.converge(probed, &mut ctx).await
 }
 
@@ -219,7 +221,7 @@ impl Local {
             false,
             &self.host,
             &self.transport,
-            false,
+            RunAs::Login,
             restarts,
             &self.assumed,
         )
@@ -431,7 +433,7 @@ impl Transport for FakeHost {
             .exec(Script {
                 body: &body,
                 stdin: script.stdin,
-                become_root: false,
+                run_as: &RunAs::Login,
                 timeout: None,
             })
             .await
@@ -440,9 +442,9 @@ impl Transport for FakeHost {
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
-        self.local.exec_stream(body, become_root).await
+        self.local.exec_stream(body, run_as).await
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

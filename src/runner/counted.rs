@@ -1,7 +1,7 @@
 //! Counting round trips: `-v` says how many execs each host cost, which is what
 //! makes a no-change rerun fast or slow.
 
-use crate::transport::{ExecOutput, Script, Stream, Transport, TransportError};
+use crate::transport::{ExecOutput, RunAs, Script, Stream, Transport, TransportError};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,9 +36,9 @@ impl Transport for Counted {
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
-        self.inner.exec_stream(body, become_root).await
+        self.inner.exec_stream(body, run_as).await
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

@@ -5,7 +5,8 @@ use super::ssh_auth::{self, Sources};
 use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
 use super::write_deadline::WriteDeadline;
 use super::{
-    ExecOutput, Script, Stream, Transport, TransportError, shell_command_line, stream_command_line,
+    BecomePassword, Escalation, ExecOutput, RunAs, Script, Stream, Transport, TransportError,
+    shell_command_line, stream_command_line,
 };
 use async_trait::async_trait;
 use russh::client::{self, DisconnectReason, Handle};
@@ -37,6 +38,8 @@ pub struct SshOptions {
     pub home: Option<PathBuf>,
     /// The ssh-agent socket; `None` is `$SSH_AUTH_SOCK`.
     pub agent_socket: Option<PathBuf>,
+    /// Given to sudo when it asks (`ansible_become_password`, `--ask-become-pass`).
+    pub become_password: Option<BecomePassword>,
 }
 
 impl SshOptions {
@@ -52,6 +55,7 @@ impl SshOptions {
             accept_new_host_keys: false,
             home: None,
             agent_socket: None,
+            become_password: None,
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct SshTransport {
     session_limit: AtomicUsize,
     /// Why the connection ended, as the session task saw it.
     lost: Arc<Mutex<Option<String>>>,
+    escalation: Escalation,
 }
 
 impl fmt::Debug for SshTransport {
@@ -452,6 +457,7 @@ impl SshTransport {
             sessions: Semaphore::new(MAX_SESSIONS),
             session_limit: AtomicUsize::new(MAX_SESSIONS),
             lost,
+            escalation: Escalation::new(options.become_password.clone()),
         };
         if !transport.login_is_root {
             transport.login_is_root = transport.uid_is_zero().await?;
@@ -465,7 +471,7 @@ impl SshTransport {
             .exec(Script {
                 body: "id -u",
                 stdin: b"",
-                become_root: false,
+                run_as: &RunAs::Login,
                 timeout: Some(super::PROBE_TIMEOUT),
             })
             .await?;
@@ -554,20 +560,24 @@ fn signal_status(signal: &Sig) -> i32 {
 #[async_trait]
 impl Transport for SshTransport {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        let sudo = self
+            .escalation
+            .sudo(self, script.run_as, self.login_is_root)
+            .await?;
         let started = tokio::time::Instant::now();
         let (channel, _permit) = self.open_session().await?;
         channel
-            .exec(true, shell_command_line(&script, self.login_is_root))
+            .exec(true, shell_command_line(&script, &sudo))
             .await
             .map_err(|e| self.lost_error(e))?;
         let (mut reader, writer) = channel.split();
 
         // Stdin is written while output is read: a command may fill its output window
         // before it has consumed all of its input.
-        let stdin = script.stdin;
+        let stdin = sudo.stdin(script.stdin);
         let send = async move {
             if !stdin.is_empty() {
-                writer.data_bytes(stdin.to_vec()).await?;
+                writer.data_bytes(stdin).await?;
             }
             writer.eof().await
         };
@@ -624,6 +634,9 @@ impl Transport for SshTransport {
         }
         // OpenSSH's client also reports 255 when the server gives no exit status.
         out.status = status.unwrap_or(255);
+        if let Some(refused) = sudo.refused(&self.target, &out) {
+            return Err(refused);
+        }
         if script.timed_out(out.status, started.elapsed()) {
             return Err(TransportError::TimedOut {
                 limit: script.limit(),
@@ -636,8 +649,12 @@ impl Transport for SshTransport {
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
+        let sudo = self
+            .escalation
+            .sudo(self, run_as, self.login_is_root)
+            .await?;
         let (channel, permit) = self.open_session().await?;
         // The channel holds its sshd session for the whole connection, so the execs get
         // one permit fewer for good (1 + 2 x 4 <= MaxSessions), and at least one is left.
@@ -655,12 +672,15 @@ impl Transport for SshTransport {
         }
         permit.forget();
         channel
-            .exec(
-                true,
-                stream_command_line(body, become_root, self.login_is_root),
-            )
+            .exec(true, stream_command_line(body, &sudo))
             .await
             .map_err(|e| self.lost_error(e))?;
+        if let Some(line) = sudo.stdin_prefix {
+            channel
+                .data(&line[..])
+                .await
+                .map_err(|e| self.lost_error(e))?;
+        }
         Ok(Box::new(channel.into_stream()))
     }
 
