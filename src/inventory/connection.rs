@@ -126,11 +126,7 @@ impl Inventory {
         if let Some(s) = self.setting(host, vars, &SECRET_VARS, "")? {
             // Not `text`: a password keeps its spaces.
             let Value::String(password) = &s.value else {
-                return Err(s.invalid(
-                    host,
-                    "a string",
-                    "quote it, and keep it in a vault file",
-                ));
+                return Err(s.invalid(host, "a string", "quote it, and keep it in a vault file"));
             };
             connection.become_password = Some(BecomePassword::new(password.clone()));
         }

@@ -72,10 +72,14 @@ pub async fn first_read(
             n.action.is_some() && n.skip_reason.is_none() && !n.is_handler
         })
         .collect();
-    // One user per exec: the one most tasks run as (facts read the same either way).
+    // One user per exec: the login or root, whichever most tasks run as (facts read the
+    // same either way; another user may not exist before the run creates it).
     let mut users: HashMap<&RunAs, usize> = HashMap::new();
     for &i in &prefetchable {
-        *users.entry(&plan.nodes[i].run_as).or_default() += 1;
+        let run_as = &plan.nodes[i].run_as;
+        if !matches!(run_as, RunAs::User(_)) {
+            *users.entry(run_as).or_default() += 1;
+        }
     }
     let run_as = users
         .into_iter()
@@ -210,8 +214,12 @@ pub fn plans(
         match plan::build(playbook, play, &vars, expansion, &options.selection) {
             Ok(mut p) => {
                 // The prompted password shows nowhere either, whatever a host echoes.
-                p.secrets
-                    .extend(options.become_password.iter().map(|pw| pw.expose().to_string()));
+                p.secrets.extend(
+                    options
+                        .become_password
+                        .iter()
+                        .map(|pw| pw.expose().to_string()),
+                );
                 plans.push(p);
             }
             // The same mistake on every host is reported once.

@@ -47,7 +47,10 @@ impl Default for LocalTransport {
 #[async_trait]
 impl Transport for LocalTransport {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
-        let sudo = self.escalation.sudo(self, script.run_as, self.is_root).await?;
+        let sudo = self
+            .escalation
+            .sudo(self, "localhost", script.run_as, self.is_root)
+            .await?;
         let started = tokio::time::Instant::now();
         let line = shell_command_line(&script, &sudo);
         let mut child = Command::new("/bin/sh")
@@ -113,7 +116,10 @@ impl Transport for LocalTransport {
         body: &str,
         run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
-        let sudo = self.escalation.sudo(self, run_as, self.is_root).await?;
+        let sudo = self
+            .escalation
+            .sudo(self, "localhost", run_as, self.is_root)
+            .await?;
         // Not killed on drop: it ends when its stdin closes, like a remote one. Its own
         // process group, like exec's: Ctrl-C must not end it while the run finishes.
         let mut child = Command::new("/bin/sh")

@@ -98,11 +98,7 @@ fn shell_command_line(script: &Script<'_>, sudo: &privilege::Sudo) -> String {
         "{}s",
         script.limit().max(Duration::from_millis(1)).as_secs_f64()
     );
-    command_line(
-        script.body,
-        sudo,
-        &["timeout", "-k", &kill_after, &limit],
-    )
+    command_line(script.body, sudo, &["timeout", "-k", &kill_after, &limit])
 }
 
 /// The command line of a script that lives as long as its connection
@@ -177,8 +173,11 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// Start a script (`sh -c body`, as `run_as`) that lives until its stream or the
     /// connection closes, with no time limit; the stream is its stdin and stdout. For
     /// what must die with the connection (the host lock).
-    async fn exec_stream(&self, body: &str, run_as: &RunAs)
-    -> Result<Box<dyn Stream>, TransportError>;
+    async fn exec_stream(
+        &self,
+        body: &str,
+        run_as: &RunAs,
+    ) -> Result<Box<dyn Stream>, TransportError>;
 
     /// Open a TCP connection to `host:port` as seen from the managed host.
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError>;

@@ -64,9 +64,107 @@ impl fmt::Debug for BecomePassword {
 #[derive(Debug, Default)]
 pub struct Escalation {
     password: Option<BecomePassword>,
-    /// Per target user: whether sudo asks for the password (learned once per
-    /// connection, only when there is a password to give).
-    asks: tokio::sync::Mutex<HashMap<String, bool>>,
+    /// Per target user, what sudo made of the password: learned once per connection,
+    /// only when there is a password to give, so a wrong one is tried once (not with
+    /// every command, which could lock the account) and never meets a long-lived script
+    /// whose stdin would feed sudo's retries.
+    verdicts: tokio::sync::Mutex<HashMap<String, Verdict>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    /// sudo runs commands without asking.
+    NotAsked,
+    Accepted,
+    Refused,
+}
+
+/// Prints what sudo does with the password on stdin (its first line): nothing asked,
+/// accepted, or neither. `-k` ignores cached credentials, so the answer holds for every
+/// later `sudo -k` of the connection.
+const VERDICT_SCRIPT: &str = r#"if [ $# -gt 0 ] && ! id -u -- "$2" >/dev/null 2>&1; then echo no-such-user
+elif sudo -n -k "$@" true 2>/dev/null; then echo not-asked
+elif sudo -S -p '' -k "$@" true 2>/dev/null; then echo accepted; fi"#;
+
+impl Escalation {
+    pub fn new(password: Option<BecomePassword>) -> Escalation {
+        Escalation {
+            password,
+            verdicts: Default::default(),
+        }
+    }
+
+    /// How to run a script as `run_as` over `transport`: `sudo -n` unless a password is
+    /// given and sudo wants it there, which costs one exec per target user.
+    pub(super) async fn sudo(
+        &self,
+        transport: &dyn Transport,
+        target: &str,
+        run_as: &RunAs,
+        login_is_root: bool,
+    ) -> Result<Sudo, TransportError> {
+        let Some(user) = run_as.sudo_user(login_is_root) else {
+            return Ok(Sudo::none());
+        };
+        let as_user: Vec<String> = match user {
+            "root" => Vec::new(),
+            user => vec!["-u".into(), user.into()],
+        };
+        let Some(password) = &self.password else {
+            return Ok(no_password(as_user));
+        };
+        let mut line = password.expose().as_bytes().to_vec();
+        line.push(b'\n');
+        let mut verdicts = self.verdicts.lock().await;
+        let verdict = match verdicts.get(user) {
+            Some(verdict) => *verdict,
+            None => {
+                // Not remembered: a later task may create the user.
+                let body = crate::quote::quote_all(
+                    ["/bin/sh", "-c", VERDICT_SCRIPT, "sh"]
+                        .into_iter()
+                        .chain(as_user.iter().map(String::as_str)),
+                );
+                let out = transport
+                    .exec(Script {
+                        body: &body,
+                        stdin: &line,
+                        run_as: &RunAs::Login,
+                        timeout: Some(super::PROBE_TIMEOUT),
+                    })
+                    .await?;
+                let verdict = match out.stdout_text().trim() {
+                    "no-such-user" => {
+                        return Err(TransportError::Become {
+                            target: target.to_string(),
+                            reason: format!("cannot run as {user}: no such user on the host"),
+                        });
+                    }
+                    "not-asked" => Verdict::NotAsked,
+                    "accepted" => Verdict::Accepted,
+                    _ => Verdict::Refused,
+                };
+                verdicts.insert(user.to_string(), verdict);
+                verdict
+            }
+        };
+        match verdict {
+            Verdict::NotAsked => Ok(no_password(as_user)),
+            Verdict::Refused => Err(TransportError::Become {
+                target: target.to_string(),
+                reason: format!("sudo refused the become password (to run as {user})"),
+            }),
+            Verdict::Accepted => {
+                let mut words: Vec<String> =
+                    ["sudo", "-S", "-p", "", "-k"].map(String::from).into();
+                words.extend(as_user);
+                Ok(Sudo {
+                    words,
+                    stdin_prefix: Some(line),
+                })
+            }
+        }
+    }
 }
 
 /// The sudo words and stdin prefix that run a script as some user.
@@ -88,22 +186,17 @@ impl Sudo {
         self.words.iter().map(String::as_str)
     }
 
-    /// A clear error for a script that sudo refused to start; None when it ran.
+    /// A clear error for a script that `sudo -n` refused to start; None when it ran.
     pub(super) fn refused(&self, target: &str, out: &ExecOutput) -> Option<TransportError> {
-        if self.words.is_empty() || out.status != 1 {
+        // With the password, sudo -k was checked to accept it.
+        if self.stdin_prefix.is_some() || self.words.is_empty() || out.status != 1 {
             return None;
         }
-        let reason = if asks_password(out) {
-            "sudo asks for a password: give it with --ask-become-pass (-K), or as \
-             `ansible_become_password` in the inventory (kept secret: in a vault file)"
-        } else if out.stderr_text().contains("incorrect password attempt") {
-            "sudo refused the become password"
-        } else {
-            return None;
-        };
-        Some(TransportError::Become {
+        asks_password(out).then(|| TransportError::Become {
             target: target.to_string(),
-            reason: reason.to_string(),
+            reason: "sudo asks for a password: give it with --ask-become-pass (-K), or as \
+                     `ansible_become_password` in the inventory (kept secret: in a vault file)"
+                .to_string(),
         })
     }
 
@@ -115,75 +208,9 @@ impl Sudo {
     }
 }
 
-impl Escalation {
-    pub fn new(password: Option<BecomePassword>) -> Escalation {
-        Escalation {
-            password,
-            asks: Default::default(),
-        }
-    }
-
-    /// How to run a script as `run_as` over `transport`: `sudo -n` unless a password is
-    /// given and sudo asks for it there, which costs one exec per target user.
-    pub(super) async fn sudo(
-        &self,
-        transport: &dyn Transport,
-        run_as: &RunAs,
-        login_is_root: bool,
-    ) -> Result<Sudo, TransportError> {
-        let Some(user) = run_as.sudo_user(login_is_root) else {
-            return Ok(Sudo::none());
-        };
-        let target: Vec<String> = match user {
-            "root" => Vec::new(),
-            user => vec!["-u".into(), user.into()],
-        };
-        let Some(password) = &self.password else {
-            return Ok(no_password(target));
-        };
-        let mut asks = self.asks.lock().await;
-        let asked = match asks.get(user) {
-            Some(asked) => *asked,
-            None => {
-                let probe = crate::quote::quote_all(
-                    ["sudo", "-n", "-k"]
-                        .into_iter()
-                        .chain(target.iter().map(String::as_str))
-                        .chain(["true"]),
-                );
-                let out = transport
-                    .exec(Script {
-                        body: &probe,
-                        stdin: b"",
-                        run_as: &RunAs::Login,
-                        timeout: Some(super::PROBE_TIMEOUT),
-                    })
-                    .await?;
-                let asked = !out.success() && asks_password(&out);
-                asks.insert(user.to_string(), asked);
-                asked
-            }
-        };
-        if !asked {
-            return Ok(no_password(target));
-        }
-        // `-k`: sudo ignores cached credentials, so it reads the line every time
-        // (a line left unread would reach the script).
-        let mut words: Vec<String> = ["sudo", "-S", "-p", "", "-k"].map(String::from).into();
-        words.extend(target);
-        let mut line = password.expose().as_bytes().to_vec();
-        line.push(b'\n');
-        Ok(Sudo {
-            words,
-            stdin_prefix: Some(line),
-        })
-    }
-
-}
-
-pub(super) fn no_password(target: Vec<String>) -> Sudo {
+pub(super) fn no_password(as_user: Vec<String>) -> Sudo {
     let mut words: Vec<String> = ["sudo", "-n"].map(String::from).into();
-    words.extend(target);
+    words.extend(as_user);
     Sudo {
         words,
         stdin_prefix: None,
@@ -225,7 +252,10 @@ mod tests {
         let sudo = no_password(Vec::new());
         let error = sudo.refused("h1", &out).unwrap();
         assert!(error.to_string().contains("--ask-become-pass"), "{error}");
-        assert!(Sudo::none().refused("h1", &out).is_none(), "no sudo, no refusal");
+        assert!(
+            Sudo::none().refused("h1", &out).is_none(),
+            "no sudo, no refusal"
+        );
         let ran = ExecOutput {
             status: 1,
             ..Default::default()

@@ -562,7 +562,7 @@ impl Transport for SshTransport {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
         let sudo = self
             .escalation
-            .sudo(self, script.run_as, self.login_is_root)
+            .sudo(self, &self.target, script.run_as, self.login_is_root)
             .await?;
         let started = tokio::time::Instant::now();
         let (channel, _permit) = self.open_session().await?;
@@ -653,7 +653,7 @@ impl Transport for SshTransport {
     ) -> Result<Box<dyn Stream>, TransportError> {
         let sudo = self
             .escalation
-            .sudo(self, run_as, self.login_is_root)
+            .sudo(self, &self.target, run_as, self.login_is_root)
             .await?;
         let (channel, permit) = self.open_session().await?;
         // The channel holds its sshd session for the whole connection, so the execs get
