@@ -21,13 +21,15 @@ pub struct Connection {
     pub become_password: Option<BecomePassword>,
     /// `ansible_connection: local`: run on this machine, without ssh.
     pub local: bool,
+    /// `ProxyJump` from `ansible_ssh_common_args` / `ansible_ssh_extra_args`.
+    pub proxy_jump: Option<String>,
 }
 
 /// The variables that hold the become password: secrets in every play.
 pub const SECRET_VARS: [&str; 2] = ["ansible_become_password", "ansible_become_pass"];
 
 /// Connection variables converge reads; any other `ansible_*` one is reported as ignored.
-const CONNECTION_VARS: [&str; 15] = [
+const CONNECTION_VARS: [&str; 17] = [
     "ansible_host",
     "ansible_ssh_host",
     "ansible_port",
@@ -43,7 +45,12 @@ const CONNECTION_VARS: [&str; 15] = [
     SECRET_VARS[0],
     SECRET_VARS[1],
     "ansible_connection",
+    SSH_ARGS_VARS[0],
+    SSH_ARGS_VARS[1],
 ];
+
+/// Extra `ssh` arguments, of which converge reads the bastion (`-o ProxyJump=`, `-J`).
+const SSH_ARGS_VARS: [&str; 2] = ["ansible_ssh_common_args", "ansible_ssh_extra_args"];
 
 impl Inventory {
     /// How to reach `host`, from `vars`, its final variables with templates rendered.
@@ -143,7 +150,33 @@ impl Inventory {
                 }
             };
         }
-        let warnings = vars
+        let mut warnings = Vec::new();
+        for name in SSH_ARGS_VARS {
+            if let Some(s) = self.setting(host, vars, &[name], "")? {
+                let args = text(&s.value).unwrap_or_default();
+                let (jump, ignored) = proxy_jump(&args).ok_or_else(|| {
+                    s.invalid(
+                        host,
+                        "ssh arguments in shell quoting",
+                        "for example `ansible_ssh_common_args: '-o ProxyJump=ops@bastion'`",
+                    )
+                })?;
+                if connection.proxy_jump.is_none() {
+                    connection.proxy_jump = jump;
+                }
+                if !ignored.is_empty() {
+                    let warning = format!(
+                        "`{name}`: converge reads only ProxyJump there; `{}` is ignored",
+                        ignored.join(" ")
+                    );
+                    warnings.push(match s.node {
+                        Some(node) => format!("{}: {warning}", node.span.position()),
+                        None => warning,
+                    });
+                }
+            }
+        }
+        let ignored_vars = vars
             .as_object()
             .into_iter()
             .flatten()
@@ -155,8 +188,8 @@ impl Inventory {
                     Some((_, node)) => format!("{}: {warning}", node.span.position()),
                     None => warning,
                 }
-            })
-            .collect();
+            });
+        warnings.extend(ignored_vars);
         Ok((connection, warnings))
     }
 
@@ -236,6 +269,41 @@ pub fn become_vars(vars: &Value) -> (Option<bool>, Option<String>) {
     )
 }
 
+/// The `ProxyJump` in ssh arguments (`-o ProxyJump=X`, `-oProxyJump X`, `-J X`), with
+/// the arguments converge leaves alone; None when the quoting does not parse.
+fn proxy_jump(args: &str) -> Option<(Option<String>, Vec<String>)> {
+    let mut words = shlex::split(args)?.into_iter();
+    let (mut jump, mut ignored) = (None, Vec::new());
+    while let Some(word) = words.next() {
+        let (flag, value) = match word.get(..2) {
+            Some(flag @ ("-J" | "-o")) if word.len() == 2 => {
+                (flag.to_string(), words.next().unwrap_or_default())
+            }
+            Some(flag @ ("-J" | "-o")) => (flag.to_string(), word[2..].to_string()),
+            _ => {
+                ignored.push(word);
+                continue;
+            }
+        };
+        let found = if flag == "-J" {
+            Some(value.clone())
+        } else {
+            value
+                .split_once(|c: char| c == '=' || c.is_whitespace())
+                .filter(|(key, _)| key.eq_ignore_ascii_case("proxyjump"))
+                .map(|(_, v)| v.trim().trim_start_matches('=').trim().to_string())
+        };
+        match found {
+            // As in OpenSSH, the first one given counts.
+            Some(v) => {
+                jump.get_or_insert(v);
+            }
+            None => ignored.extend([flag, value]),
+        }
+    }
+    Some((jump, ignored))
+}
+
 struct Setting<'a> {
     name: &'a str,
     value: Value,
@@ -297,5 +365,30 @@ fn expand_home(path: &str) -> PathBuf {
         (Some(""), Some(home)) => home,
         (Some(rest), Some(home)) if rest.starts_with('/') => home.join(&rest[1..]),
         _ => PathBuf::from(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxy_jump;
+
+    #[test]
+    fn proxy_jump_is_read_from_ssh_arguments_as_ansible_users_write_them() {
+        let jump = |args: &str| proxy_jump(args).unwrap();
+        assert_eq!(
+            jump("-o ProxyJump=ops@bastion:2200"),
+            (Some("ops@bastion:2200".into()), vec![])
+        );
+        assert_eq!(jump("-oProxyJump=b1,b2").0.as_deref(), Some("b1,b2"));
+        assert_eq!(jump("-o 'ProxyJump b1'").0.as_deref(), Some("b1"));
+        assert_eq!(jump("-J b1 -J b2").0.as_deref(), Some("b1"));
+        assert_eq!(
+            jump("-o StrictHostKeyChecking=no -C -Jb1"),
+            (
+                Some("b1".into()),
+                vec!["-o".into(), "StrictHostKeyChecking=no".into(), "-C".into()]
+            )
+        );
+        assert_eq!(proxy_jump("-o 'unclosed"), None);
     }
 }

@@ -13,7 +13,8 @@ pub use host::converge_host;
 
 use crate::report::Reporter;
 use crate::transport::{
-    BecomePassword, LocalTransport, RunAs, SshOptions, SshTransport, Transport, TransportError,
+    Bastions, BecomePassword, LocalTransport, RunAs, SshOptions, SshTransport, Transport,
+    TransportError,
 };
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -306,6 +307,7 @@ pub async fn run_playbook(
         }
     }
     let forks = Arc::new(Semaphore::new(options.forks.max(1)));
+    let bastions = Arc::new(Bastions::default());
     // Connect to every host of every play first: each play is rendered with facts
     // before the first change anywhere, so a mistake found only then touches nothing.
     let mut rendered = Vec::new();
@@ -345,6 +347,8 @@ pub async fn run_playbook(
                     home: None,
                     agent_socket: None,
                     become_password,
+                    proxy_jump: connection.proxy_jump.clone(),
+                    bastions: bastions.clone(),
                 })
             };
             let name = host.name.clone();

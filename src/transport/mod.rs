@@ -3,6 +3,7 @@
 //! Every remote action is a POSIX `sh` script plus optional stdin bytes. Scripts are
 //! built with [`quote`] from this module, never by pasting user strings.
 
+mod jump;
 mod known_hosts;
 mod local;
 mod privilege;
@@ -12,9 +13,10 @@ mod ssh_config;
 mod write_deadline;
 
 pub use crate::quote::{quote, quote_all};
+pub use jump::Bastions;
 pub use local::LocalTransport;
 pub use privilege::{BecomePassword, Escalation, RunAs};
-pub use ssh::{SshOptions, SshTransport};
+pub use ssh::{Session, SshOptions, SshTransport};
 
 use async_trait::async_trait;
 use std::fmt;
