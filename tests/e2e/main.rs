@@ -7,6 +7,7 @@ mod support;
 mod scenario;
 
 mod apt;
+mod bastion;
 mod r#become;
 mod certbot;
 mod command;
