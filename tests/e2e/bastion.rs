@@ -1,7 +1,7 @@
 //! Bastions on real hosts: h1 on the machine's bridge; h2 and h3 on a second bridge
 //! that this machine has no route to, reached only through h1 (`ProxyJump`).
 
-use crate::scenario::Scenario;
+use crate::scenario::{Run, Scenario};
 use crate::support::hosts::TestHosts;
 use std::time::{Duration, Instant};
 
@@ -54,8 +54,7 @@ fn hosts_behind_a_bastion_converge_over_one_connection_to_it() {
         most = most.max(from_here);
         std::thread::sleep(Duration::from_millis(200));
     }
-    let out = run.wait_with_output().expect("converge");
-    let run = crate::scenario::Run::of(&["site.yml"], out);
+    let run = Run::of(&["site.yml"], run.wait_with_output().expect("converge"));
     run.expect_code(0)
         .expect_changed("h2", 1)
         .expect_changed("h3", 1);
@@ -125,6 +124,37 @@ fn proxy_jump_from_ansible_ssh_common_args_and_a_killed_bastion() {
     // The hosts behind saw the bastion's inner address, not this machine's.
     assert!(s.sh("h2", "cat /root/hello") == "hello h2\n");
 
+    let kill = || {
+        let leader = s.hosts.leader_pid("h1").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &leader])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (run, took) = cut_the_bastion_mid_command(&s, kill);
+    assert!(
+        run.stdout.contains(&format!("the bastion {h1} was lost")),
+        "{}",
+        run.stdout
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+}
+
+#[test]
+fn a_frozen_bastion_is_given_up_after_its_keepalives() {
+    let s = behind_bastion("Host h2 h3\n  ProxyJump bastion\n");
+    // sshd stops answering but nothing closes: only keepalives can tell.
+    let freeze = || {
+        s.sh("h1", "pkill -STOP -x sshd");
+    };
+    let (_, took) = cut_the_bastion_mid_command(&s, freeze);
+    assert!(took < Duration::from_secs(75), "{took:?}");
+}
+
+/// Start a long command on the hosts behind the bastion, `cut` the bastion once it
+/// runs, and wait for converge to give them up: its run, and how long that took.
+fn cut_the_bastion_mid_command(s: &Scenario, cut: impl FnOnce()) -> (Run, Duration) {
     s.playbook("- hosts: h2,h3\n  tasks:\n    - name: long\n      command: \"sleep 300\"\n");
     let mut run = s.start(&["site.yml"]);
     let mut waited = 0;
@@ -136,29 +166,19 @@ fn proxy_jump_from_ansible_ssh_common_args_and_a_killed_bastion() {
         assert!(waited < 100, "the command never started on h2");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let killed = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &s.hosts.leader_pid("h1").to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = killed + Duration::from_secs(120);
+    let cut_at = Instant::now();
+    cut();
+    let deadline = cut_at + Duration::from_secs(120);
     while run.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "the run hangs on a dead bastion");
+        assert!(Instant::now() < deadline, "the run hangs on a lost bastion");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let took = killed.elapsed();
-    let out = run.wait_with_output().expect("converge");
-    let run = crate::scenario::Run::of(&["site.yml"], out);
+    let took = cut_at.elapsed();
+    let run = Run::of(&["site.yml"], run.wait_with_output().expect("converge"));
     run.expect_code(1);
     for host in ["h2", "h3"] {
         assert_eq!(run.recap(host).4, 1, "{host} unreachable:\n{}", run.stdout);
     }
-    assert!(
-        run.stdout.contains(&format!("the bastion {h1} was lost")),
-        "{}",
-        run.stdout
-    );
-    eprintln!("hosts behind the killed bastion given up after {took:?}");
-    assert!(took < Duration::from_secs(75), "{took:?}");
+    eprintln!("hosts behind the lost bastion given up after {took:?}");
+    (run, took)
 }
