@@ -3,7 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use converge::transport::{Script, SshOptions, SshTransport, Transport, TransportError};
+use converge::transport::{RunAs, Script, SshOptions, SshTransport, Transport, TransportError};
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ fn script<'a>(body: &'a str, stdin: &'a [u8]) -> Script<'a> {
     Script {
         body,
         stdin,
-        become_root: false,
+        run_as: &RunAs::Login,
         timeout: None,
     }
 }
@@ -714,7 +714,7 @@ async fn command_past_its_timeout_is_killed_on_the_host_also_through_sudo() {
         .exec(Script {
             body: "(sleep 3; touch /root/survived) & exec sleep 30",
             stdin: b"",
-            become_root: true,
+            run_as: &RunAs::Root,
             timeout: Some(Duration::from_secs(1)),
         })
         .await
