@@ -61,6 +61,54 @@ fn a_non_root_login_with_ansible_become_converges_root_owned_files() {
     let rerun = s.run(&["site.yml", "-v"]);
     rerun.expect_code(0).expect_changed("h1", 0);
     rerun.expect_stderr_contains("h1: 2 exec(s) over one connection");
+
+    // Ansible, on the same inventory, runs the same tasks as the same users.
+    ansible_playbook(
+        &s,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    \
+         - shell: id -un > /tmp/ansible-login-whoami\n      become: false\n    \
+         - shell: id -un > /tmp/ansible-app-whoami\n      become_user: app\n",
+    );
+    assert_eq!(s.sh("h1", "cat /tmp/ansible-login-whoami"), "root\n");
+    assert_eq!(s.sh("h1", "cat /tmp/ansible-app-whoami"), "app\n");
+}
+
+/// Run Ansible's `ansible-playbook` (the peers' venv: `CONVERGE_PEERS_VENV`, or what
+/// tests/hosts/peers.sh installs) on the scenario's inventory; panics unless it succeeds.
+fn ansible_playbook(s: &Scenario, playbook: &str) {
+    let venv = std::env::var("CONVERGE_PEERS_VENV").unwrap_or_else(|_| {
+        let out = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/hosts/peers.sh"
+        ))
+        .output()
+        .expect("tests/hosts/peers.sh");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    });
+    s.file("ansible.yml", playbook);
+    let known_hosts = s.home_path(".ssh/known_hosts");
+    let out = std::process::Command::new(format!("{venv}/bin/ansible-playbook"))
+        .args(["-i", "inventory.yml", "ansible.yml"])
+        .current_dir(s.path(""))
+        .env("HOME", s.home_path(""))
+        .env("ANSIBLE_PIPELINING", "1")
+        .env("ANSIBLE_PYTHON_INTERPRETER", "auto_silent")
+        .env(
+            "ANSIBLE_SSH_ARGS",
+            format!(
+                "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+                known_hosts.display()
+            ),
+        )
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("ansible-playbook");
+    assert!(
+        out.status.success(),
+        "ansible-playbook failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
