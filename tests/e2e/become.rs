@@ -197,8 +197,46 @@ fn a_become_password_reaches_sudo_on_stdin_and_shows_nowhere() {
     let json = s.run(&["site.yml", "-v", "--json"]);
     json.expect_code(0);
     assert_hidden(&json);
+    // `-K` asks once, on the terminal (a pseudo-terminal here, fed by `script`).
+    deploy_inventory(&s, "    ansible_become: true\n");
+    s.sh("h1", "rm /etc/converge-become.conf");
+    let asked = asked_on_a_terminal(&s, "site.yml -K", PASSWORD);
+    asked.expect_code(0).expect_changed("h1", 1);
+    asked.expect_stdout_contains("BECOME password: ");
+    assert_hidden(&asked);
+    assert_eq!(
+        owner_and_content(&s, "/etc/converge-become.conf"),
+        "root:600\nmade as root\n"
+    );
     // The password never was a word of a command line on the host.
     let journal = s.sh("h1", "journalctl -q --no-pager -t sudo || true");
     assert!(journal.contains("COMMAND="), "{journal}");
     assert!(!journal.contains("Sudo-pw"), "{journal}");
+}
+
+/// Run `converge ARGS` on a pseudo-terminal whose keyboard types `typed` and Enter.
+fn asked_on_a_terminal(s: &Scenario, args: &str, typed: &str) -> Run {
+    use std::io::Write;
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_converge"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(s.path(""))
+        .env("HOME", s.home_path(""))
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script");
+    // Typed once the prompt is up, with echo off (typed earlier, the terminal would
+    // echo it, and assert_hidden would say so).
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut keyboard = child.stdin.take().expect("stdin");
+    keyboard
+        .write_all(format!("{typed}\n").as_bytes())
+        .expect("type");
+    drop(keyboard);
+    let out = child.wait_with_output().expect("script");
+    Run::of(&[args], out)
 }
