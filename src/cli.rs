@@ -384,6 +384,10 @@ fn offline_plans(target: &TargetArgs) -> Result<(Loaded, PlayPlans), InputError>
             &options,
             None,
         )?;
+        // The connection settings too (a port, a become_user), as apply checks them.
+        for (host, plan) in hosts.iter().zip(&plans) {
+            loaded.inventory.connection(host, &plan.vars)?;
+        }
         all.push((play.name.clone(), plans));
     }
     Ok((loaded, all))

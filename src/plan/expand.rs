@@ -468,6 +468,39 @@ mod tests {
     use crate::playbook::Playbook;
     use crate::report::redact;
 
+    #[test]
+    fn ansible_become_variables_win_over_the_task_and_the_play() {
+        use crate::playbook::Become;
+        let keyword = |enabled, user: Option<&str>| Become {
+            enabled,
+            user: user.map(String::from),
+        };
+        let none = serde_json::json!({});
+        let play = keyword(Some(true), Some("app"));
+        assert_eq!(
+            run_as(&keyword(None, None), &play, &none),
+            RunAs::User("app".into())
+        );
+        assert_eq!(
+            run_as(&keyword(Some(false), None), &play, &none),
+            RunAs::Login
+        );
+        assert_eq!(
+            run_as(&keyword(None, Some("root")), &play, &none),
+            RunAs::Root
+        );
+        let vars = serde_json::json!({"ansible_become": "yes", "ansible_become_user": "web"});
+        assert_eq!(
+            run_as(&keyword(Some(false), None), &keyword(None, None), &vars),
+            RunAs::User("web".into())
+        );
+        let off = serde_json::json!({"ansible_become": false});
+        assert_eq!(
+            run_as(&keyword(Some(true), None), &play, &off),
+            RunAs::Login
+        );
+    }
+
     /// The plan of host `h` for the first play of `yaml`, without facts.
     fn plan(yaml: &str) -> InputResult<HostPlan> {
         let dir = tempfile::tempdir().unwrap();

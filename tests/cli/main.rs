@@ -500,6 +500,31 @@ fn inventory_unknown_key_in_a_group() {
 }
 
 #[test]
+fn become_user_that_is_no_user_name() {
+    let stderr = bad_input(
+        &play("    - command: id\n      become: true\n      become_user: \"app; rm -rf /\"\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("site.yml:6:20:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn inventory_become_user_that_is_no_user_name() {
+    let stderr = bad_input(
+        GOOD,
+        &[(
+            "inventory.yml",
+            "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_become_user: \"-r\" }\n",
+        )],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("inventory.yml:3:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
 fn a_limit_that_matches_no_host() {
     let stderr = bad_input(GOOD, &[], &["site.yml", "-l", "db*"]);
     insta::assert_snapshot!(stderr);
