@@ -28,14 +28,15 @@ pub enum Connection {
 }
 
 impl Connection {
-    pub async fn open(&self) -> Result<Arc<counted::Counted>, TransportError> {
+    /// `read_only` (check mode) refuses every script meant to change the host.
+    pub async fn open(&self, read_only: bool) -> Result<Arc<counted::Counted>, TransportError> {
         let inner: Arc<dyn Transport> = match self {
             Connection::Local(password) => {
                 Arc::new(LocalTransport::new().with_become_password(password.clone()))
             }
             Connection::Ssh(options) => Arc::new(SshTransport::connect(options).await?),
         };
-        Ok(Arc::new(counted::Counted::new(inner)))
+        Ok(Arc::new(counted::Counted::new(inner, read_only)))
     }
 }
 
@@ -70,7 +71,7 @@ pub async fn first_read(
         .copied()
         .filter(|&i| {
             let n = &plan.nodes[i];
-            n.action.is_some() && n.skip_reason.is_none() && !n.is_handler
+            n.action().is_some() && !n.is_handler
         })
         .collect();
     // One user per exec: the login or root, whichever most tasks run as (facts read the
@@ -87,15 +88,15 @@ pub async fn first_read(
         .max_by_key(|(run_as, count)| (*count, std::cmp::Reverse(*run_as)))
         .map_or(RunAs::Login, |(run_as, _)| run_as.clone());
     let mut batch = batch::Batch::new();
-    batch.add(batch::FACTS_KEY, FACTS);
-    batch.add(batch::PENDING_RESTARTS_KEY, &host::pending_restarts_probe());
+    batch.add(batch::Key::Facts, FACTS);
+    batch.add(batch::Key::PendingRestarts, &host::pending_restarts_probe());
     let mut texts = HashMap::new();
     for &i in &prefetchable {
         if plan.nodes[i].run_as == run_as
-            && let Some(action) = &plan.nodes[i].action
+            && let Some(action) = plan.nodes[i].action()
         {
             let probe = action.probe();
-            batch.add(i, &probe);
+            batch.add(batch::Key::Node(i), &probe);
             texts.insert(i, probe);
         }
     }
@@ -105,10 +106,11 @@ pub async fn first_read(
             stdin: &[],
             run_as: &run_as,
             timeout: Some(crate::transport::PROBE_TIMEOUT),
+            purpose: crate::transport::Purpose::Probe,
         })
         .await?;
     let mut results = batch.split(&out.stdout_text());
-    let Some(facts) = results.remove(&batch::FACTS_KEY) else {
+    let Some(facts) = results.remove(&batch::Key::Facts) else {
         return Err(TransportError::Io(format!(
             "reading the host's facts failed (exit {}): {}",
             out.status,
@@ -116,7 +118,7 @@ pub async fn first_read(
         )));
     };
     let pending_restarts = results
-        .remove(&batch::PENDING_RESTARTS_KEY)
+        .remove(&batch::Key::PendingRestarts)
         .map(|p| {
             p.stdout
                 .lines()
@@ -127,7 +129,10 @@ pub async fn first_read(
         .unwrap_or_default();
     let probes = results
         .into_iter()
-        .filter_map(|(i, probed)| texts.remove(&i).map(|text| (i, (text, probed))))
+        .filter_map(|(key, probed)| match key {
+            batch::Key::Node(i) => texts.remove(&i).map(|text| (i, (text, probed))),
+            batch::Key::Facts | batch::Key::PendingRestarts => None,
+        })
         .collect();
     Ok((
         facts_value(&facts.stdout),
@@ -357,7 +362,7 @@ pub async fn run_playbook(
             pending.push(async move {
                 let _permit = forks.acquire().await;
                 let result = async {
-                    let transport = spec.open().await?;
+                    let transport = spec.open(check).await?;
                     // Alongside the first read, which changes nothing, so that a rerun
                     // waits for no extra round trip. Diff takes none (see host_lock).
                     let lock = async {

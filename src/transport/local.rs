@@ -162,7 +162,7 @@ impl Transport for LocalTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::quote;
+    use crate::transport::{Purpose, quote};
     use std::time::{Duration, Instant};
 
     fn script<'a>(body: &'a str, stdin: &'a [u8], timeout: Option<Duration>) -> Script<'a> {
@@ -171,6 +171,7 @@ mod tests {
             stdin,
             run_as: &RunAs::Login,
             timeout,
+            purpose: Purpose::Change,
         }
     }
 

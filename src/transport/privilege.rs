@@ -131,6 +131,7 @@ impl Escalation {
                         stdin: &line,
                         run_as: &RunAs::Login,
                         timeout: Some(super::PROBE_TIMEOUT),
+                        purpose: super::Purpose::Probe,
                     })
                     .await?;
                 let verdict = match out.stdout_text().trim() {

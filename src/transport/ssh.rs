@@ -1,5 +1,6 @@
 //! SSH transport on russh: one connection per host, many channels on it.
 
+use super::Purpose;
 use super::jump::{self, Bastions, Hop};
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::ssh_auth::{self, Sources};
@@ -619,6 +620,7 @@ impl SshTransport {
                 stdin: b"",
                 run_as: &RunAs::Login,
                 timeout: Some(super::PROBE_TIMEOUT),
+                purpose: Purpose::Probe,
             })
             .await?;
         Ok(out.success() && out.stdout_text().trim() == "0")
