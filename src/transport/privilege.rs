@@ -153,7 +153,10 @@ impl Escalation {
             Verdict::NotAsked => Ok(no_password(as_user)),
             Verdict::Refused => Err(TransportError::Become {
                 target: target.to_string(),
-                reason: format!("sudo refused the become password (to run as {user})"),
+                reason: format!(
+                    "sudo refused the become password to run as {user} (a wrong one, or the \
+                     login may not use sudo there)"
+                ),
             }),
             Verdict::Accepted => {
                 let mut words: Vec<String> =
