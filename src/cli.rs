@@ -8,6 +8,7 @@ use crate::playbook::Playbook;
 use crate::playbook::vars::extra_vars;
 use crate::report::{Human, Json, Reporter, TaskStatus};
 use crate::runner::{self, RunOptions, RunSettings};
+use crate::transport::BecomePassword;
 use crate::vault::{
     self,
     command::{PasswordArgs, VaultCommand},
@@ -110,6 +111,10 @@ pub(crate) struct RunArgs {
     /// Connection timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub(crate) timeout: u64,
+    /// Ask once for the password sudo wants (hosts whose inventory gives
+    /// `ansible_become_password` use that).
+    #[arg(short = 'K', long)]
+    ask_become_pass: bool,
 }
 
 #[derive(Args)]
@@ -176,6 +181,16 @@ pub fn main() -> i32 {
     };
     let exit = runtime.block_on(dispatch(cli));
     exit.code()
+}
+
+/// `--ask-become-pass`: once per run, on the terminal (not stdin, which may be a pipe).
+fn ask_become_password() -> Result<BecomePassword, InputError> {
+    rpassword::prompt_password("BECOME password: ")
+        .map(BecomePassword::new)
+        .map_err(|e| {
+            InputError::new(format!("--ask-become-pass: cannot read the password: {e}"))
+                .help("it is asked on the terminal; without one, set ansible_become_password in a vault file")
+        })
 }
 
 pub(crate) fn report_input_error(error: InputError) -> Exit {
@@ -261,6 +276,7 @@ fn options(target: &TargetArgs, loaded: &Loaded, run: Option<&RunArgs>) -> RunOp
         accept_new_host_keys: run.is_some_and(|r| r.accept_new_host_keys),
         verbose: run.is_some_and(|r| r.verbose),
         quiet: run.is_some_and(|r| r.quiet),
+        become_password: None,
     }
 }
 
@@ -275,6 +291,11 @@ pub(crate) async fn run(args: RunArgs, check: bool) -> Exit {
             eprintln!("{warning}");
         }
     }
+    // Asked before the lock is taken, so a run waiting at the prompt blocks no other.
+    let become_password = match args.ask_become_pass.then(ask_become_password).transpose() {
+        Ok(password) => password,
+        Err(e) => return report_input_error(e),
+    };
     let _lock = match RunLock::acquire(&args.target.playbook, &loaded.inventory_path) {
         Ok(lock) => lock,
         Err(LockError::Held { path, holder }) => {
@@ -318,7 +339,10 @@ pub(crate) async fn run(args: RunArgs, check: bool) -> Exit {
             }
         }
     });
-    let options = options(&args.target, &loaded, Some(&args));
+    let options = RunOptions {
+        become_password,
+        ..options(&args.target, &loaded, Some(&args))
+    };
     let settings = RunSettings {
         check,
         reporter: reporter.as_ref(),
@@ -379,6 +403,10 @@ fn offline_plans(target: &TargetArgs) -> Result<(Loaded, PlayPlans), InputError>
             &options,
             None,
         )?;
+        // The connection settings too (a port, a become_user), as apply checks them.
+        for (host, plan) in hosts.iter().zip(&plans) {
+            loaded.inventory.connection(host, &plan.vars)?;
+        }
         all.push((play.name.clone(), plans));
     }
     Ok((loaded, all))

@@ -4,6 +4,7 @@ use super::{Host, Inventory};
 use crate::error::{InputError, InputResult};
 use crate::node::{Kind, Node};
 use crate::playbook::template::engine;
+use crate::transport::BecomePassword;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -16,13 +17,19 @@ pub struct Connection {
     pub identity_file: Option<PathBuf>,
     /// Seconds.
     pub timeout: Option<u64>,
-    pub become_root: Option<bool>,
+    /// `ansible_become_password`: given to sudo when it asks.
+    pub become_password: Option<BecomePassword>,
     /// `ansible_connection: local`: run on this machine, without ssh.
     pub local: bool,
+    /// `ProxyJump` from `ansible_ssh_common_args` / `ansible_ssh_extra_args`.
+    pub proxy_jump: Option<String>,
 }
 
+/// The variables that hold the become password: secrets in every play.
+pub const SECRET_VARS: [&str; 2] = ["ansible_become_password", "ansible_become_pass"];
+
 /// Connection variables converge reads; any other `ansible_*` one is reported as ignored.
-const CONNECTION_VARS: [&str; 12] = [
+const CONNECTION_VARS: [&str; 17] = [
     "ansible_host",
     "ansible_ssh_host",
     "ansible_port",
@@ -34,8 +41,16 @@ const CONNECTION_VARS: [&str; 12] = [
     "ansible_timeout",
     "ansible_ssh_timeout",
     "ansible_become",
+    "ansible_become_user",
+    SECRET_VARS[0],
+    SECRET_VARS[1],
     "ansible_connection",
+    SSH_ARGS_VARS[0],
+    SSH_ARGS_VARS[1],
 ];
+
+/// Extra `ssh` arguments, of which converge reads the bastion (`-o ProxyJump=`, `-J`).
+const SSH_ARGS_VARS: [&str; 2] = ["ansible_ssh_common_args", "ansible_ssh_extra_args"];
 
 impl Inventory {
     /// How to reach `host`, from `vars`, its final variables with templates rendered.
@@ -97,13 +112,30 @@ impl Inventory {
             })?);
         }
         if let Some(s) = self.setting(host, vars, &["ansible_become"], "")? {
-            connection.become_root = Some(boolean(&s.value).ok_or_else(|| {
+            boolean(&s.value).ok_or_else(|| {
                 s.invalid(
                     host,
                     "true or false",
                     "`ansible_become: true` runs tasks as root",
                 )
-            })?);
+            })?;
+        }
+        if let Some(s) = self.setting(host, vars, &["ansible_become_user"], "")? {
+            let user = text(&s.value).unwrap_or_default();
+            if let Some(problem) = crate::module::account::name_problem(&user) {
+                return Err(s.invalid(
+                    host,
+                    "a user name",
+                    &format!("`{user}` {problem}; for example `ansible_become_user: myapp`"),
+                ));
+            }
+        }
+        if let Some(s) = self.setting(host, vars, &SECRET_VARS, "")? {
+            // Not `text`: a password keeps its spaces.
+            let Value::String(password) = &s.value else {
+                return Err(s.invalid(host, "a string", "quote it, and keep it in a vault file"));
+            };
+            connection.become_password = Some(BecomePassword::new(password.clone()));
         }
         if let Some(s) = self.setting(host, vars, &["ansible_connection"], "")? {
             connection.local = match text(&s.value).as_deref() {
@@ -118,7 +150,33 @@ impl Inventory {
                 }
             };
         }
-        let warnings = vars
+        let mut warnings = Vec::new();
+        for name in SSH_ARGS_VARS {
+            if let Some(s) = self.setting(host, vars, &[name], "")? {
+                let args = text(&s.value).unwrap_or_default();
+                let (jump, ignored) = proxy_jump(&args).ok_or_else(|| {
+                    s.invalid(
+                        host,
+                        "ssh arguments in shell quoting",
+                        "for example `ansible_ssh_common_args: '-o ProxyJump=ops@bastion'`",
+                    )
+                })?;
+                if connection.proxy_jump.is_none() {
+                    connection.proxy_jump = jump;
+                }
+                if !ignored.is_empty() {
+                    let warning = format!(
+                        "`{name}`: converge reads only ProxyJump there; `{}` is ignored",
+                        ignored.join(" ")
+                    );
+                    warnings.push(match s.node {
+                        Some(node) => format!("{}: {warning}", node.span.position()),
+                        None => warning,
+                    });
+                }
+            }
+        }
+        let ignored_vars = vars
             .as_object()
             .into_iter()
             .flatten()
@@ -130,8 +188,8 @@ impl Inventory {
                     Some((_, node)) => format!("{}: {warning}", node.span.position()),
                     None => warning,
                 }
-            })
-            .collect();
+            });
+        warnings.extend(ignored_vars);
         Ok((connection, warnings))
     }
 
@@ -186,6 +244,51 @@ impl Inventory {
         let templated = matches!(&node.1.kind, Kind::Str(s) if s.contains("{{"));
         (templated || node.1.to_value() == *value).then_some(node)
     }
+}
+
+/// `ansible_become` and `ansible_become_user` in a host's `vars`, which beat the
+/// play's and the task's `become` and `become_user` as in Ansible (its variables win
+/// over keywords). Values [`Inventory::connection`] refuses count as unset here.
+pub fn become_vars(vars: &Value) -> (Option<bool>, Option<String>) {
+    (
+        vars.get("ansible_become").and_then(boolean),
+        vars.get("ansible_become_user").and_then(text),
+    )
+}
+
+/// The `ProxyJump` in ssh arguments (`-o ProxyJump=X`, `-oProxyJump X`, `-J X`), with
+/// the arguments converge leaves alone; None when the quoting does not parse.
+fn proxy_jump(args: &str) -> Option<(Option<String>, Vec<String>)> {
+    let mut words = shlex::split(args)?.into_iter();
+    let (mut jump, mut ignored) = (None, Vec::new());
+    while let Some(word) = words.next() {
+        let (flag, value) = match word.get(..2) {
+            Some(flag @ ("-J" | "-o")) if word.len() == 2 => {
+                (flag.to_string(), words.next().unwrap_or_default())
+            }
+            Some(flag @ ("-J" | "-o")) => (flag.to_string(), word[2..].to_string()),
+            _ => {
+                ignored.push(word);
+                continue;
+            }
+        };
+        let found = if flag == "-J" {
+            Some(value.clone())
+        } else {
+            value
+                .split_once(|c: char| c == '=' || c.is_whitespace())
+                .filter(|(key, _)| key.eq_ignore_ascii_case("proxyjump"))
+                .map(|(_, v)| v.trim().trim_start_matches('=').trim().to_string())
+        };
+        match found {
+            // As in OpenSSH, the first one given counts.
+            Some(v) => {
+                jump.get_or_insert(v);
+            }
+            None => ignored.extend([flag, value]),
+        }
+    }
+    Some((jump, ignored))
 }
 
 struct Setting<'a> {
@@ -249,5 +352,30 @@ fn expand_home(path: &str) -> PathBuf {
         (Some(""), Some(home)) => home,
         (Some(rest), Some(home)) if rest.starts_with('/') => home.join(&rest[1..]),
         _ => PathBuf::from(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxy_jump;
+
+    #[test]
+    fn proxy_jump_is_read_from_ssh_arguments_as_ansible_users_write_them() {
+        let jump = |args: &str| proxy_jump(args).unwrap();
+        assert_eq!(
+            jump("-o ProxyJump=ops@bastion:2200"),
+            (Some("ops@bastion:2200".into()), vec![])
+        );
+        assert_eq!(jump("-oProxyJump=b1,b2").0.as_deref(), Some("b1,b2"));
+        assert_eq!(jump("-o 'ProxyJump b1'").0.as_deref(), Some("b1"));
+        assert_eq!(jump("-J b1 -J b2").0.as_deref(), Some("b1"));
+        assert_eq!(
+            jump("-o StrictHostKeyChecking=no -C -Jb1"),
+            (
+                Some("b1".into()),
+                vec!["-o".into(), "StrictHostKeyChecking=no".into(), "-C".into()]
+            )
+        );
+        assert_eq!(proxy_jump("-o 'unclosed"), None);
     }
 }

@@ -20,7 +20,7 @@ mod vars_files;
 mod yaml;
 
 use build::Builder;
-pub use connection::Connection;
+pub use connection::{Connection, SECRET_VARS, become_vars};
 use vars_files::{read_source, read_vars_files};
 use yaml::{INVENTORY_HELP, entries};
 

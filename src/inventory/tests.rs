@@ -621,10 +621,7 @@ fn connection_values_are_checked() {
             err.message
         );
     let (c, _) = connection(&inventory, "c").unwrap();
-    assert_eq!(
-        (c.timeout, c.become_root, c.local),
-        (Some(30), Some(true), true)
-    );
+    assert_eq!((c.timeout, c.local), (Some(30), true));
     let (d, _) = connection(&inventory, "d").unwrap();
     let home = PathBuf::from(std::env::var_os("HOME").unwrap());
     assert_eq!(d.identity_file, Some(home.join(".ssh/id_ed25519")));

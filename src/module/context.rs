@@ -4,7 +4,7 @@
 use super::files::PreviousFile;
 use super::plan::{Command, Exec, HostView, Plan};
 use super::{Action, Diff, Failure, Outcome, Probed, Resource, Status};
-use crate::transport::{ExecOutput, Purpose, Script, Transport};
+use crate::transport::{ExecOutput, Purpose, RunAs, Script, Transport};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -97,7 +97,7 @@ pub struct Ctx<'a> {
     apply: bool,
     pub host: &'a HostInfo,
     transport: &'a dyn Transport,
-    become_root: bool,
+    run_as: RunAs,
     /// The task's `timeout:` for each command; None: the transport's default.
     timeout: Option<std::time::Duration>,
     /// A snippet recording the restarts this task owes if it changes anything, run in
@@ -116,7 +116,7 @@ impl<'a> Ctx<'a> {
         apply: bool,
         host: &'a HostInfo,
         transport: &'a dyn Transport,
-        become_root: bool,
+        run_as: RunAs,
         restarts: &'a mut RestartBook,
         changed: &'a HashSet<Resource>,
     ) -> Ctx<'a> {
@@ -124,7 +124,7 @@ impl<'a> Ctx<'a> {
             apply,
             host,
             transport,
-            become_root,
+            run_as,
             timeout: None,
             restart_intent: std::sync::Mutex::new(None),
             owes: BTreeSet::new(),
@@ -266,7 +266,7 @@ impl<'a> Ctx<'a> {
         let script = Script {
             body,
             stdin,
-            become_root: self.become_root,
+            run_as: &self.run_as,
             timeout: self.timeout,
             purpose,
         };

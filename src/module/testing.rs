@@ -11,7 +11,7 @@ use crate::error::SourceFile;
 use crate::node::{self, Node};
 use crate::quote::quote;
 use crate::transport::{
-    ExecOutput, LocalTransport, Purpose, Script, Stream, Transport, TransportError,
+    ExecOutput, LocalTransport, Purpose, RunAs, Script, Stream, Transport, TransportError,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -150,7 +150,7 @@ async fn probe_on(transport: &dyn Transport, action: &dyn Action) -> Probed {
         .exec(Script {
             body: &body,
             stdin: &[],
-            become_root: false,
+            run_as: &RunAs::Login,
             timeout: None,
             purpose: Purpose::Probe,
         })
@@ -174,7 +174,7 @@ async fn converge_on(
 ) -> Result<Outcome, Failure> {
     let guarded = CheckModeGuard { inner: transport };
     let transport: &dyn Transport = if apply { transport } else { &guarded };
-    let mut ctx = Ctx::new(apply, host, transport, false, restarts, assumed);
+    let mut ctx = Ctx::new(apply, host, transport, RunAs::Login, restarts, assumed);
     ctx.carry_out(action, probed).await
 }
 
@@ -200,7 +200,7 @@ impl Transport for CheckModeGuard<'_> {
     async fn exec_stream(
         &self,
         _body: &str,
-        _become_root: bool,
+        _run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
         panic!("check mode opened a stream (only the host lock does, when applying)")
     }
@@ -262,7 +262,7 @@ impl Local {
             false,
             &self.host,
             &self.transport,
-            false,
+            RunAs::Login,
             restarts,
             &self.assumed,
         )
@@ -474,7 +474,7 @@ impl Transport for FakeHost {
             .exec(Script {
                 body: &body,
                 stdin: script.stdin,
-                become_root: false,
+                run_as: &RunAs::Login,
                 timeout: None,
                 purpose: Purpose::Change,
             })
@@ -484,9 +484,9 @@ impl Transport for FakeHost {
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
-        self.local.exec_stream(body, become_root).await
+        self.local.exec_stream(body, run_as).await
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

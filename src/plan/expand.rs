@@ -8,7 +8,8 @@ use crate::node::{Kind, Node};
 use crate::playbook::taint::Taint;
 use crate::playbook::template::engine;
 use crate::playbook::vars::{self, Layer};
-use crate::playbook::{Play, Playbook, TaskDef, closest};
+use crate::playbook::{Become, Play, Playbook, TaskDef, closest};
+use crate::transport::RunAs;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -100,7 +101,14 @@ pub fn build(
     layers.push(&play.vars);
     layers.extend(play.vars_files.iter().map(Vec::as_slice));
     layers.push(host.extra);
-    let vars::Resolved { vars: ctx, taint } = vars::resolve(&layers, &base, &play.secrets)?;
+    // The become password is a secret whether or not the play lists it.
+    let secret_names: Vec<String> = play
+        .secrets
+        .iter()
+        .cloned()
+        .chain(crate::inventory::SECRET_VARS.map(String::from))
+        .collect();
+    let vars::Resolved { vars: ctx, taint } = vars::resolve(&layers, &base, &secret_names)?;
     let nodes = plan_nodes(playbook, play, &ctx, &taint, facts_known, selection);
     // Everything a secret turned into while the tasks were expanded, to hide it in
     // errors (a value rendered from a secret can end up in a message) and all output.
@@ -235,6 +243,15 @@ fn item_paths(loop_taint: &[Vec<String>], position: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Who a task runs as, in Ansible's order: `ansible_become` and `ansible_become_user`
+/// (variables, wherever set) over the task's `become` / `become_user` over the play's.
+fn run_as(task: &Become, play: &Become, vars: &Value) -> RunAs {
+    let (var_become, var_user) = crate::inventory::become_vars(vars);
+    let enabled = var_become.or(task.enabled).or(play.enabled);
+    let user = var_user.or_else(|| task.user.clone().or_else(|| play.user.clone()));
+    RunAs::new(enabled.unwrap_or(false), user.as_deref())
+}
+
 /// One task of a play, being expanded.
 struct Task<'a> {
     playbook: &'a Playbook,
@@ -277,7 +294,7 @@ impl Task<'_> {
             }
             _ => None,
         };
-        let become_root = def.become_root.unwrap_or(play.become_root);
+        let run_as = run_as(&def.privilege, &play.privilege, item_ctx);
         let node_for = |state, phase: Option<&str>| PlanNode {
             name: phase.map_or(shown.clone(), |p| format!("{shown} ({p})")),
             task: index,
@@ -285,7 +302,7 @@ impl Task<'_> {
             item: item.clone(),
             state,
             is_handler: def.is_handler,
-            become_root,
+            run_as: run_as.clone(),
             no_log: def.no_log,
             never_changed: def.never_changed,
             timeout: def.timeout,
@@ -451,6 +468,39 @@ mod tests {
     use super::*;
     use crate::playbook::Playbook;
     use crate::report::redact;
+
+    #[test]
+    fn ansible_become_variables_win_over_the_task_and_the_play() {
+        use crate::playbook::Become;
+        let keyword = |enabled, user: Option<&str>| Become {
+            enabled,
+            user: user.map(String::from),
+        };
+        let none = serde_json::json!({});
+        let play = keyword(Some(true), Some("app"));
+        assert_eq!(
+            run_as(&keyword(None, None), &play, &none),
+            RunAs::User("app".into())
+        );
+        assert_eq!(
+            run_as(&keyword(Some(false), None), &play, &none),
+            RunAs::Login
+        );
+        assert_eq!(
+            run_as(&keyword(None, Some("root")), &play, &none),
+            RunAs::Root
+        );
+        let vars = serde_json::json!({"ansible_become": "yes", "ansible_become_user": "web"});
+        assert_eq!(
+            run_as(&keyword(Some(false), None), &keyword(None, None), &vars),
+            RunAs::User("web".into())
+        );
+        let off = serde_json::json!({"ansible_become": false});
+        assert_eq!(
+            run_as(&keyword(Some(true), None), &play, &off),
+            RunAs::Login
+        );
+    }
 
     /// The plan of host `h` for the first play of `yaml`, without facts.
     fn plan(yaml: &str) -> InputResult<HostPlan> {

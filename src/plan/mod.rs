@@ -23,7 +23,8 @@ pub struct PlanNode {
     pub item: Option<Value>,
     pub state: NodeState,
     pub is_handler: bool,
-    pub become_root: bool,
+    /// Who the task's commands and probe run as on the host.
+    pub run_as: crate::transport::RunAs,
     pub no_log: bool,
     pub never_changed: bool,
     /// The task's `timeout:` for each command it runs; None: the transport's default.

@@ -23,7 +23,7 @@ pub struct Play {
     pub name: String,
     /// The `hosts:` pattern and where it was written.
     pub hosts: (String, Span),
-    pub become_root: bool,
+    pub privilege: Become,
     pub vars: Vec<(String, Node)>,
     /// Each `vars_files` entry, loaded.
     pub vars_files: Vec<Vec<(String, Node)>>,
@@ -46,7 +46,7 @@ pub struct TaskDef {
     pub notify: Vec<(String, Span)>,
     pub requires: Vec<(String, Span)>,
     pub tags: Vec<String>,
-    pub become_root: Option<bool>,
+    pub privilege: Become,
     pub no_log: bool,
     /// `changed_when: false` (for `command`).
     pub never_changed: bool,
@@ -54,6 +54,31 @@ pub struct TaskDef {
     pub timeout: Option<std::time::Duration>,
     pub is_handler: bool,
     pub span: Span,
+}
+
+/// `become` and `become_user` as written on a play or a task.
+#[derive(Debug, Clone, Default)]
+pub struct Become {
+    pub enabled: Option<bool>,
+    pub user: Option<String>,
+}
+
+impl Become {
+    /// Read `become` or, for any other key, `become_user`.
+    fn read(&mut self, key: &str, value: &Node) -> InputResult<()> {
+        if key == "become" {
+            self.enabled = Some(value.as_bool()?);
+            return Ok(());
+        }
+        let user = value.scalar_text()?;
+        if let Some(problem) = crate::module::account::name_problem(&user) {
+            return Err(value
+                .error(format!("become_user: `{user}` {problem}"))
+                .help("the user tasks run as through sudo, e.g. `become_user: myapp`"));
+        }
+        self.user = Some(user);
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for dyn crate::module::Module {
@@ -66,6 +91,7 @@ const PLAY_KEYS: &[&str] = &[
     "name",
     "hosts",
     "become",
+    "become_user",
     "vars",
     "vars_files",
     "secrets",
@@ -83,6 +109,7 @@ const TASK_KEYS: &[&str] = &[
     "requires",
     "tags",
     "become",
+    "become_user",
     "no_log",
     "changed_when",
     "timeout",
@@ -161,7 +188,7 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
     let mut play = Play {
         name: String::new(),
         hosts: (String::new(), node.span.clone()),
-        become_root: false,
+        privilege: Become::default(),
         vars: Vec::new(),
         vars_files: Vec::new(),
         secrets: Vec::new(),
@@ -188,7 +215,9 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                     play.hosts = (pattern, value.span.clone());
                     has_hosts = true;
                 }
-                "become" => play.become_root = value.as_bool()?,
+                "become" | "become_user" => {
+                    play.privilege.read(key, value)?;
+                }
                 "vars" => play.vars = owned_entries(value)?,
                 "vars_files" => {
                     for (file, span) in value.string_list()? {
@@ -290,7 +319,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
     let mut notify = Vec::new();
     let mut requires = Vec::new();
     let mut tags = Vec::new();
-    let mut become_root = None;
+    let mut privilege = Become::default();
     let mut no_log = false;
     let mut never_changed = false;
     let mut timeout = None;
@@ -305,7 +334,9 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
             "notify" => notify = value.string_list()?,
             "requires" => requires = value.string_list()?,
             "tags" => tags = value.string_list()?.into_iter().map(|(s, _)| s).collect(),
-            "become" => become_root = Some(value.as_bool()?),
+            "become" | "become_user" => {
+                privilege.read(key, value)?;
+            }
             "no_log" => no_log = value.as_bool()?,
             "timeout" => timeout = Some(task_timeout(value)?),
             "changed_when" => match value.kind {
@@ -363,7 +394,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
         notify,
         requires,
         tags,
-        become_root,
+        privilege,
         no_log,
         never_changed,
         timeout,

@@ -59,10 +59,6 @@ impl Batch {
         self.keys.push(key);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     pub fn script(&self) -> &str {
         &self.script
     }

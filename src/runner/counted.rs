@@ -2,7 +2,7 @@
 //! makes a no-change rerun fast or slow. In check mode the same wrapper refuses any
 //! script meant to change the host: the engine never sends one, and this proves it.
 
-use crate::transport::{ExecOutput, Purpose, Script, Stream, Transport, TransportError};
+use crate::transport::{ExecOutput, Purpose, RunAs, Script, Stream, Transport, TransportError};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,9 +44,9 @@ impl Transport for Counted {
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
-        self.inner.exec_stream(body, become_root).await
+        self.inner.exec_stream(body, run_as).await
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {

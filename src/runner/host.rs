@@ -6,8 +6,8 @@ use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook,
 use crate::plan::{EdgeKind, HostPlan, NodeState};
 use crate::quote::quote;
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
-use crate::transport::{PROBE_TIMEOUT, Purpose, Script, Transport, TransportError};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::transport::{PROBE_TIMEOUT, Purpose, RunAs, Script, Transport, TransportError};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -167,7 +167,7 @@ impl HostRun<'_> {
                 !self.settings.check,
                 &self.info,
                 self.transport,
-                node.become_root,
+                node.run_as.clone(),
                 &mut restarts,
                 &changed,
             )
@@ -294,7 +294,7 @@ impl HostRun<'_> {
             .exec(Script {
                 body: &script,
                 stdin: &[],
-                become_root: true,
+                run_as: &RunAs::Root,
                 timeout: Some(PROBE_TIMEOUT),
                 purpose: Purpose::Change,
             })
@@ -321,7 +321,7 @@ impl HostRun<'_> {
                     .exec(Script {
                         body: &systemd::systemctl("try-restart", &service),
                         stdin: &[],
-                        become_root: true,
+                        run_as: &RunAs::Root,
                         timeout: None,
                         purpose: Purpose::Change,
                     })
@@ -354,33 +354,43 @@ impl HostRun<'_> {
         Ok(())
     }
 
-    /// Probe the given nodes: one exec per privilege level (usually exactly one).
+    /// Probe the given nodes: one exec per user they run as (usually exactly one).
     async fn probe(
         &self,
         nodes: impl Iterator<Item = usize>,
     ) -> Result<HashMap<usize, Probed>, TransportError> {
-        let mut batches: [Batch; 2] = [Batch::new(), Batch::new()];
+        let mut batches: BTreeMap<&RunAs, Batch> = BTreeMap::new();
         for i in nodes {
             let node = &self.plan.nodes[i];
             if let Some(action) = node.action() {
-                batches[usize::from(node.become_root)].add(Key::Node(i), &action.probe());
+                batches
+                    .entry(&node.run_as)
+                    .or_insert_with(Batch::new)
+                    .add(Key::Node(i), &action.probe());
             }
         }
         let mut results = HashMap::new();
-        for (become_root, batch) in batches.iter().enumerate() {
-            if batch.is_empty() {
-                continue;
-            }
-            let out = self
+        for (run_as, batch) in &batches {
+            // A user an earlier task creates cannot read its tasks' state yet: they are
+            // read again after that change, or fail saying why when they run.
+            let not_yet = matches!(run_as, RunAs::User(_));
+            let out = match self
                 .transport
                 .exec(Script {
                     body: batch.script(),
                     stdin: &[],
-                    become_root: become_root == 1,
+                    run_as,
                     timeout: Some(PROBE_TIMEOUT),
                     purpose: Purpose::Probe,
                 })
-                .await?;
+                .await
+            {
+                Err(TransportError::Become { .. }) if not_yet => continue,
+                out => out?,
+            };
+            if !out.success() && out.stdout.is_empty() && not_yet {
+                continue;
+            }
             if !out.success() && out.stdout.is_empty() {
                 return Err(TransportError::Io(format!(
                     "reading the host's state failed (exit {}): {}",

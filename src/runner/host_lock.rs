@@ -11,7 +11,7 @@
 //! apply, and a drift check from cron keeps answering while an operator converges.
 
 use crate::quote::quote;
-use crate::transport::{Stream, Transport, TransportError};
+use crate::transport::{RunAs, Stream, Transport, TransportError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -71,7 +71,7 @@ while [ -n "$(timeout {SILENCE_SECS} dd bs=1 count=1 2>/dev/null 9>&-)" ]; do :;
 /// Take the lock on the host behind `transport`, or learn who holds it.
 pub async fn take(transport: &dyn Transport) -> Result<Taken, TransportError> {
     let body = script(&crate::lock::holder());
-    let mut stream = transport.exec_stream(&body, true).await?;
+    let mut stream = transport.exec_stream(&body, &RunAs::Root).await?;
     let answer = first_line(&mut stream).await;
     if answer == "locked" {
         let heartbeat = tokio::spawn(async move {
@@ -94,7 +94,8 @@ pub async fn take(transport: &dyn Transport) -> Result<Taken, TransportError> {
     Err(TransportError::Io(if said.is_empty() {
         format!(
             "cannot take the host lock {LOCK_FILE}: the script ended without an answer \
-             (it runs as root: is sudo allowed without a password?)"
+             (it runs as root through sudo: does sudo need a password? Give it with \
+             --ask-become-pass (-K) or ansible_become_password)"
         )
     } else {
         format!("cannot take the host lock {LOCK_FILE}: {said}")

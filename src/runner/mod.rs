@@ -12,14 +12,18 @@ use batch::{FACTS, facts_value};
 pub use host::converge_host;
 
 use crate::report::Reporter;
-use crate::transport::{LocalTransport, SshOptions, SshTransport, Transport, TransportError};
+use crate::transport::{
+    Bastions, BecomePassword, LocalTransport, RunAs, SshOptions, SshTransport, Transport,
+    TransportError,
+};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 /// How to reach a host.
 #[derive(Debug, Clone)]
 pub enum Connection {
-    Local,
+    /// This machine, with the password sudo may ask for.
+    Local(Option<BecomePassword>),
     Ssh(SshOptions),
 }
 
@@ -27,7 +31,9 @@ impl Connection {
     /// `read_only` (check mode) refuses every script meant to change the host.
     pub async fn open(&self, read_only: bool) -> Result<Arc<counted::Counted>, TransportError> {
         let inner: Arc<dyn Transport> = match self {
-            Connection::Local => Arc::new(LocalTransport::new()),
+            Connection::Local(password) => {
+                Arc::new(LocalTransport::new().with_become_password(password.clone()))
+            }
             Connection::Ssh(options) => Arc::new(SshTransport::connect(options).await?),
         };
         Ok(Arc::new(counted::Counted::new(inner, read_only)))
@@ -68,18 +74,25 @@ pub async fn first_read(
             n.action().is_some() && !n.is_handler
         })
         .collect();
-    // One privilege level per exec: the one most tasks use (facts read the same either way).
-    let become_count = prefetchable
-        .iter()
-        .filter(|&&i| plan.nodes[i].become_root)
-        .count();
-    let become_root = become_count * 2 > prefetchable.len();
+    // One user per exec: the login or root, whichever most tasks run as (facts read the
+    // same either way; another user may not exist before the run creates it).
+    let mut users: HashMap<&RunAs, usize> = HashMap::new();
+    for &i in &prefetchable {
+        let run_as = &plan.nodes[i].run_as;
+        if !matches!(run_as, RunAs::User(_)) {
+            *users.entry(run_as).or_default() += 1;
+        }
+    }
+    let run_as = users
+        .into_iter()
+        .max_by_key(|(run_as, count)| (*count, std::cmp::Reverse(*run_as)))
+        .map_or(RunAs::Login, |(run_as, _)| run_as.clone());
     let mut batch = batch::Batch::new();
     batch.add(batch::Key::Facts, FACTS);
     batch.add(batch::Key::PendingRestarts, &host::pending_restarts_probe());
     let mut texts = HashMap::new();
     for &i in &prefetchable {
-        if plan.nodes[i].become_root == become_root
+        if plan.nodes[i].run_as == run_as
             && let Some(action) = plan.nodes[i].action()
         {
             let probe = action.probe();
@@ -91,7 +104,7 @@ pub async fn first_read(
         .exec(crate::transport::Script {
             body: batch.script(),
             stdin: &[],
-            become_root,
+            run_as: &run_as,
             timeout: Some(crate::transport::PROBE_TIMEOUT),
             purpose: crate::transport::Purpose::Probe,
         })
@@ -151,6 +164,8 @@ pub struct RunOptions {
     pub verbose: bool,
     /// `-q`: no warnings either.
     pub quiet: bool,
+    /// `--ask-become-pass`: for the hosts whose inventory gives none.
+    pub become_password: Option<BecomePassword>,
 }
 
 /// The hosts a play runs on, in inventory order, after `-l`.
@@ -203,7 +218,16 @@ pub fn plans(
             None => Expansion::WithoutFacts,
         };
         match plan::build(playbook, play, &vars, expansion, &options.selection) {
-            Ok(p) => plans.push(p),
+            Ok(mut p) => {
+                // The prompted password shows nowhere either, whatever a host echoes.
+                p.secrets.extend(
+                    options
+                        .become_password
+                        .iter()
+                        .map(|pw| pw.expose().to_string()),
+                );
+                plans.push(p);
+            }
             // The same mistake on every host is reported once.
             Err(e) if errors.iter().any(|x: &InputError| x.message == e.message) => {}
             Err(e) => errors.push(e),
@@ -288,6 +312,7 @@ pub async fn run_playbook(
         }
     }
     let forks = Arc::new(Semaphore::new(options.forks.max(1)));
+    let bastions = Arc::new(Bastions::default());
     // Connect to every host of every play first: each play is rendered with facts
     // before the first change anywhere, so a mistake found only then touches nothing.
     let mut rendered = Vec::new();
@@ -306,8 +331,13 @@ pub async fn run_playbook(
                     eprintln!("warning: {w}");
                 }
             }
+            // As in Ansible, the inventory's password wins over the prompted one.
+            let become_password = connection
+                .become_password
+                .clone()
+                .or_else(|| options.become_password.clone());
             let spec = if connection.local {
-                Connection::Local
+                Connection::Local(become_password)
             } else {
                 Connection::Ssh(SshOptions {
                     alias: host.name.clone(),
@@ -321,6 +351,9 @@ pub async fn run_playbook(
                     accept_new_host_keys: options.accept_new_host_keys,
                     home: None,
                     agent_socket: None,
+                    become_password,
+                    proxy_jump: connection.proxy_jump.clone(),
+                    bastions: bastions.clone(),
                 })
             };
             let name = host.name.clone();
@@ -340,6 +373,8 @@ pub async fn run_playbook(
                         }
                     };
                     let (read, lock) = tokio::join!(first_read(transport.as_ref(), plan), lock);
+                    // First: sudo's refusal reads clearer there than in the lock's error.
+                    let (facts, prefetched) = read?;
                     let lock = match lock? {
                         Some(host_lock::Taken::Refused(holder)) => {
                             transport.close().await;
@@ -348,7 +383,6 @@ pub async fn run_playbook(
                         Some(host_lock::Taken::Held(lock)) => Some(lock),
                         None => None,
                     };
-                    let (facts, prefetched) = read?;
                     Ok::<_, TransportError>(Opened::Reached((transport, facts, prefetched, lock)))
                 }
                 .await;

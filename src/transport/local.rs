@@ -1,7 +1,8 @@
 //! `ansible_connection: local`: run on the control machine itself (pull mode from cron).
 
 use super::{
-    ExecOutput, Script, Stream, Transport, TransportError, shell_command_line, stream_command_line,
+    BecomePassword, Escalation, ExecOutput, RunAs, Script, Stream, Transport, TransportError,
+    shell_command_line, stream_command_line,
 };
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
@@ -10,6 +11,7 @@ use tokio::process::Command;
 #[derive(Debug)]
 pub struct LocalTransport {
     is_root: bool,
+    escalation: Escalation,
 }
 
 impl LocalTransport {
@@ -23,7 +25,16 @@ impl LocalTransport {
                     .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
             })
             .unwrap_or(false);
-        LocalTransport { is_root }
+        LocalTransport {
+            is_root,
+            escalation: Escalation::default(),
+        }
+    }
+
+    /// Give `password` to sudo when it asks for one.
+    pub fn with_become_password(mut self, password: Option<BecomePassword>) -> Self {
+        self.escalation = Escalation::new(password);
+        self
     }
 }
 
@@ -36,8 +47,12 @@ impl Default for LocalTransport {
 #[async_trait]
 impl Transport for LocalTransport {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        let sudo = self
+            .escalation
+            .sudo(self, "localhost", script.run_as, self.is_root)
+            .await?;
         let started = tokio::time::Instant::now();
-        let line = shell_command_line(&script, self.is_root);
+        let line = shell_command_line(&script, &sudo);
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(line)
@@ -51,7 +66,7 @@ impl Transport for LocalTransport {
             .spawn()
             .map_err(|e| TransportError::Io(format!("cannot start /bin/sh: {e}")))?;
         let mut stdin = child.stdin.take();
-        let input = script.stdin.to_vec();
+        let input = sudo.stdin(script.stdin);
         // Fed while the output is read, so a script that writes a lot before reading
         // all its input cannot deadlock on a full pipe.
         let feed = tokio::spawn(async move {
@@ -85,23 +100,31 @@ impl Transport for LocalTransport {
                 killed_on_host: true,
             });
         }
-        Ok(ExecOutput {
+        let out = ExecOutput {
             status,
             stdout: out.stdout,
             stderr: out.stderr,
-        })
+        };
+        match sudo.refused("localhost", &out) {
+            Some(refused) => Err(refused),
+            None => Ok(out),
+        }
     }
 
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
+        let sudo = self
+            .escalation
+            .sudo(self, "localhost", run_as, self.is_root)
+            .await?;
         // Not killed on drop: it ends when its stdin closes, like a remote one. Its own
         // process group, like exec's: Ctrl-C must not end it while the run finishes.
         let mut child = Command::new("/bin/sh")
             .arg("-c")
-            .arg(stream_command_line(body, become_root, self.is_root))
+            .arg(stream_command_line(body, &sudo))
             .process_group(0)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -109,7 +132,15 @@ impl Transport for LocalTransport {
             .spawn()
             .map_err(|e| TransportError::Io(format!("cannot start /bin/sh: {e}")))?;
         match (child.stdout.take(), child.stdin.take()) {
-            (Some(stdout), Some(stdin)) => Ok(Box::new(tokio::io::join(stdout, stdin))),
+            (Some(stdout), Some(mut stdin)) => {
+                if let Some(line) = &sudo.stdin_prefix {
+                    stdin
+                        .write_all(line)
+                        .await
+                        .map_err(|e| TransportError::Io(format!("cannot feed sudo: {e}")))?;
+                }
+                Ok(Box::new(tokio::io::join(stdout, stdin)))
+            }
             _ => Err(TransportError::Io("/bin/sh started without pipes".into())),
         }
     }
@@ -138,7 +169,7 @@ mod tests {
         Script {
             body,
             stdin,
-            become_root: false,
+            run_as: &RunAs::Login,
             timeout,
             purpose: Purpose::Change,
         }
@@ -202,7 +233,10 @@ mod tests {
     async fn a_stream_script_reads_its_stdin_as_it_comes() {
         use tokio::io::AsyncReadExt;
         let mut stream = LocalTransport::new()
-            .exec_stream("while read -r line; do echo \"got $line\"; done", false)
+            .exec_stream(
+                "while read -r line; do echo \"got $line\"; done",
+                &RunAs::Login,
+            )
             .await
             .unwrap();
         stream.write_all(b"one\n").await.unwrap();

@@ -3,16 +3,20 @@
 //! Every remote action is a POSIX `sh` script plus optional stdin bytes. Scripts are
 //! built with [`quote`] from this module, never by pasting user strings.
 
+mod jump;
 mod known_hosts;
 mod local;
+mod privilege;
 mod ssh;
 mod ssh_auth;
 mod ssh_config;
 mod write_deadline;
 
 pub use crate::quote::{quote, quote_all};
+pub use jump::Bastions;
 pub use local::LocalTransport;
-pub use ssh::{SshOptions, SshTransport};
+pub use privilege::{BecomePassword, Escalation, RunAs};
+pub use ssh::{Session, SshOptions, SshTransport};
 
 use async_trait::async_trait;
 use std::fmt;
@@ -41,13 +45,12 @@ impl ExecOutput {
     }
 }
 
-/// A script to run with `/bin/sh -c`, optionally as root through `sudo -n`.
+/// A script to run with `/bin/sh -c`, as the login user or through sudo.
 #[derive(Debug, Clone)]
 pub struct Script<'a> {
     pub body: &'a str,
     pub stdin: &'a [u8],
-    /// Run as root (`sudo -n`) when the login user is not root.
-    pub become_root: bool,
+    pub run_as: &'a RunAs,
     /// How long the script may run before it is killed on the host and the exec
     /// fails with [`TransportError::TimedOut`]; None: [`COMMAND_TIMEOUT`].
     pub timeout: Option<Duration>,
@@ -99,40 +102,29 @@ impl Script<'_> {
 }
 
 /// The command line that runs `script` with `/bin/sh` under coreutils `timeout`, wrapped
-/// in `sudo -n` when a non-root login must become root. `timeout` runs inside sudo so
-/// that it may kill a root script, and it signals its whole process group, so children
-/// (apt, dpkg) die with the script. Shared by both transports so they behave alike.
-pub fn shell_command_line(script: &Script<'_>, login_is_root: bool) -> String {
+/// in `sudo` to run as another user. `timeout` runs inside sudo so that it may kill a
+/// root script, and it signals its whole process group, so children (apt, dpkg) die
+/// with the script. Shared by both transports so they behave alike.
+fn shell_command_line(script: &Script<'_>, sudo: &privilege::Sudo) -> String {
     let kill_after = format!("{}s", KILL_GRACE.as_secs_f64());
     // `timeout 0` would mean no limit at all.
     let limit = format!(
         "{}s",
         script.limit().max(Duration::from_millis(1)).as_secs_f64()
     );
-    command_line(
-        script.body,
-        script.become_root,
-        login_is_root,
-        &["timeout", "-k", &kill_after, &limit],
-    )
+    command_line(script.body, sudo, &["timeout", "-k", &kill_after, &limit])
 }
 
 /// The command line of a script that lives as long as its connection
 /// ([`Transport::exec_stream`]): no time limit, the end of its stdin ends it.
-pub fn stream_command_line(body: &str, become_root: bool, login_is_root: bool) -> String {
-    command_line(body, become_root, login_is_root, &[])
+fn stream_command_line(body: &str, sudo: &privilege::Sudo) -> String {
+    command_line(body, sudo, &[])
 }
 
-fn command_line(body: &str, become_root: bool, login_is_root: bool, limit: &[&str]) -> String {
-    let sudo: &[&str] = if become_root && !login_is_root {
-        &["sudo", "-n"]
-    } else {
-        &[]
-    };
+fn command_line(body: &str, sudo: &privilege::Sudo, limit: &[&str]) -> String {
     let words = sudo
-        .iter()
-        .chain(limit)
-        .copied()
+        .words()
+        .chain(limit.iter().copied())
         .chain(["/bin/sh", "-c", body]);
     quote_all(words)
 }
@@ -158,6 +150,9 @@ pub enum TransportError {
         user: String,
         reason: String,
     },
+    /// sudo did not run the script (no password, a wrong one): the task fails.
+    #[error("{target}: {reason}")]
+    Become { target: String, reason: String },
     #[error("connection to {target} lost: {reason}")]
     Lost { target: String, reason: String },
     /// The script ran past its limit: a task failure, the host is still reachable.
@@ -179,7 +174,7 @@ impl TransportError {
     pub fn is_unreachable(&self) -> bool {
         !matches!(
             self,
-            TransportError::Io(_) | TransportError::TimedOut { .. }
+            TransportError::Io(_) | TransportError::TimedOut { .. } | TransportError::Become { .. }
         )
     }
 }
@@ -189,13 +184,13 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// Run a script; a non-zero exit is not an error here, callers read `status`.
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError>;
 
-    /// Start a script (`sh -c body`, as root if asked) that lives until its stream or the
+    /// Start a script (`sh -c body`, as `run_as`) that lives until its stream or the
     /// connection closes, with no time limit; the stream is its stdin and stdout. For
     /// what must die with the connection (the host lock).
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError>;
 
     /// Open a TCP connection to `host:port` as seen from the managed host.
@@ -212,59 +207,61 @@ pub trait Transport: Send + Sync + fmt::Debug {
 mod tests {
     use super::*;
 
-    fn script(become_root: bool) -> Script<'static> {
+    fn script(run_as: &RunAs) -> Script<'_> {
         Script {
             body: "echo 'hi' > /tmp/x",
             stdin: b"",
-            become_root,
+            run_as,
             timeout: None,
             purpose: Purpose::Change,
         }
     }
 
     #[test]
-    fn become_as_non_root_goes_through_sudo_then_timeout() {
+    fn sudo_goes_before_timeout() {
+        let sudo = privilege::no_password(vec!["-u".into(), "app".into()]);
         assert_eq!(
-            shell_command_line(&script(true), false),
-            r"sudo -n timeout -k 10s 1800s /bin/sh -c 'echo '\''hi'\'' > /tmp/x'"
+            shell_command_line(&script(&RunAs::Root), &sudo),
+            r"sudo -n -u app timeout -k 10s 1800s /bin/sh -c 'echo '\''hi'\'' > /tmp/x'"
         );
     }
 
     #[test]
-    fn root_or_no_become_runs_sh_under_timeout() {
-        let plain = r"timeout -k 10s 1800s /bin/sh -c 'echo '\''hi'\'' > /tmp/x'";
-        assert_eq!(shell_command_line(&script(true), true), plain);
-        assert_eq!(shell_command_line(&script(false), false), plain);
-        assert_eq!(shell_command_line(&script(false), true), plain);
+    fn without_sudo_sh_runs_under_timeout() {
+        assert_eq!(
+            shell_command_line(&script(&RunAs::Login), &privilege::Sudo::none()),
+            r"timeout -k 10s 1800s /bin/sh -c 'echo '\''hi'\'' > /tmp/x'"
+        );
     }
 
     #[test]
     fn a_stream_has_no_time_limit() {
         assert_eq!(
-            stream_command_line("cat", true, false),
+            stream_command_line("cat", &privilege::no_password(Vec::new())),
             "sudo -n /bin/sh -c cat"
         );
     }
 
     #[test]
     fn a_given_timeout_is_passed_to_the_host() {
+        let none = privilege::Sudo::none();
         let short = Script {
             timeout: Some(Duration::from_millis(2500)),
-            ..script(false)
+            ..script(&RunAs::Login)
         };
-        assert!(shell_command_line(&short, true).starts_with("timeout -k 10s 2.5s /bin/sh"));
+        assert!(shell_command_line(&short, &none).starts_with("timeout -k 10s 2.5s /bin/sh"));
         let zero = Script {
             timeout: Some(Duration::ZERO),
-            ..script(false)
+            ..script(&RunAs::Login)
         };
-        assert!(shell_command_line(&zero, true).starts_with("timeout -k 10s 0.001s /bin/sh"));
+        assert!(shell_command_line(&zero, &none).starts_with("timeout -k 10s 0.001s /bin/sh"));
     }
 
     #[test]
     fn only_timeouts_statuses_past_the_limit_count_as_timed_out() {
         let s = Script {
             timeout: Some(Duration::from_secs(5)),
-            ..script(false)
+            ..script(&RunAs::Login)
         };
         assert!(s.timed_out(124, Duration::from_secs(5)));
         assert!(s.timed_out(137, Duration::from_secs(16)));

@@ -1,14 +1,18 @@
 //! SSH transport on russh: one connection per host, many channels on it.
 
 use super::Purpose;
+use super::jump::{self, Bastions, Hop};
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::ssh_auth::{self, Sources};
 use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
 use super::write_deadline::WriteDeadline;
 use super::{
-    ExecOutput, Script, Stream, Transport, TransportError, shell_command_line, stream_command_line,
+    BecomePassword, Escalation, ExecOutput, RunAs, Script, Stream, Transport, TransportError,
+    shell_command_line, stream_command_line,
 };
 use async_trait::async_trait;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use russh::client::{self, DisconnectReason, Handle};
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{AlgorithmKind, Channel, ChannelMsg, Disconnect, Preferred, Sig};
@@ -38,6 +42,12 @@ pub struct SshOptions {
     pub home: Option<PathBuf>,
     /// The ssh-agent socket; `None` is `$SSH_AUTH_SOCK`.
     pub agent_socket: Option<PathBuf>,
+    /// Given to sudo when it asks (`ansible_become_password`, `--ask-become-pass`).
+    pub become_password: Option<BecomePassword>,
+    /// `ProxyJump` from the inventory (`ansible_ssh_common_args`); None: ssh_config's.
+    pub proxy_jump: Option<String>,
+    /// The bastion connections of the run, shared by every host behind one.
+    pub bastions: Arc<Bastions<Session>>,
 }
 
 impl SshOptions {
@@ -53,6 +63,9 @@ impl SshOptions {
             accept_new_host_keys: false,
             home: None,
             agent_socket: None,
+            become_password: None,
+            proxy_jump: None,
+            bastions: Arc::default(),
         }
     }
 }
@@ -86,6 +99,9 @@ pub struct SshTransport {
     session_limit: AtomicUsize,
     /// Why the connection ended, as the session task saw it.
     lost: Arc<Mutex<Option<String>>>,
+    /// The bastion the connection runs through, kept open while it is used.
+    via: Option<Arc<Session>>,
+    escalation: Escalation,
 }
 
 impl fmt::Debug for SshTransport {
@@ -113,6 +129,8 @@ struct Resolved {
     ssh_rsa_host_keys: bool,
     /// `PubkeyAcceptedAlgorithms` lets RSA user keys sign with SHA-1.
     ssh_rsa_signatures: bool,
+    /// The bastions to pass through, in order (`ProxyJump`).
+    jumps: Vec<Hop>,
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -167,6 +185,17 @@ impl Resolved {
             )
             .collect();
 
+        let jumps = options
+            .proxy_jump
+            .as_deref()
+            .or(config.proxy_jump.as_deref())
+            .map(jump::parse_chain)
+            .transpose()
+            .map_err(|reason| TransportError::Connect {
+                target: alias.clone(),
+                reason,
+            })?
+            .unwrap_or_default();
         let target = if *alias == host && port == 22 {
             alias.clone()
         } else {
@@ -183,6 +212,7 @@ impl Resolved {
             ssh_rsa_signatures: ssh_config::allows_ssh_rsa(
                 config.pubkey_accepted_algorithms.as_deref(),
             ),
+            jumps,
             agent_socket: options
                 .agent_socket
                 .clone()
@@ -347,8 +377,32 @@ impl client::Handler for Client {
     }
 }
 
-impl SshTransport {
-    pub async fn connect(options: &SshOptions) -> Result<SshTransport, TransportError> {
+/// An authenticated SSH connection: a managed host's, or a bastion's that carries the
+/// connections to the hosts behind it.
+pub struct Session {
+    handle: Handle<Client>,
+    target: String,
+    user: String,
+    /// Why the connection ended, as the session task saw it.
+    lost: Arc<Mutex<Option<String>>>,
+    /// The bastion this connection runs through, kept open while it is used.
+    via: Option<Arc<Session>>,
+}
+
+/// More hops than this is a `ProxyJump` loop in ssh_config.
+const MAX_HOPS: usize = 8;
+
+impl Session {
+    /// Connect (through the bastions `ProxyJump` names, if any) and authenticate.
+    /// `hops`: how many bastions lead to this connection.
+    fn open(
+        options: SshOptions,
+        hops: usize,
+    ) -> BoxFuture<'static, Result<Session, TransportError>> {
+        async move { Session::open_now(&options, hops).await }.boxed()
+    }
+
+    async fn open_now(options: &SshOptions, hops: usize) -> Result<Session, TransportError> {
         let resolved = Resolved::new(options)?;
         let target = resolved.target.clone();
         let connect_error = |reason: String| TransportError::Connect {
@@ -396,21 +450,46 @@ impl SshTransport {
         // ConnectTimeout, so a port that accepts but never speaks SSH fails as fast.
         let timeout = options.connect_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let tcp = tokio::time::timeout_at(
-            deadline,
-            TcpStream::connect((resolved.host.as_str(), resolved.port)),
-        )
-        .await
-        .map_err(|_| connect_error(format!("no TCP connection within {timeout:?}")))?
-        .map_err(|e| connect_error(e.to_string()))?;
-        // Without it every small request waits for a delayed ACK (~40 ms per exec);
-        // russh applies Config::nodelay only to sockets it opens itself.
-        tcp.set_nodelay(true)
-            .map_err(|e| connect_error(format!("cannot set TCP_NODELAY: {e}")))?;
-        let tcp = WriteDeadline::new(tcp, DEAD_AFTER);
+        let (stream, via) = match resolved.jumps.split_last() {
+            None => (tcp(&resolved, deadline).await.map_err(connect_error)?, None),
+            Some((bastion, before)) => {
+                if hops >= MAX_HOPS {
+                    return Err(connect_error(format!(
+                        "more than {MAX_HOPS} ProxyJump hops: is there a loop in ssh_config?"
+                    )));
+                }
+                let hop = hop_options(options, bastion, before);
+                let key = format!("{bastion} via {:?}", hop.proxy_jump);
+                let bastion = options
+                    .bastions
+                    .get(&key, Session::open(hop, hops + 1))
+                    .await
+                    .map_err(|reason| connect_error(format!("through the bastion: {reason}")))?;
+                let channel = tokio::time::timeout_at(
+                    deadline,
+                    bastion.handle.channel_open_direct_tcpip(
+                        resolved.host.as_str(),
+                        u32::from(resolved.port),
+                        "127.0.0.1",
+                        0,
+                    ),
+                )
+                .await
+                .map_err(|_| {
+                    connect_error(format!(
+                        "no tunnel through {} within {timeout:?}",
+                        bastion.target
+                    ))
+                })?
+                .map_err(|e| connect_error(format!("{} opened no tunnel: {e}", bastion.target)))?;
+                let stream: Box<dyn Stream> = Box::new(channel.into_stream());
+                (stream, Some(bastion))
+            }
+        };
+        let stream = WriteDeadline::new(stream, DEAD_AFTER);
         let mut handle = tokio::time::timeout_at(
             deadline,
-            client::connect_stream(Arc::new(config), tcp, client),
+            client::connect_stream(Arc::new(config), stream, client),
         )
         .await
         .map_err(|_| connect_error(format!("no SSH handshake within {timeout:?}")))?
@@ -445,14 +524,87 @@ impl SshTransport {
             .await
             .map_err(|_| auth_error(format!("no answer within {AUTH_TIMEOUT:?}")))?
             .map_err(auth_error)?;
+        Ok(Session {
+            handle,
+            target,
+            user: resolved.user,
+            lost,
+            via,
+        })
+    }
 
+    /// Why the connection ended: the bastion's loss first, which explains this one's.
+    fn lost_reason(&self) -> Option<String> {
+        lost_reason(self.via.as_deref(), &self.lost)
+    }
+}
+
+/// Why a connection ended, from what its session task recorded; when it ran through a
+/// bastion that was lost, that is the reason.
+fn lost_reason(via: Option<&Session>, lost: &Mutex<Option<String>>) -> Option<String> {
+    if let Some(via) = via
+        && let Some(reason) = via.lost_reason()
+    {
+        return Some(format!("the bastion {} was lost: {reason}", via.target));
+    }
+    lost.lock().ok().and_then(|l| l.clone())
+}
+
+/// A TCP connection to the host itself, within the connection budget.
+async fn tcp(
+    resolved: &Resolved,
+    deadline: tokio::time::Instant,
+) -> Result<Box<dyn Stream>, String> {
+    let tcp = tokio::time::timeout_at(
+        deadline,
+        TcpStream::connect((resolved.host.as_str(), resolved.port)),
+    )
+    .await
+    .map_err(|_| "no TCP connection within the connection timeout".to_string())?
+    .map_err(|e| e.to_string())?;
+    // Without it every small request waits for a delayed ACK (~40 ms per exec);
+    // russh applies Config::nodelay only to sockets it opens itself.
+    tcp.set_nodelay(true)
+        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    Ok(Box::new(tcp))
+}
+
+/// How to reach `bastion`, the last hop before the host of `target`: as OpenSSH does,
+/// its own ssh_config entry applies, and the hops `before` it lead there.
+fn hop_options(target: &SshOptions, bastion: &Hop, before: &[Hop]) -> SshOptions {
+    let before: Vec<String> = before.iter().map(Hop::to_string).collect();
+    SshOptions {
+        port: bastion.port,
+        user: bastion.user.clone(),
+        connect_timeout: target.connect_timeout,
+        accept_new_host_keys: target.accept_new_host_keys,
+        home: target.home.clone(),
+        agent_socket: target.agent_socket.clone(),
+        // None: the bastion's own ssh_config says.
+        proxy_jump: (!before.is_empty()).then(|| before.join(",")),
+        bastions: target.bastions.clone(),
+        ..SshOptions::new(bastion.host.clone())
+    }
+}
+
+impl SshTransport {
+    pub async fn connect(options: &SshOptions) -> Result<SshTransport, TransportError> {
+        let Session {
+            handle,
+            target,
+            user,
+            lost,
+            via,
+        } = Session::open(options.clone(), 0).await?;
         let mut transport = SshTransport {
             handle,
-            target: target.clone(),
-            login_is_root: resolved.user == "root",
+            target,
+            login_is_root: user == "root",
             sessions: Semaphore::new(MAX_SESSIONS),
             session_limit: AtomicUsize::new(MAX_SESSIONS),
             lost,
+            via,
+            escalation: Escalation::new(options.become_password.clone()),
         };
         if !transport.login_is_root {
             transport.login_is_root = transport.uid_is_zero().await?;
@@ -466,7 +618,7 @@ impl SshTransport {
             .exec(Script {
                 body: "id -u",
                 stdin: b"",
-                become_root: false,
+                run_as: &RunAs::Login,
                 timeout: Some(super::PROBE_TIMEOUT),
                 purpose: Purpose::Probe,
             })
@@ -507,7 +659,7 @@ impl SshTransport {
     }
 
     fn lost_error(&self, cause: impl fmt::Display) -> TransportError {
-        let recorded = self.lost.lock().ok().and_then(|l| l.clone());
+        let recorded = lost_reason(self.via.as_deref(), &self.lost);
         TransportError::Lost {
             target: self.target.clone(),
             reason: recorded.unwrap_or_else(|| cause.to_string()),
@@ -556,20 +708,24 @@ fn signal_status(signal: &Sig) -> i32 {
 #[async_trait]
 impl Transport for SshTransport {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        let sudo = self
+            .escalation
+            .sudo(self, &self.target, script.run_as, self.login_is_root)
+            .await?;
         let started = tokio::time::Instant::now();
         let (channel, _permit) = self.open_session().await?;
         channel
-            .exec(true, shell_command_line(&script, self.login_is_root))
+            .exec(true, shell_command_line(&script, &sudo))
             .await
             .map_err(|e| self.lost_error(e))?;
         let (mut reader, writer) = channel.split();
 
         // Stdin is written while output is read: a command may fill its output window
         // before it has consumed all of its input.
-        let stdin = script.stdin;
+        let stdin = sudo.stdin(script.stdin);
         let send = async move {
             if !stdin.is_empty() {
-                writer.data_bytes(stdin.to_vec()).await?;
+                writer.data_bytes(stdin).await?;
             }
             writer.eof().await
         };
@@ -626,6 +782,9 @@ impl Transport for SshTransport {
         }
         // OpenSSH's client also reports 255 when the server gives no exit status.
         out.status = status.unwrap_or(255);
+        if let Some(refused) = sudo.refused(&self.target, &out) {
+            return Err(refused);
+        }
         if script.timed_out(out.status, started.elapsed()) {
             return Err(TransportError::TimedOut {
                 limit: script.limit(),
@@ -638,8 +797,12 @@ impl Transport for SshTransport {
     async fn exec_stream(
         &self,
         body: &str,
-        become_root: bool,
+        run_as: &RunAs,
     ) -> Result<Box<dyn Stream>, TransportError> {
+        let sudo = self
+            .escalation
+            .sudo(self, &self.target, run_as, self.login_is_root)
+            .await?;
         let (channel, permit) = self.open_session().await?;
         // The channel holds its sshd session for the whole connection, so the execs get
         // one permit fewer for good (1 + 2 x 4 <= MaxSessions), and at least one is left.
@@ -657,12 +820,15 @@ impl Transport for SshTransport {
         }
         permit.forget();
         channel
-            .exec(
-                true,
-                stream_command_line(body, become_root, self.login_is_root),
-            )
+            .exec(true, stream_command_line(body, &sudo))
             .await
             .map_err(|e| self.lost_error(e))?;
+        if let Some(line) = sudo.stdin_prefix {
+            channel
+                .data(&line[..])
+                .await
+                .map_err(|e| self.lost_error(e))?;
+        }
         Ok(Box::new(channel.into_stream()))
     }
 

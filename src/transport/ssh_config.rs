@@ -1,5 +1,5 @@
 //! The part of `~/.ssh/config` that decides where and as whom to connect: `Host` blocks with
-//! `HostName`, `User`, `Port`, `IdentityFile`, `IdentitiesOnly`, and `Include`; and what
+//! `HostName`, `User`, `Port`, `IdentityFile`, `IdentitiesOnly`, `ProxyJump`, and `Include`; and what
 //! it says about trust: `HashKnownHosts`, and whether `HostKeyAlgorithms` /
 //! `PubkeyAcceptedAlgorithms` let the SHA-1 `ssh-rsa` algorithm back in.
 //!
@@ -22,6 +22,8 @@ pub(super) struct HostConfig {
     pub host_key_algorithms: Option<String>,
     /// `PubkeyAcceptedAlgorithms` (or its old name `PubkeyAcceptedKeyTypes`) as written.
     pub pubkey_accepted_algorithms: Option<String>,
+    /// `ProxyJump` as written: `[user@]host[:port]`, comma-separated, or `none`.
+    pub proxy_jump: Option<String>,
 }
 
 /// Whether an algorithm list as written in ssh_config lets `ssh-rsa` (RSA with SHA-1)
@@ -100,6 +102,7 @@ impl Parser<'_> {
                     set(&mut config.port, Some(port));
                 }
                 "identityfile" => config.identity_files.extend(first),
+                "proxyjump" => set(&mut config.proxy_jump, first),
                 "identitiesonly" => set(&mut config.identities_only, Some(yes(&first))),
                 "hashknownhosts" => set(&mut config.hash_known_hosts, Some(yes(&first))),
                 "hostkeyalgorithms" => set(&mut config.host_key_algorithms, first),
@@ -309,6 +312,7 @@ Host web? db1 !web9
     User deploy
     Port 2222
     IdentityFile ~/.ssh/deploy_ed25519
+    ProxyJump ops@bastion:2200,bastion2
 
 Host web1
     User someone-else
@@ -346,6 +350,7 @@ Host *
                 hash_known_hosts: Some(true),
                 host_key_algorithms: Some("+ssh-rsa".into()),
                 pubkey_accepted_algorithms: Some("+ssh-rsa*".into()),
+                proxy_jump: Some("ops@bastion:2200,bastion2".into()),
             }
         );
     }

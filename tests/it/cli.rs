@@ -445,6 +445,25 @@ fn mistakes() -> Vec<Mistake> {
             says: &[],
             hides: &[],
         },
+        Mistake {
+            name: "become_user_that_is_no_user_name",
+            playbook: play("    - command: id\n      become: true\n      become_user: \"app; rm -rf /\"\n"),
+            files: &[],
+            args: &["site.yml"],
+            says: &["site.yml:6:20:"],
+            hides: &[],
+        },
+        Mistake {
+            name: "inventory_become_user_that_is_no_user_name",
+            playbook: GOOD.to_string(),
+            files: &[(
+                "inventory.yml",
+                "all:\n  hosts:\n    web1: { ansible_host: 127.0.0.1, ansible_become_user: \"-r\" }\n",
+            )],
+            args: &["site.yml"],
+            says: &["inventory.yml:3:"],
+            hides: &[],
+        },
     ]
 }
 

@@ -16,7 +16,11 @@ impl Scenario {
     /// `n` fresh hosts `h1..hN`, an empty playbook folder with their inventory, and a
     /// HOME whose known_hosts trusts exactly their keys.
     pub fn new(n: usize) -> Scenario {
-        let hosts = TestHosts::up(n);
+        Scenario::on(TestHosts::up(n))
+    }
+
+    /// Like [`Scenario::new`], on hosts already booted.
+    pub fn on(hosts: TestHosts) -> Scenario {
         let dir = tempfile::tempdir().expect("temp dir");
         let home = tempfile::tempdir().expect("temp home");
         std::fs::copy(hosts.inventory(), dir.path().join("inventory.yml")).expect("inventory");
@@ -39,6 +43,16 @@ impl Scenario {
         }
         std::fs::write(path, content).expect("write");
         self
+    }
+
+    /// Write a file under the scenario's HOME (`.ssh/config`).
+    pub fn home_file(&self, relative: &str, content: &str) -> &Scenario {
+        std::fs::write(self.home.path().join(relative), content).expect("write");
+        self
+    }
+
+    pub fn home_path(&self, relative: &str) -> PathBuf {
+        self.home.path().join(relative)
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {

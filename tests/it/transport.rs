@@ -1,7 +1,7 @@
 //! The SSH transport against a real OpenSSH server on loopback (run as root).
 
 use crate::support::sshd::{Sshd, keygen, public_key};
-use converge::transport::{Script, SshOptions, SshTransport, Transport, TransportError};
+use converge::transport::{RunAs, Script, SshOptions, SshTransport, Transport, TransportError};
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -70,7 +70,7 @@ fn script<'a>(body: &'a str, stdin: &'a [u8]) -> Script<'a> {
     Script {
         body,
         stdin,
-        become_root: false,
+        run_as: &RunAs::Login,
         timeout: None,
         purpose: converge::transport::Purpose::Change,
     }
@@ -712,7 +712,7 @@ async fn command_past_its_timeout_is_killed_on_the_host_also_through_sudo() {
         .exec(Script {
             body: "(sleep 3; touch /root/survived) & exec sleep 30",
             stdin: b"",
-            become_root: true,
+            run_as: &RunAs::Root,
             timeout: Some(Duration::from_secs(1)),
             purpose: converge::transport::Purpose::Change,
         })

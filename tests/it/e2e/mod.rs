@@ -3,6 +3,8 @@
 
 mod ansible_inventory;
 mod apt;
+mod bastion;
+mod r#become;
 mod certbot;
 mod command;
 mod dir;

@@ -59,6 +59,28 @@ impl TestHosts {
     /// Boots `n` hosts named `h1..hN`; panics with the harness's stderr if
     /// that fails.
     pub fn up(n: usize) -> TestHosts {
+        TestHosts::up_with(n, &[])
+    }
+
+    /// Boots `n` hosts of which the last `behind` sit on a second bridge this
+    /// machine has no route to, reachable only through h1, the bastion. Their
+    /// subnet: `CONVERGE_TESTHOSTS_INNER_SUBNET`, or the run's with 10 added to
+    /// its third number (198.18.4 -> 198.18.14).
+    pub fn up_behind_bastion(n: usize, behind: usize) -> TestHosts {
+        let inner = std::env::var("CONVERGE_TESTHOSTS_INNER_SUBNET").unwrap_or_else(|_| {
+            let outer = std::env::var("CONVERGE_TESTHOSTS_SUBNET")
+                .unwrap_or_else(|_| "198.51.100".to_string());
+            let (first, third) = outer.rsplit_once('.').expect("subnet A.B.C");
+            let third: u32 = third.parse().expect("subnet A.B.C");
+            format!("{first}.{}", (third + 10) % 256)
+        });
+        TestHosts::up_with(
+            n,
+            &["--behind", &behind.to_string(), "--inner-subnet", &inner],
+        )
+    }
+
+    fn up_with(n: usize, extra: &[&str]) -> TestHosts {
         let run_id = new_run_id();
         let mut cmd = Command::new(SCRIPT);
         cmd.args([
@@ -75,6 +97,7 @@ impl TestHosts {
         if let Ok(subnet) = std::env::var("CONVERGE_TESTHOSTS_SUBNET") {
             cmd.args(["--subnet", &subnet]);
         }
+        cmd.args(extra);
         let out = cmd
             .output()
             .unwrap_or_else(|e| panic!("cannot run {SCRIPT}: {e}"));
@@ -173,6 +196,25 @@ impl TestHosts {
             );
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The PID (on this machine) of `host`'s init: SIGKILL to it kills the host.
+    pub fn leader_pid(&self, host: &str) -> u64 {
+        let text = std::fs::read_to_string(self.run_dir.join("hosts.json")).expect("hosts.json");
+        let hosts: serde_json::Value = serde_json::from_str(&text).expect("hosts.json");
+        hosts
+            .as_array()
+            .and_then(|all| all.iter().find(|h| h["name"] == host))
+            .and_then(|h| h["leader"].as_u64())
+            .unwrap_or_else(|| panic!("no leader pid for {host}"))
+    }
+
+    /// The bastion's (h1's) address on the second bridge, with `up_behind_bastion`.
+    pub fn bastion_inner_ip(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("bastion_inner_ip"))
+            .expect("bastion_inner_ip: boot with up_behind_bastion")
+            .trim()
+            .to_string()
     }
 
     /// The machine's address on the hosts' bridge (the hosts' apt repository
