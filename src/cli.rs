@@ -279,7 +279,7 @@ async fn run(args: RunArgs, check: bool) -> Exit {
         }
     };
     let reporter: Box<dyn Reporter> = if args.json {
-        Box::new(Json)
+        Box::new(Json::default())
     } else {
         Box::new(Human::new(
             color,
@@ -316,14 +316,19 @@ async fn run(args: RunArgs, check: bool) -> Exit {
         Ok(r) => r,
         Err(e) => return report_input_error(e),
     };
-    reporter.finish(&result.hosts, check, started.elapsed());
+    reporter.finish(
+        &result.hosts,
+        result.stopped.as_ref(),
+        check,
+        started.elapsed(),
+    );
     if args.verbose {
         eprintln!("finished in {:.2} s", started.elapsed().as_secs_f64());
     }
     let mut exit = Exit::Success;
     for host in &result.hosts {
         let recap = host.recap();
-        if recap.failed > 0 || recap.unreachable {
+        if recap.failed > 0 || recap.unreachable || recap.not_reached {
             exit = exit.worst(Exit::Failed);
         }
         if recap.locked {

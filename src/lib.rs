@@ -18,6 +18,7 @@ pub mod playbook;
 pub mod quote;
 pub mod registry;
 pub mod report;
+pub mod rollout;
 pub mod runner;
 pub mod transport;
 

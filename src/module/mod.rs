@@ -18,6 +18,7 @@ mod probe;
 pub mod systemd;
 #[cfg(test)]
 pub mod testing;
+mod watch;
 
 pub use account::Account;
 pub use change::Change;
@@ -26,6 +27,7 @@ pub use diff::{Diff, metadata_lines};
 pub use managed_file::ManagedFile;
 pub use params::{HostPath, Mode, Params, State, one_or_many, opt_number};
 pub use probe::Probed;
+pub use watch::Watch;
 
 use crate::error::InputResult;
 use crate::transport::TransportError;
@@ -73,6 +75,12 @@ pub trait Action: Send + Sync {
     /// whose text is the same before and after facts are known is answered by the first
     /// round trip, which is what makes a no-change rerun one exec.
     fn probe(&self) -> String;
+
+    /// After this action changed something in apply mode: the health check that keeps
+    /// guarding it, for a rollout to repeat between batches (see [`Watch`]).
+    fn watch(&self) -> Option<Box<dyn Watch>> {
+        None
+    }
 
     /// Compare the probed state with the desired one, report it, and change what
     /// differs when `ctx.apply` is set.

@@ -7,6 +7,7 @@ pub mod vars;
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use crate::node::{self, Kind, Node};
 use crate::registry;
+use crate::rollout;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct Play {
     pub secrets: Vec<String>,
     pub tasks: Vec<TaskDef>,
     pub handlers: Vec<TaskDef>,
+    /// `serial`, `max_fail_percentage`, `batch_pause`.
+    pub rollout: crate::rollout::Rollout,
     pub span: Span,
 }
 
@@ -71,6 +74,7 @@ const PLAY_KEYS: &[&str] = &[
     "secrets",
     "serial",
     "max_fail_percentage",
+    "batch_pause",
     "tasks",
     "handlers",
 ];
@@ -167,6 +171,7 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         secrets: Vec::new(),
         tasks: Vec::new(),
         handlers: Vec::new(),
+        rollout: Default::default(),
         span: node.span.clone(),
     };
     let mut has_hosts = false;
@@ -207,8 +212,13 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "secrets" => {
                     play.secrets = value.string_list()?.into_iter().map(|(s, _)| s).collect()
                 }
-                "serial" | "max_fail_percentage" => {
-                    // Accepted for Ansible compatibility; every host runs in one batch.
+                "serial" => play.rollout.serial = rollout::parse_serial(value)?,
+                "max_fail_percentage" => {
+                    play.rollout.max_fail_percentage =
+                        Some(rollout::parse_max_fail_percentage(value)?)
+                }
+                "batch_pause" => {
+                    play.rollout.batch_pause = Some(rollout::parse_batch_pause(value)?)
                 }
                 "tasks" => play.tasks = load_tasks(value, false, &mut errors),
                 "handlers" => play.handlers = load_tasks(value, true, &mut errors),
