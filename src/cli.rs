@@ -356,6 +356,7 @@ fn offline_plans(target: &TargetArgs) -> Result<(Loaded, PlayPlans), InputError>
     let options = options(target, &loaded, None);
     let mut all = Vec::new();
     for play in &loaded.playbook.plays {
+        crate::rollout::of_play(play, &options.extra)?;
         let hosts = runner::play_hosts(&loaded.inventory, play, options.limit.as_deref())?;
         let plans = runner::plans(
             &loaded.playbook,

@@ -4,6 +4,10 @@
 
 use crate::error::InputResult;
 use crate::node::{Kind, Node};
+use crate::playbook::Play;
+use crate::playbook::template::engine;
+use crate::playbook::vars::Layer;
+use serde_json::Value;
 use std::time::Duration;
 
 /// One entry of `serial`: a number of hosts or a percentage of the play's hosts.
@@ -90,23 +94,98 @@ impl Rollout {
     }
 }
 
-/// `serial: 2`, `serial: "25%"` or `serial: [1, "15%", "40%", "100%"]`.
-pub fn parse_serial(value: &Node) -> InputResult<Vec<BatchSize>> {
-    match &value.kind {
-        Kind::Seq(items) if !items.is_empty() => items.iter().map(batch_size).collect(),
-        Kind::Seq(_) => Err(value
-            .error("serial is an empty list")
-            .help("write a number, a percentage, or a list of them: serial: [1, \"25%\"]")),
-        _ => Ok(vec![batch_size(value)?]),
+/// The rollout keys as the play writes them: checked when the playbook loads, or, when
+/// they hold a template (`batch_pause: "{{pause}}"`), once the play's variables and `-e`
+/// are known (still before any host is touched).
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    pub serial: Option<Node>,
+    pub max_fail_percentage: Option<Node>,
+    pub batch_pause: Option<Node>,
+}
+
+impl Written {
+    fn keys(&self) -> impl Iterator<Item = &Node> {
+        [&self.serial, &self.max_fail_percentage, &self.batch_pause]
+            .into_iter()
+            .flatten()
+    }
+
+    /// Whether a value waits for variables.
+    pub fn is_templated(&self) -> bool {
+        self.keys().any(|n| n.to_value().to_string().contains("{{"))
+    }
+
+    /// The mistakes that need no variables, at load time.
+    pub fn check(&self) -> InputResult<()> {
+        if !self.is_templated() {
+            self.read(|node| Ok(node.to_value()))?;
+        }
+        Ok(())
+    }
+
+    /// The rollout, each value rendered by `render` first.
+    pub fn read(&self, render: impl Fn(&Node) -> InputResult<Value>) -> InputResult<Rollout> {
+        let mut rollout = Rollout::default();
+        if let Some(node) = &self.serial {
+            rollout.serial = parse_serial(node, &render(node)?)?;
+        }
+        if let Some(node) = &self.max_fail_percentage {
+            rollout.max_fail_percentage = Some(parse_max_fail_percentage(node, &render(node)?)?);
+        }
+        if let Some(node) = &self.batch_pause {
+            rollout.batch_pause = Some(parse_batch_pause(node, &render(node)?)?);
+        }
+        Ok(rollout)
     }
 }
 
-fn batch_size(value: &Node) -> InputResult<BatchSize> {
+/// A play's rollout, its templates rendered with the play's variables and `-e` (as
+/// Ansible renders `serial`: no host's variables, as the batches are not cut yet).
+pub fn of_play(play: &Play, extra: &Layer) -> InputResult<Rollout> {
+    if !play.rollout.is_templated() {
+        return play.rollout.read(|node| Ok(node.to_value()));
+    }
+    // Lowest precedence first: play vars, vars_files, -e.
+    let layers = std::iter::once(&play.vars)
+        .chain(&play.vars_files)
+        .chain(std::iter::once(extra));
+    let mut vars = serde_json::Map::new();
+    for (name, node) in layers.flatten() {
+        vars.insert(name.clone(), node.to_value());
+    }
+    let ctx = Value::Object(vars);
+    play.rollout.read(|node| engine().render_node(node, &ctx))
+}
+
+/// `serial: 2`, `serial: "25%"` or `serial: [1, "15%", "40%", "100%"]` (`value`: what
+/// `node` holds, rendered).
+fn parse_serial(node: &Node, value: &Value) -> InputResult<Vec<BatchSize>> {
+    match value {
+        Value::Array(items) if !items.is_empty() => {
+            let at = |i: usize| match &node.kind {
+                Kind::Seq(nodes) => nodes.get(i).unwrap_or(node),
+                _ => node,
+            };
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| batch_size(at(i), item))
+                .collect()
+        }
+        Value::Array(_) => Err(node
+            .error("serial is an empty list")
+            .help("write a number, a percentage, or a list of them: serial: [1, \"25%\"]")),
+        _ => Ok(vec![batch_size(node, value)?]),
+    }
+}
+
+fn batch_size(node: &Node, value: &Value) -> InputResult<BatchSize> {
     let help = "write a number of hosts (`2`), a percentage (`\"25%\"`), or a list of them \
                 (the last one repeats): serial: [1, \"15%\", \"100%\"]";
-    let size = match &value.kind {
-        Kind::Int(n) => u64::try_from(*n).ok().map(BatchSize::Hosts),
-        Kind::Str(text) => {
+    let size = match value {
+        Value::Number(n) => n.as_u64().map(BatchSize::Hosts),
+        Value::String(text) => {
             let text = text.trim();
             match text.strip_suffix('%') {
                 Some(p) => p
@@ -121,40 +200,46 @@ fn batch_size(value: &Node) -> InputResult<BatchSize> {
         _ => None,
     };
     size.ok_or_else(|| {
-        value
-            .error("a serial batch is a number of hosts or a whole percentage from 0% to 100%")
-            .help(help)
+        node.error(format!(
+            "{value}: a serial batch is a number of hosts or a whole percentage from 0% to 100%"
+        ))
+        .help(help)
     })
 }
 
 /// `max_fail_percentage: 20` (or `"20%"`): 0 to 100.
-pub fn parse_max_fail_percentage(value: &Node) -> InputResult<f64> {
-    let percent = match &value.kind {
-        Kind::Int(n) => Some(*n as f64),
-        Kind::Float(f) => Some(*f),
-        Kind::Str(text) => text.trim().trim_end_matches('%').trim().parse::<f64>().ok(),
+fn parse_max_fail_percentage(node: &Node, value: &Value) -> InputResult<f64> {
+    let percent = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(text) => text.trim().trim_end_matches('%').trim().parse::<f64>().ok(),
         _ => None,
     };
     percent
         .filter(|p| (0.0..=100.0).contains(p))
         .ok_or_else(|| {
-            value
-                .error("max_fail_percentage is a percentage from 0 to 100")
+            node.error(format!("{value}: max_fail_percentage is a percentage from 0 to 100"))
                 .help("write e.g. `max_fail_percentage: 20`: more than 20 % of a batch failing stops the rollout")
         })
 }
 
 /// `batch_pause: 300` (seconds) or `batch_pause: 5m` (humantime); 0 is no pause.
-pub fn parse_batch_pause(value: &Node) -> InputResult<Duration> {
-    let pause = match &value.kind {
-        Kind::Int(n) => u64::try_from(*n).ok().map(Duration::from_secs),
-        Kind::Str(text) => humantime::parse_duration(text.trim()).ok(),
+fn parse_batch_pause(node: &Node, value: &Value) -> InputResult<Duration> {
+    let pause = match value {
+        Value::Number(n) => n.as_u64().map(Duration::from_secs),
+        Value::String(text) => {
+            let text = text.trim();
+            text.parse::<u64>()
+                .ok()
+                .map(Duration::from_secs)
+                .or_else(|| humantime::parse_duration(text).ok())
+        }
         _ => None,
     };
     pause.ok_or_else(|| {
-        value
-            .error("batch_pause must be a number of seconds or a duration")
-            .help("write seconds (`batch_pause: 300`) or a duration like `batch_pause: 5m`")
+        node.error(format!(
+            "{value}: batch_pause must be a number of seconds or a duration"
+        ))
+        .help("write seconds (`batch_pause: 300`) or a duration like `batch_pause: 5m`")
     })
 }
 
@@ -167,12 +252,28 @@ mod tests {
         crate::node::parse(&SourceFile::new("site.yml", yaml)).unwrap()
     }
 
-    fn sizes(serial: &str, hosts: usize) -> Vec<usize> {
-        let rollout = Rollout {
-            serial: parse_serial(&node(serial)).unwrap(),
-            ..Rollout::default()
+    /// Each key as written (`serial: ...`), read without variables.
+    fn read(key: &str, yaml: &str) -> InputResult<Rollout> {
+        let node = node(yaml);
+        let written = match key {
+            "serial" => Written {
+                serial: Some(node),
+                ..Written::default()
+            },
+            "max_fail_percentage" => Written {
+                max_fail_percentage: Some(node),
+                ..Written::default()
+            },
+            _ => Written {
+                batch_pause: Some(node),
+                ..Written::default()
+            },
         };
-        rollout.batch_sizes(hosts)
+        written.read(|n| Ok(n.to_value()))
+    }
+
+    fn sizes(serial: &str, hosts: usize) -> Vec<usize> {
+        read("serial", serial).unwrap().batch_sizes(hosts)
     }
 
     #[test]
@@ -246,20 +347,36 @@ mod tests {
 
     #[test]
     fn bad_values_are_located_with_a_help() {
-        let err = parse_serial(&node("[1, \"15.5%\"]")).unwrap_err();
+        let err = read("serial", "[1, \"15.5%\"]").unwrap_err();
         assert!(err.message.contains("site.yml:1:5"), "{}", err.message);
         assert!(err.help.unwrap().contains("percentage"));
-        assert!(parse_serial(&node("[]")).is_err());
-        assert!(parse_serial(&node("-1")).is_err());
-        assert!(parse_serial(&node("\"120%\"")).is_err());
-        assert!(parse_max_fail_percentage(&node("101")).is_err());
-        assert_eq!(parse_max_fail_percentage(&node("\"25%\"")).unwrap(), 25.0);
-        assert_eq!(parse_max_fail_percentage(&node("12.5")).unwrap(), 12.5);
-        assert_eq!(
-            parse_batch_pause(&node("5m")).unwrap(),
-            Duration::from_secs(300)
-        );
-        assert_eq!(parse_batch_pause(&node("0")).unwrap(), Duration::ZERO);
-        assert!(parse_batch_pause(&node("soon")).is_err());
+        assert!(read("serial", "[]").is_err());
+        assert!(read("serial", "-1").is_err());
+        assert!(read("serial", "\"120%\"").is_err());
+        assert!(read("max_fail_percentage", "101").is_err());
+        let percent = |yaml| {
+            read("max_fail_percentage", yaml)
+                .unwrap()
+                .max_fail_percentage
+        };
+        assert_eq!(percent("\"25%\""), Some(25.0));
+        assert_eq!(percent("12.5"), Some(12.5));
+        let pause = |yaml| read("batch_pause", yaml).unwrap().batch_pause;
+        assert_eq!(pause("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(pause("0"), Some(Duration::ZERO));
+        assert_eq!(pause("\"90\""), Some(Duration::from_secs(90)));
+        assert!(read("batch_pause", "soon").is_err());
+    }
+
+    #[test]
+    fn a_templated_value_waits_for_its_variables() {
+        let written = Written {
+            batch_pause: Some(node("\"{{pause}}\"")),
+            ..Written::default()
+        };
+        assert!(written.is_templated());
+        assert!(written.check().is_ok());
+        let rollout = written.read(|_| Ok(Value::String("0".into()))).unwrap();
+        assert_eq!(rollout.batch_pause, Some(Duration::ZERO));
     }
 }

@@ -32,7 +32,7 @@ pub struct Play {
     pub tasks: Vec<TaskDef>,
     pub handlers: Vec<TaskDef>,
     /// `serial`, `max_fail_percentage`, `batch_pause`.
-    pub rollout: crate::rollout::Rollout,
+    pub rollout: rollout::Written,
     pub span: Span,
 }
 
@@ -212,14 +212,9 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "secrets" => {
                     play.secrets = value.string_list()?.into_iter().map(|(s, _)| s).collect()
                 }
-                "serial" => play.rollout.serial = rollout::parse_serial(value)?,
-                "max_fail_percentage" => {
-                    play.rollout.max_fail_percentage =
-                        Some(rollout::parse_max_fail_percentage(value)?)
-                }
-                "batch_pause" => {
-                    play.rollout.batch_pause = Some(rollout::parse_batch_pause(value)?)
-                }
+                "serial" => play.rollout.serial = Some(value.clone()),
+                "max_fail_percentage" => play.rollout.max_fail_percentage = Some(value.clone()),
+                "batch_pause" => play.rollout.batch_pause = Some(value.clone()),
                 "tasks" => play.tasks = load_tasks(value, false, &mut errors),
                 "handlers" => play.handlers = load_tasks(value, true, &mut errors),
                 _ => return Err(unknown_key(key_node, PLAY_KEYS, "play")),
@@ -229,6 +224,9 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         if let Err(e) = result {
             errors.push(e);
         }
+    }
+    if let Err(e) = play.rollout.check() {
+        errors.push(e);
     }
     if !has_hosts {
         errors.push(

@@ -255,8 +255,14 @@ async fn close_all(connections: HashMap<String, Result<Reached, String>>, verbos
     }
 }
 
-/// A play with its hosts (inventory order) and their plans rendered without facts.
-type Target<'p, 'i> = (&'p Play, Vec<&'i crate::inventory::Host>, Vec<HostPlan>);
+/// A play with its hosts (inventory order), their plans rendered without facts, and
+/// its rollout.
+type Target<'p, 'i> = (
+    &'p Play,
+    Vec<&'i crate::inventory::Host>,
+    Vec<HostPlan>,
+    crate::rollout::Rollout,
+);
 
 /// Converge (or, in check mode, diff) every play of the playbook.
 pub async fn run_playbook(
@@ -270,9 +276,10 @@ pub async fn run_playbook(
     for play in &playbook.plays {
         let hosts = play_hosts(inventory, play, options.limit.as_deref())?;
         let pre = plans(playbook, play, inventory, &hosts, options, None)?;
-        targets.push((play, hosts, pre));
+        let rollout = crate::rollout::of_play(play, &options.extra)?;
+        targets.push((play, hosts, pre, rollout));
     }
-    if options.limit.is_some() && targets.iter().all(|(_, hosts, _)| hosts.is_empty()) {
+    if options.limit.is_some() && targets.iter().all(|(_, hosts, _, _)| hosts.is_empty()) {
         return Err(InputError::new("the limit matches no host of any play")
             .help("check -l against the inventory and the plays' hosts:"));
     }
@@ -280,7 +287,7 @@ pub async fn run_playbook(
     for host in inventory.hosts() {
         if targets
             .iter()
-            .any(|(_, hosts, _)| hosts.iter().any(|h| h.name == host.name))
+            .any(|(_, hosts, _, _)| hosts.iter().any(|h| h.name == host.name))
         {
             reports.insert(
                 host.name.clone(),
@@ -323,19 +330,19 @@ pub async fn run_playbook(
         if batch.number == 1 {
             released.clear();
         }
-        let (play, _, _) = &targets[batch.play];
+        let (play, _, _, rollout) = &targets[batch.play];
         let failed = ran.failed.len();
-        if play.rollout.stops(failed, batch.size) {
+        if rollout.stops(failed, batch.size) {
             stopped = Some(Stopped {
                 play: play.name.clone(),
                 batch: batch.number,
                 batches: batch.of,
-                reason: rollout::failure_reason(&play.rollout, &ran.failed, batch.size),
+                reason: rollout::failure_reason(rollout, &ran.failed, batch.size),
             });
             continue;
         }
         released.extend(ran.released);
-        let pause = play.rollout.batch_pause.unwrap_or_default();
+        let pause = rollout.batch_pause.unwrap_or_default();
         if batch.number == batch.of || pause.is_zero() || released.is_empty() {
             continue;
         }
@@ -349,25 +356,38 @@ pub async fn run_playbook(
         };
         match end {
             PauseEnd::Quiet => {}
-            PauseEnd::Unhealthy { host, task } => {
-                let why = task.error.clone().unwrap_or_default();
-                if let Some(r) = reports.get_mut(&host) {
-                    r.tasks.push(task);
+            PauseEnd::Unhealthy { failed, lost } => {
+                // Each host's own line says what was found and done there.
+                let mut why = Vec::new();
+                let names = |hosts: &[String]| hosts.join(", ");
+                let unhealthy: Vec<String> = failed.iter().map(|(h, _)| h.clone()).collect();
+                if !unhealthy.is_empty() {
+                    why.push(format!(
+                        "watched hosts turned unhealthy during the pause: {}",
+                        names(&unhealthy)
+                    ));
                 }
-                stopped = Some(stop(format!("{host}: {why}")));
-            }
-            PauseEnd::Unreachable { host, reason } => {
-                if let Some(r) = reports.get_mut(&host) {
-                    r.unreachable.get_or_insert_with(|| reason.clone());
+                let unchecked: Vec<String> = lost.iter().map(|(h, _)| h.clone()).collect();
+                if !unchecked.is_empty() {
+                    why.push(format!(
+                        "watched hosts could not be checked during the pause: {}",
+                        names(&unchecked)
+                    ));
                 }
-                stopped = Some(stop(format!(
-                    "{host} could not be checked during the pause: {reason}"
-                )));
+                for (host, task) in failed {
+                    if let Some(r) = reports.get_mut(&host) {
+                        r.tasks.push(task);
+                    }
+                }
+                for (host, reason) in lost {
+                    if let Some(r) = reports.get_mut(&host) {
+                        r.unreachable.get_or_insert(reason);
+                    }
+                }
+                stopped = Some(stop(why.join("; ")));
             }
             PauseEnd::Interrupted => {
-                stopped = Some(stop(format!(
-                    "interrupted (Ctrl-C) during the pause after {after}"
-                )));
+                stopped = Some(stop(format!("interrupted (Ctrl-C) during the pause")));
             }
         }
     }
@@ -406,7 +426,7 @@ async fn run_segment(
     let mut failed: Vec<String> = Vec::new();
     let mut rendered = Vec::new();
     for (play_index, range) in &segment.plays {
-        let (play, all_hosts, all_pre) = &targets[*play_index];
+        let (play, all_hosts, all_pre, _) = &targets[*play_index];
         let (hosts, pre) = (&all_hosts[range.clone()], &all_pre[range.clone()]);
         if let Some(batch) = &segment.batch {
             let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();

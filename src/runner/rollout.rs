@@ -36,12 +36,12 @@ pub fn segments(targets: &[Target<'_, '_>], check: bool) -> RunOrder {
     let mut segments = Vec::new();
     let mut notes = Vec::new();
     let mut together: Vec<(usize, Range<usize>)> = Vec::new();
-    for (index, (play, hosts, _)) in targets.iter().enumerate() {
-        if !play.rollout.is_batched() {
+    for (index, (play, hosts, _, rollout)) in targets.iter().enumerate() {
+        if !rollout.is_batched() {
             together.push((index, 0..hosts.len()));
             continue;
         }
-        let sizes = play.rollout.batch_sizes(hosts.len());
+        let sizes = rollout.batch_sizes(hosts.len());
         if check {
             notes.push(format!(
                 "play {}: serial is for applying; check mode changes nothing, so its {} host(s) \

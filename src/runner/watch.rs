@@ -42,12 +42,21 @@ pub struct WatchedHost {
 pub enum PauseEnd {
     /// Every watched host stayed healthy.
     Quiet,
-    /// A host turned unhealthy (and was rolled back, or could not be): the rollout stops.
-    Unhealthy { host: String, task: TaskReport },
-    /// A watched host could not be reached to check it: the rollout stops.
-    Unreachable { host: String, reason: String },
+    /// Hosts turned unhealthy (each rolled back, or said why not) or could not be
+    /// checked: the rollout stops. Their failed tasks, and the hosts lost with why.
+    Unhealthy {
+        failed: Vec<(String, TaskReport)>,
+        lost: Vec<(String, String)>,
+    },
     /// Ctrl-C: nothing was left half-done.
     Interrupted,
+}
+
+/// What one check of one host found.
+enum Checked<'h> {
+    Healthy,
+    Failing(&'h WatchedHost, &'h Watched, String),
+    Lost(String, String),
 }
 
 /// Watch `hosts` for `pause` (`after`: "batch 1/4 of play web", for messages).
@@ -86,20 +95,25 @@ pub async fn pause(
             round = check_round(hosts, forks) => round,
             () = interrupted(settings) => return PauseEnd::Interrupted,
         };
-        match round {
-            Ok(Some((host, watched, why))) => {
-                let task = roll_back(host, watched, &why, after).await;
-                settings.reporter.task(&host.released.info.name, &task);
-                return PauseEnd::Unhealthy {
-                    host: host.released.info.name.clone(),
-                    task,
-                };
+        let (mut failed, mut lost) = (Vec::new(), Vec::new());
+        // Every host found unhealthy is rolled back, also when Ctrl-C comes meanwhile.
+        for checked in round {
+            match checked {
+                Checked::Healthy => {}
+                Checked::Failing(host, watched, why) => {
+                    let name = host.released.info.name.clone();
+                    let task = roll_back(host, watched, &why, after).await;
+                    settings.reporter.task(&name, &task);
+                    failed.push((name, task));
+                }
+                Checked::Lost(name, reason) => {
+                    settings.reporter.unreachable(&name, &reason);
+                    lost.push((name, reason));
+                }
             }
-            Ok(None) => {}
-            Err((host, reason)) => {
-                settings.reporter.unreachable(&host, &reason);
-                return PauseEnd::Unreachable { host, reason };
-            }
+        }
+        if !failed.is_empty() || !lost.is_empty() {
+            return PauseEnd::Unhealthy { failed, lost };
         }
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::select! {
@@ -116,50 +130,36 @@ async fn interrupted(settings: &RunSettings<'_>) {
     }
 }
 
-/// The first failing check (in inventory order) with why, or the first host that could
-/// not be reached.
-type Round<'h> = Result<Option<(&'h WatchedHost, &'h Watched, String)>, (String, String)>;
-
-/// Check every watched host once, `forks` at a time.
-async fn check_round<'h>(hosts: &'h [WatchedHost], forks: &Semaphore) -> Round<'h> {
+/// Check every watched host once, `forks` at a time; in the hosts' order.
+async fn check_round<'h>(hosts: &'h [WatchedHost], forks: &Semaphore) -> Vec<Checked<'h>> {
     let checks = hosts.iter().map(|host| async move {
         let _permit = forks.acquire().await;
-        let name = &host.released.info.name;
-        let transport = host.connection.open().await.map_err(|e| {
-            (
-                name.clone(),
-                redact(&e.to_string(), &host.released.info.secrets),
-            )
-        })?;
-        let mut failing = None;
+        let info = &host.released.info;
+        let lost = |e: crate::transport::TransportError| {
+            Checked::Lost(info.name.clone(), redact(&e.to_string(), &info.secrets))
+        };
+        let transport = match host.connection.open().await {
+            Ok(t) => t,
+            Err(e) => return lost(e),
+        };
+        let mut checked = Checked::Healthy;
         for watched in &host.released.watched {
             match watched.watch.check(transport.as_ref()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(why)) => {
-                    failing = Some((host, watched, why));
+                    checked = Checked::Failing(host, watched, redact(&why, &info.secrets));
                     break;
                 }
                 Err(e) => {
-                    transport.close().await;
-                    return Err((
-                        name.clone(),
-                        redact(&e.to_string(), &host.released.info.secrets),
-                    ));
+                    checked = lost(e);
+                    break;
                 }
             }
         }
         transport.close().await;
-        Ok(failing)
+        checked
     });
-    let results = futures::future::join_all(checks).await;
-    let mut first = None;
-    for result in results {
-        match result? {
-            Some(failing) if first.is_none() => first = Some(failing),
-            _ => {}
-        }
-    }
-    Ok(first)
+    futures::future::join_all(checks).await
 }
 
 /// Roll `watched` back on `host` under the host lock; the failed task to report.

@@ -21,6 +21,7 @@ mod lock;
 mod logrotate;
 mod nginx_vhost;
 mod release;
+mod rollout;
 mod secrets;
 mod service;
 mod systemd_unit;
