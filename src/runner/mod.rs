@@ -387,7 +387,7 @@ pub async fn run_playbook(
                 stopped = Some(stop(why.join("; ")));
             }
             PauseEnd::Interrupted => {
-                stopped = Some(stop(format!("interrupted (Ctrl-C) during the pause")));
+                stopped = Some(stop("interrupted (Ctrl-C) during the pause".to_string()));
             }
         }
     }
