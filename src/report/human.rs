@@ -32,6 +32,8 @@ pub struct Human {
     /// `-q`: hold everything back until we know whether anything changed or failed.
     quiet: bool,
     held: Mutex<Vec<String>>,
+    /// What the pause under way follows and watches, for its live line.
+    pause_context: Mutex<String>,
     progress: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
 }
 
@@ -47,6 +49,7 @@ impl Human {
             color,
             quiet,
             held: Mutex::new(Vec::new()),
+            pause_context: Mutex::new(String::new()),
             progress,
         }
     }
@@ -90,6 +93,17 @@ impl Human {
             bar
         });
         bar.set_message(message);
+    }
+
+    /// The batch before is done: only what runs now is shown live.
+    fn clear_live_lines(&self) {
+        if let Some((_, bars)) = &self.progress
+            && let Ok(mut bars) = bars.lock()
+        {
+            for (_, bar) in bars.drain() {
+                bar.finish_and_clear();
+            }
+        }
     }
 
     fn end_pause_bar(&self) {
@@ -192,6 +206,7 @@ impl Reporter for Human {
     }
 
     fn batch(&self, play: &str, number: usize, of: usize, hosts: &[&str]) {
+        self.clear_live_lines();
         self.emit(format!(
             "batch {number}/{of} of play {play}: {}\n",
             abridged(hosts, ", ")
@@ -199,6 +214,10 @@ impl Reporter for Human {
     }
 
     fn pause_started(&self, after: &str, pause: Duration, watched: &[String]) {
+        self.clear_live_lines();
+        if let Ok(mut context) = self.pause_context.lock() {
+            *context = format!("after {after}, watching {} host(s)", watched.len());
+        }
         let mut text = format!(
             "pause {} after {after}: watching {} host(s)\n",
             whole_seconds(pause),
@@ -211,7 +230,12 @@ impl Reporter for Human {
     }
 
     fn pause_left(&self, left: Duration) {
-        self.pause_bar(format!("{} left, watching", whole_seconds(left)));
+        let context = self
+            .pause_context
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        self.pause_bar(format!("{} left {context}", whole_seconds(left)));
     }
 
     fn pause_ended(&self, after: &str, hosts: usize) {
