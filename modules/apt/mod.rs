@@ -3,10 +3,10 @@
 
 use crate::error::InputResult;
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
+    failed, one_or_many,
 };
 use crate::quote::quote_all;
-use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -160,7 +160,6 @@ impl AptAction {
     }
 }
 
-#[async_trait]
 impl Action for AptAction {
     fn resources(&self) -> Resources {
         let provides = if self.state == State::Absent {
@@ -199,7 +198,7 @@ impl Action for AptAction {
         )
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, _: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let has = |section: &str| probed.stdout.lines().any(|l| l == section);
         if has("[no-dpkg]") || !has("[dpkg]") {
             return Err(Failure::new(
@@ -246,32 +245,33 @@ impl Action for AptAction {
             }
         }
         if to_change.is_empty() {
-            return Ok(Outcome::ok());
+            return Ok(Plan::unchanged());
         }
-        if ctx.apply {
-            let (what, script) = if self.state == State::Absent {
-                ("apt-get remove", Self::remove_script(&to_change))
+        let (what, script) = if self.state == State::Absent {
+            ("apt-get remove", Self::remove_script(&to_change))
+        } else {
+            ("apt-get install", self.install_script(&to_change))
+        };
+        let stale_lists_hint = !self.update_cache;
+        let command = Command::new(what, script).judged_by(move |out| {
+            if out.success() {
+                return Ok(());
+            }
+            let message = failed(what, out);
+            let unknown = message.contains("Unable to locate package")
+                || message.contains("no installation candidate");
+            Err(if unknown && stale_lists_hint {
+                format!("{message}\n(if the package lists are stale, set update_cache: true)")
             } else {
-                ("apt-get install", self.install_script(&to_change))
-            };
-            ctx.run_ok(what, &script).await.map_err(|f| match f {
-                Failure::Task(msg)
-                    if !self.update_cache
-                        && (msg.contains("Unable to locate package")
-                            || msg.contains("no installation candidate")) =>
-                {
-                    Failure::new(format!(
-                        "{msg}\n(if the package lists are stale, set update_cache: true)"
-                    ))
-                }
-                other => other,
-            })?;
-        }
-        Ok(Outcome::from_diffs(vec![Diff::new(
-            "packages",
-            Some(before),
-            Some(after),
-        )]))
+                message
+            })
+        });
+        let mut plan = Plan::unchanged();
+        plan.change(
+            Some(Diff::new("packages", Some(before), Some(after))),
+            command,
+        );
+        Ok(plan)
     }
 }
 

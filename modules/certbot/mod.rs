@@ -10,13 +10,12 @@ mod state;
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
     metadata_lines, one_or_many,
 };
 use crate::modules::nginx_vhost::check;
 use crate::node::PathStep;
 use crate::quote::{quote, quote_all};
-use async_trait::async_trait;
 use serde::Deserialize;
 use state::{CertInfo, RenewalConf, Request, Wanted};
 
@@ -476,7 +475,8 @@ impl CertbotAction {
                     let desired = plain_file(DROPIN, content.as_bytes());
                     let diffs = files::diff(&host.dropin, &desired);
                     if !diffs.is_empty() {
-                        plan.script.push_str(&files::dir_script(DROPIN_DIR, None, None, None));
+                        plan.script
+                            .push_str(&files::dir_script(DROPIN_DIR, None, None, None));
                         plan.script.push_str(&files::write_script(&desired));
                         plan.stdin = content.clone().into_bytes();
                         plan.script.push_str("systemctl daemon-reload\n");
@@ -580,7 +580,6 @@ fn expiry_text(not_after: i64, now: i64) -> String {
     }
 }
 
-#[async_trait]
 impl Action for CertbotAction {
     fn resources(&self) -> Resources {
         let mut needs = vec![Resource::Package("certbot".into())];
@@ -599,9 +598,14 @@ impl Action for CertbotAction {
         self.probe_script("")
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(
+        &'a self,
+        probed: &'a Probed,
+        host_view: &HostView<'_>,
+    ) -> Result<Plan<'a>, Failure> {
         let host = Self::read_state(probed);
-        let package_coming = !host.certbot && ctx.assumes(&Resource::Package("certbot".into()));
+        let package_coming =
+            !host.certbot && host_view.coming(&Resource::Package("certbot".into()));
         if !host.certbot && !package_coming {
             return Err(Failure::new(
                 "certbot is not installed: add `apt: { name: certbot }` before this task",
@@ -639,37 +643,41 @@ impl Action for CertbotAction {
         };
         let schedule = self.schedule(&host, package_coming);
         diffs.extend(schedule.diffs);
-        if ctx.apply {
-            if let Some(request) = &request {
-                ctx.run_ok(
-                    &format!("certbot for {} ({})", self.domains.join(", "), request.why),
-                    &self.request_script(request.expand),
-                )
-                .await?;
-            }
-            if let Some(text) = &hook_edit {
-                let path = self.renewal_path("");
-                let desired = DesiredFile {
-                    path: &path,
-                    content: text.as_bytes(),
-                    mode: None,
-                    owner: None,
-                    group: None,
-                    validate: None,
-                    secret: false,
-                };
-                files::write(ctx, &desired).await?;
-            }
-            if !schedule.script.is_empty() {
-                ctx.run_input_ok(
-                    "scheduling certbot renewals",
-                    &format!("set -e\n{}", schedule.script),
-                    &schedule.stdin,
-                )
-                .await?;
-            }
+        let mut plan = Plan::with_diffs(diffs);
+        if let Some(request) = &request {
+            plan.changes.push(Command::new(
+                format!("certbot for {} ({})", self.domains.join(", "), request.why),
+                self.request_script(request.expand),
+            ));
         }
-        Ok(Outcome::from_diffs(diffs))
+        if let Some(text) = hook_edit {
+            let path = self.renewal_path("");
+            let desired = DesiredFile {
+                path: &path,
+                content: text.as_bytes(),
+                mode: None,
+                owner: None,
+                group: None,
+                validate: None,
+                secret: false,
+            };
+            let (what, script) = {
+                let write = files::write(&desired);
+                (write.what, write.script)
+            };
+            plan.changes
+                .push(Command::new(what, script).with_stdin(text.into_bytes()));
+        }
+        if !schedule.script.is_empty() {
+            plan.changes.push(
+                Command::new(
+                    "scheduling certbot renewals",
+                    format!("set -e\n{}", schedule.script),
+                )
+                .with_stdin(schedule.stdin),
+            );
+        }
+        Ok(plan)
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::module::Outcome;
 use crate::module::testing::{Local, TestParams, probed, sh};
 use std::collections::HashSet;
 use std::path::Path;

@@ -3,10 +3,10 @@
 
 use crate::error::InputResult;
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    Action, Command as HostCommand, Failure, HostView, Module, Params, Plan, Probed, Resource,
+    Resources,
 };
 use crate::quote::{quote, quote_all};
-use async_trait::async_trait;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -150,7 +150,6 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-#[async_trait]
 impl Action for CommandAction {
     fn resources(&self) -> Resources {
         Resources {
@@ -194,38 +193,34 @@ impl Action for CommandAction {
         s
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let fields = probed.fields();
         if fields.contains_key("creates") || fields.contains_key("unless") {
-            return Ok(Outcome::ok());
+            return Ok(Plan::unchanged());
         }
         if let Some(dir) = &self.chdir
             && fields.contains_key("chdir")
-            && !ctx.assumes(&Resource::Path(dir.clone()))
+            && !host.coming(&Resource::Path(dir.clone()))
         {
             return Err(Failure::new(format!("chdir {dir} does not exist")));
         }
-        if ctx.apply {
-            let out = ctx.run(&self.run_script()).await?;
-            if !out.success() {
-                let stderr = out.stderr_text();
-                let detail = if stderr.is_empty() {
-                    tail(&out.stdout_text(), TAIL_LINES)
-                } else {
-                    tail(&stderr, TAIL_LINES)
-                };
-                return Err(Failure::new(format!(
-                    "command exited {}: {detail}",
-                    out.status
-                )));
+        let run = HostCommand::new("command", self.run_script()).judged_by(|out| {
+            if out.success() {
+                return Ok(());
             }
-        }
-        let verb = if ctx.apply { "ran" } else { "would run" };
-        Ok(Outcome::from_diffs(vec![Diff::new(
-            "command",
-            None,
-            Some(format!("{verb}: {}\n", self.display())),
-        )]))
+            let stderr = out.stderr_text();
+            let detail = if stderr.is_empty() {
+                tail(&out.stdout_text(), TAIL_LINES)
+            } else {
+                tail(&stderr, TAIL_LINES)
+            };
+            Err(format!("command exited {}: {detail}", out.status))
+        });
+        Ok(Plan {
+            changes: vec![run],
+            runs: Some(self.display()),
+            ..Plan::unchanged()
+        })
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::module::Outcome;
 use crate::module::Status;
 use crate::module::testing::{Local, diff_text, one, parsed, probed, refused};
 use std::collections::HashSet;

@@ -4,10 +4,9 @@
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Account, Action, Change, Ctx, Diff, Failure, HostPath, Mode, Module, Outcome, Params, Probed,
+    Account, Action, Change, Diff, Failure, HostPath, HostView, Mode, Module, Params, Plan, Probed,
     Resource, Resources, State, metadata_lines,
 };
-use async_trait::async_trait;
 use serde::Deserialize;
 
 pub struct Dir;
@@ -155,7 +154,6 @@ impl DirAction {
     }
 }
 
-#[async_trait]
 impl Action for DirAction {
     fn resources(&self) -> Resources {
         if self.state == State::Absent {
@@ -177,13 +175,13 @@ impl Action for DirAction {
         files::probe("d", &self.path, files::Read::Metadata)
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, _host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let state = FileState::from_probe(probed, "d");
         let change = match self.state {
             State::Present => self.present(&state)?,
             State::Absent => self.absent(&state)?,
         };
-        Change::converge(change.into_iter().collect(), ctx).await
+        Ok(Change::plan(change))
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::module::Outcome;
 use crate::module::testing::{Local, diff_text, one, probed, refused};
 
 async fn check(yaml: &str, stdout: &str) -> Result<Outcome, Failure> {

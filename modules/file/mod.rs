@@ -4,10 +4,9 @@
 use crate::error::InputResult;
 use crate::module::files::{self, FileState, Kind};
 use crate::module::{
-    Account, Action, Ctx, Diff, Failure, HostPath, ManagedFile, Mode, Module, Outcome, Params,
-    Probed, Resource, Resources, State,
+    Account, Action, Command, Diff, Failure, HostPath, HostView, ManagedFile, Mode, Module, Params,
+    Plan, Probed, Resource, Resources, State,
 };
-use async_trait::async_trait;
 use serde::Deserialize;
 
 pub struct File;
@@ -107,12 +106,12 @@ struct FileAction {
 }
 
 impl FileAction {
-    async fn converge_link(
-        &self,
+    fn plan_link<'a>(
+        &'a self,
         target: &str,
         state: &FileState,
-        ctx: &Ctx<'_>,
-    ) -> Result<Outcome, Failure> {
+        host: &HostView<'_>,
+    ) -> Result<Plan<'a>, Failure> {
         let current = match state.kind {
             Kind::Link => state.link_target.clone().map(|t| format!("link: {t}\n")),
             Kind::Absent => None,
@@ -122,7 +121,7 @@ impl FileAction {
         };
         let desired = format!("link: {target}\n");
         if current.as_deref() == Some(&desired) {
-            return self.converge_metadata(state, ctx).await;
+            return self.plan_metadata(state, host);
         }
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!(
@@ -130,27 +129,24 @@ impl FileAction {
                 self.path
             )));
         }
-        if ctx.apply {
-            ctx.run_ok(
-                &format!("linking {}", self.path),
-                &files::link_script(&self.path, target, self.owner.as_deref()),
-            )
-            .await?;
-        }
-        Ok(Outcome::from_diffs(vec![Diff::new(
-            &self.path,
-            current,
-            Some(desired),
-        )]))
+        let mut plan = Plan::unchanged();
+        plan.change(
+            Some(Diff::new(&self.path, current, Some(desired))),
+            Command::new(
+                format!("linking {}", self.path),
+                files::link_script(&self.path, target, self.owner.as_deref()),
+            ),
+        );
+        Ok(plan)
     }
 
-    async fn converge_metadata(
-        &self,
+    fn plan_metadata<'a>(
+        &'a self,
         state: &FileState,
-        ctx: &Ctx<'_>,
-    ) -> Result<Outcome, Failure> {
-        // In check mode the file may be one an earlier task would have written.
-        let assumed = !ctx.apply && ctx.assumes(&Resource::Path(self.path.clone()));
+        host: &HostView<'_>,
+    ) -> Result<Plan<'a>, Failure> {
+        // The file may be one an earlier task will write.
+        let assumed = host.coming(&Resource::Path(self.path.clone()));
         if !state.exists() && !assumed {
             return Err(Failure::new(format!(
                 "{} does not exist (give content, src or link to create it)",
@@ -179,30 +175,30 @@ impl FileAction {
             &after[..]
         };
         let Some(diff) = Diff::of_metadata(&self.path, before, after) else {
-            return Ok(Outcome::ok());
+            return Ok(Plan::unchanged());
         };
-        if ctx.apply {
-            let mode = if state.kind == Kind::Link {
-                None
-            } else {
-                self.mode
-            };
-            ctx.run_ok(
-                &format!("setting owner and mode of {}", self.path),
-                &files::chown_chmod_script(
+        let mode = if state.kind == Kind::Link {
+            None
+        } else {
+            self.mode
+        };
+        let mut plan = Plan::unchanged();
+        plan.change(
+            Some(diff),
+            Command::new(
+                format!("setting owner and mode of {}", self.path),
+                files::chown_chmod_script(
                     &self.path,
                     mode,
                     self.owner.as_deref(),
                     self.group.as_deref(),
                 ),
-            )
-            .await?;
-        }
-        Ok(Outcome::from_diffs(vec![diff]))
+            ),
+        );
+        Ok(plan)
     }
 }
 
-#[async_trait]
 impl Action for FileAction {
     fn resources(&self) -> Resources {
         Resources::writes(&self.path, self.owner.as_deref(), self.group.as_deref())
@@ -220,14 +216,14 @@ impl Action for FileAction {
         )
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let state = FileState::from_probe(probed, "f");
         match &self.what {
-            What::Link(target) => self.converge_link(target, &state, ctx).await,
-            What::MetadataOnly => self.converge_metadata(&state, ctx).await,
+            What::Link(target) => self.plan_link(target, &state, host),
+            What::MetadataOnly => self.plan_metadata(&state, host),
             What::Absent => {
                 if !state.exists() {
-                    return Ok(Outcome::ok());
+                    return Ok(Plan::unchanged());
                 }
                 if state.kind == Kind::Dir {
                     return Err(Failure::new(format!(
@@ -237,7 +233,7 @@ impl Action for FileAction {
                 }
                 let before = match (&state.content, state.kind) {
                     (Some(c), Kind::File)
-                        if std::str::from_utf8(c).is_ok() && !ctx.is_secret(c) =>
+                        if std::str::from_utf8(c).is_ok() && !host.is_secret(c) =>
                     {
                         String::from_utf8_lossy(c).into_owned()
                     }
@@ -246,18 +242,15 @@ impl Action for FileAction {
                     }
                     _ => format!("sha256: {}\n", state.sha256.clone().unwrap_or_default()),
                 };
-                if ctx.apply {
-                    ctx.run_ok(
-                        &format!("removing {}", self.path),
-                        &files::remove_script(&self.path, false),
-                    )
-                    .await?;
-                }
-                Ok(Outcome::from_diffs(vec![Diff::new(
-                    &self.path,
-                    Some(before),
-                    None,
-                )]))
+                let mut plan = Plan::unchanged();
+                plan.change(
+                    Some(Diff::new(&self.path, Some(before), None)),
+                    Command::new(
+                        format!("removing {}", self.path),
+                        files::remove_script(&self.path, false),
+                    ),
+                );
+                Ok(plan)
             }
         }
     }

@@ -3,11 +3,10 @@
 use crate::error::InputResult;
 use crate::module::account::check_name;
 use crate::module::{
-    Action, Change, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    Action, Change, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
     State, metadata_lines, opt_number,
 };
 use crate::quote::{quote, quote_all};
-use async_trait::async_trait;
 use serde::Deserialize;
 
 pub struct Group;
@@ -106,7 +105,6 @@ impl GroupAction {
     }
 }
 
-#[async_trait]
 impl Action for GroupAction {
     fn resources(&self) -> Resources {
         Resources {
@@ -125,9 +123,9 @@ impl Action for GroupAction {
         )
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, _host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let change = self.change(parse_gid(&self.name, probed));
-        Change::converge(change.into_iter().collect(), ctx).await
+        Ok(Change::plan(change))
     }
 }
 

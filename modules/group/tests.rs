@@ -1,4 +1,5 @@
 use super::*;
+use crate::module::Outcome;
 use crate::module::testing::{Local, diff_text, one, parsed, probed, refused};
 
 const DEPLOY: &str = "group=deploy:x:1500:alice,bob\n";

@@ -1,9 +1,8 @@
 //! `http_check`: wait until a URL, as the host sees it, answers the expected status.
 
 use crate::error::InputResult;
-use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
-use crate::module::{Action, Ctx, Failure, Module, Outcome, Params, Probed};
-use async_trait::async_trait;
+use crate::module::http::{CheckParams, HealthCheck};
+use crate::module::{Action, Failure, HostView, Module, Params, Plan, Probed};
 
 pub struct HttpCheck;
 
@@ -28,25 +27,17 @@ struct HttpCheckAction {
     check: HealthCheck,
 }
 
-#[async_trait]
 impl Action for HttpCheckAction {
     fn probe(&self) -> String {
         // Nothing to read on the host; `:` keeps the batched probe script valid.
         ":\n".into()
     }
 
-    async fn converge(&self, _: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
-        if !ctx.apply {
-            return Ok(Outcome::skipped(format!(
-                "check mode: GET {} not sent",
-                self.check.url.text
-            )));
-        }
-        match self.check.wait(ctx.transport()).await {
-            Ok(()) => Ok(Outcome::ok()),
-            Err(Unhealthy::Failed(reason)) => Err(Failure::new(reason)),
-            Err(Unhealthy::Connection(e)) => Err(Failure::Connection(e)),
-        }
+    fn plan<'a>(&'a self, _: &'a Probed, _: &HostView<'_>) -> Result<Plan<'a>, Failure> {
+        Ok(Plan {
+            follow_up: Some(Box::new(self.check.clone())),
+            ..Plan::unchanged()
+        })
     }
 }
 

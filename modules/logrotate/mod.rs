@@ -9,10 +9,10 @@
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Findings, Kind};
 use crate::module::{
-    Action, Ctx, Failure, Module, Outcome, Params, Probed, Resource, Resources, one_or_many,
+    Action, Command, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
+    one_or_many,
 };
 use crate::playbook::template::engine;
-use async_trait::async_trait;
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
@@ -242,25 +242,27 @@ const CHECK: &str = "command -v logrotate >/dev/null || { echo 'logrotate: comma
      logrotate -d -s %s.state %s";
 
 impl LogrotateAction {
-    fn desired<'a>(&'a self, ctx: &Ctx<'_>) -> DesiredFile<'a> {
-        DesiredFile::system_config(&self.path, self.content.as_bytes(), ctx)
-    }
-
-    async fn check(&self, ctx: &Ctx<'_>) -> Result<(), Failure> {
-        let check = files::check_candidate(ctx, &self.name, self.content.as_bytes(), CHECK).await?;
-        let assumed = |account: &str| {
-            !ctx.apply
-                && (ctx.assumes(&Resource::User(account.into()))
-                    || ctx.assumes(&Resource::Group(account.into())))
-        };
-        verdict(
-            &check.path,
-            &self.path,
-            check.output.status,
-            &check.output.stderr_text(),
-            assumed,
-        )
-        .map_err(Failure::new)
+    /// `logrotate -d` on the candidate; in check mode an account an earlier task
+    /// creates is excused.
+    fn check<'a>(&'a self, host: &HostView<'_>) -> Command<'a> {
+        let coming: Vec<String> = self
+            .needs
+            .iter()
+            .filter(|r| host.coming(r))
+            .filter_map(|r| match r {
+                Resource::User(name) | Resource::Group(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        files::check_candidate(&self.name, self.content.as_bytes(), CHECK, move |check| {
+            verdict(
+                &check.path,
+                &self.path,
+                check.output.status,
+                &check.output.stderr_text(),
+                |account| coming.iter().any(|c| c == account),
+            )
+        })
     }
 }
 
@@ -294,7 +296,6 @@ fn verdict(
     found.verdict("logrotate -d", status, stderr, candidate, real_path)
 }
 
-#[async_trait]
 impl Action for LogrotateAction {
     fn resources(&self) -> Resources {
         let mut r = Resources::for_path(&self.path, None, None);
@@ -310,29 +311,29 @@ impl Action for LogrotateAction {
         s
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let state = FileState::from_probe(probed, "conf");
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!("{} is a directory", self.path)));
         }
-        let desired = self.desired(ctx);
-        let diffs = files::diff(&state, &desired);
+        let desired = DesiredFile::system_config(&self.path, self.content.as_bytes(), host);
+        let mut plan = Plan::with_diffs(files::diff(&state, &desired));
         let content_changed =
             state.kind != Kind::File || state.sha256 != Some(files::sha256_hex(desired.content));
         if content_changed {
             let installed = probed.field("logrotate").as_deref() == Some("yes");
             if installed {
-                self.check(ctx).await?;
-            } else if ctx.apply || !ctx.assumes(&Resource::Package("logrotate".into())) {
+                plan.checks.push(self.check(host));
+            } else if !host.coming(&Resource::Package("logrotate".into())) {
                 return Err(Failure::new(
                     "logrotate is not installed: install it first (apt: {name: logrotate})",
                 ));
             }
         }
-        if ctx.apply && !diffs.is_empty() {
-            files::write(ctx, &desired).await?;
+        if !plan.diffs.is_empty() {
+            plan.changes.push(files::write(&desired));
         }
-        Ok(Outcome::from_diffs(diffs))
+        Ok(plan)
     }
 }
 

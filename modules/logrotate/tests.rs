@@ -1,4 +1,5 @@
 use super::*;
+use crate::module::Outcome;
 use crate::module::Status;
 use crate::module::testing::{self, FakeHost, TestParams, output};
 

@@ -12,8 +12,8 @@ pub(crate) mod check;
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Mode, Module, Outcome, Params, Probed, Resource, Resources,
-    one_or_many,
+    Action, Command, Diff, Exec, Failure, FollowUp, HostView, Mode, Module, Params, Plan, Probed,
+    Resource, Resources, one_or_many,
 };
 use crate::node::PathStep;
 use crate::playbook::template::engine;
@@ -510,9 +510,9 @@ impl VhostAction {
     /// The host as this part finds it. In apply mode the engine probes again after any
     /// change, so the probe is current. In check mode nothing changed: the `https` part
     /// diffs against what the `http` part would have written.
-    fn seen_now(&self, probed: &Probed, ctx: &Ctx<'_>) -> Seen {
+    fn seen_now(&self, probed: &Probed, host: &HostView<'_>) -> Seen {
         let seen = Seen::from_probe(probed);
-        if ctx.apply || self.role != Role::Https || !ctx.assumes(&self.challenge()) {
+        if self.role != Role::Https || !host.coming(&self.challenge()) {
             return seen;
         }
         let content = self.http_part_content(seen.cert).as_bytes().to_vec();
@@ -537,7 +537,6 @@ impl VhostAction {
     }
 }
 
-#[async_trait]
 impl Action for VhostAction {
     fn phase(&self) -> Option<&'static str> {
         match self.role {
@@ -584,17 +583,18 @@ impl Action for VhostAction {
         s
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let site = &self.site;
-        let seen = self.seen_now(probed, ctx);
+        let seen = self.seen_now(probed, host);
         for (state, path) in [(&seen.file, &site.available), (&seen.link, &site.enabled)] {
             if state.kind == Kind::Dir {
                 return Err(Failure::new(format!("{path} is a directory")));
             }
         }
         let content = self.desired_content(&seen);
-        let desired = DesiredFile::system_config(&site.available, content.as_bytes(), ctx);
+        let desired = DesiredFile::system_config(&site.available, content.as_bytes(), host);
         let mut diffs = Vec::new();
+        let mut plan = Plan::unchanged();
         let makes_webroot = self.role != Role::Https && !seen.webroot;
         if makes_webroot {
             diffs.extend(Diff::of_metadata(
@@ -624,7 +624,7 @@ impl Action for VhostAction {
 
         if content_changed || link_changed {
             let needs_cert = site.full.as_deref() == Some(content);
-            let cert_assumed = !ctx.apply && self.cert_resource().is_some_and(|c| ctx.assumes(&c));
+            let cert_assumed = self.cert_resource().is_some_and(|c| host.coming(&c));
             if needs_cert && !seen.cert && !cert_assumed {
                 let cert = site.cert_files.as_ref().map_or("", |c| c.0.as_str());
                 return Err(Failure::new(format!(
@@ -637,7 +637,7 @@ impl Action for VhostAction {
                     }
                 )));
             }
-            let nginx_assumed = !ctx.apply && ctx.assumes(&Resource::Package("nginx".into()));
+            let nginx_assumed = host.coming(&Resource::Package("nginx".into()));
             if !seen.nginx && !nginx_assumed {
                 return Err(Failure::new(format!(
                     "nginx is not installed ({SITES_AVAILABLE} or the nginx binary is missing)"
@@ -645,49 +645,81 @@ impl Action for VhostAction {
             }
             // Without nginx or the certificate (check mode, assumed) there is nothing to test against.
             if seen.nginx && (seen.cert || !needs_cert) {
-                ctx.run_input_ok(
-                    "nginx -t with the new site (nothing live was changed)",
-                    &check::test_script(&site.name),
-                    desired.content,
-                )
-                .await?;
+                plan.checks.push(
+                    Command::new(
+                        "nginx -t with the new site (nothing live was changed)",
+                        check::test_script(&site.name),
+                    )
+                    .with_stdin(content.as_bytes()),
+                );
             }
         }
+        if makes_webroot {
+            plan.changes.push(Command::new(
+                format!("creating {}", site.acme_webroot),
+                files::dir_script(&site.acme_webroot, None, None, None),
+            ));
+        }
+        if !file_diffs.is_empty() {
+            plan.changes.push(files::write(&desired));
+        }
+        if link_changed {
+            plan.changes.push(Command::new(
+                format!("enabling {}", site.enabled),
+                files::link_script(&site.enabled, &site.available, None),
+            ));
+        }
+        if content_changed || link_changed {
+            let old_secret = seen
+                .file
+                .content
+                .as_ref()
+                .is_some_and(|c| host.is_secret(c));
+            plan.follow_up = Some(Box::new(Reload {
+                action: self,
+                seen,
+                file: !file_diffs.is_empty(),
+                link: link_changed,
+                old_secret,
+            }));
+        }
+        plan.diffs = diffs;
+        Ok(plan)
+    }
+}
 
-        if ctx.apply {
-            if makes_webroot {
-                ctx.run_ok(
-                    &format!("creating {}", site.acme_webroot),
-                    &files::dir_script(&site.acme_webroot, None, None, None),
-                )
-                .await?;
-            }
-            if !file_diffs.is_empty() {
-                files::write(ctx, &desired).await?;
-            }
-            if link_changed {
-                ctx.run_ok(
-                    &format!("enabling {}", site.enabled),
-                    &files::link_script(&site.enabled, &site.available, None),
-                )
-                .await?;
-            }
-            if (content_changed || link_changed)
-                && let Err(refused) = ctx.run_ok("reloading nginx", &check::reload_script()).await
-            {
-                let restored = match self
-                    .restore(&seen, !file_diffs.is_empty(), link_changed, ctx)
-                    .await
-                {
-                    Ok(()) => format!("the previous {} is back on disk", site.name),
-                    Err(e) => format!("restoring the previous {} failed too: {e}", site.name),
-                };
-                return Err(Failure::new(format!(
-                    "{refused}\nnginx still serves the last good configuration; {restored}"
-                )));
-            }
-        }
-        Ok(Outcome::from_diffs(diffs))
+/// Reload nginx after the site changed; when the master refuses the new configuration,
+/// put the previous site back.
+struct Reload<'a> {
+    action: &'a VhostAction,
+    seen: Seen,
+    file: bool,
+    link: bool,
+    /// The previous site held a secret: restored without a diff of its lines.
+    old_secret: bool,
+}
+
+#[async_trait]
+impl FollowUp for Reload<'_> {
+    fn left_out(&self) -> String {
+        "nginx reload".into()
+    }
+
+    async fn run(&self, host: &dyn Exec) -> Result<(), Failure> {
+        let Err(refused) = host
+            .run(Command::new("reloading nginx", check::reload_script()))
+            .await
+        else {
+            return Ok(());
+        };
+        let name = &self.action.site.name;
+        let restored = match self.action.restore(self, host).await {
+            Ok(()) => format!("the previous {name} is back on disk"),
+            Err(e) => format!("restoring the previous {name} failed too: {e}"),
+        };
+        Err(Failure::new(format!(
+            "{refused}\nnginx still serves the last good configuration; {restored}"
+        )))
     }
 }
 
@@ -695,28 +727,23 @@ impl VhostAction {
     /// Put back what the probe saw at the site's file and link, so that a configuration
     /// the master refused at reload is not picked up by a later restart either. The link
     /// first: a new site's link never points at a removed file.
-    async fn restore(
-        &self,
-        seen: &Seen,
-        file: bool,
-        link: bool,
-        ctx: &Ctx<'_>,
-    ) -> Result<(), Failure> {
+    async fn restore(&self, reload: &Reload<'_>, host: &dyn Exec) -> Result<(), Failure> {
         let site = &self.site;
-        if link {
+        let seen = &reload.seen;
+        if reload.link {
             match (&seen.link.kind, &seen.link.link_target) {
                 (Kind::Link, Some(target)) => {
-                    ctx.run_ok(
-                        &format!("restoring {}", site.enabled),
-                        &files::link_script(&site.enabled, target, None),
-                    )
+                    host.run(Command::new(
+                        format!("restoring {}", site.enabled),
+                        files::link_script(&site.enabled, target, None),
+                    ))
                     .await?;
                 }
                 (Kind::Absent, _) => {
-                    ctx.run_ok(
+                    host.run(Command::new(
                         "disabling the new site",
-                        &files::remove_script(&site.enabled, false),
-                    )
+                        files::remove_script(&site.enabled, false),
+                    ))
                     .await?;
                 }
                 _ => {
@@ -727,7 +754,7 @@ impl VhostAction {
                 }
             }
         }
-        if file {
+        if reload.file {
             match (&seen.file.kind, &seen.file.content) {
                 (Kind::File, Some(content)) => {
                     let mode = seen
@@ -742,15 +769,15 @@ impl VhostAction {
                         owner: seen.file.owner.as_deref(),
                         group: seen.file.group.as_deref(),
                         validate: None,
-                        secret: ctx.is_secret(content),
+                        secret: reload.old_secret,
                     };
-                    files::write(ctx, &old).await?;
+                    host.run(files::write(&old)).await?;
                 }
                 (Kind::Absent, _) => {
-                    ctx.run_ok(
+                    host.run(Command::new(
                         "removing the new site",
-                        &files::remove_script(&site.available, false),
-                    )
+                        files::remove_script(&site.available, false),
+                    ))
                     .await
                     .map(drop)?;
                 }

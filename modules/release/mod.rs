@@ -10,8 +10,8 @@ use crate::error::InputResult;
 use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
 use crate::module::systemd::{self, yes_no};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, Watch,
-    opt_number,
+    self, Action, Command, Diff, Exec, Failure, FollowUp, HostView, Module, Params, Probed,
+    Resource, Resources, Watch, opt_number,
 };
 use crate::transport::{Transport, TransportError};
 use artifact::Artifact;
@@ -178,7 +178,11 @@ impl ReleaseAction {
 
     /// Whether the service runs (None without a service). In check mode a unit an
     /// earlier task would create counts as stopped.
-    fn service_active(&self, host: &Observed, ctx: &Ctx<'_>) -> Result<Option<bool>, Failure> {
+    fn service_active(
+        &self,
+        host: &Observed,
+        view: &HostView<'_>,
+    ) -> Result<Option<bool>, Failure> {
         let Some(service) = &self.service else {
             return Ok(None);
         };
@@ -188,8 +192,7 @@ impl ReleaseAction {
             ))
         })?;
         if !unit.found() {
-            // Apply mode probes again after each change, so only check mode assumes.
-            if !ctx.apply && ctx.assumes(&Resource::unit(service)) {
+            if view.coming(&Resource::unit(service)) {
                 return Ok(Some(false));
             }
             return Err(Failure::new(format!(
@@ -203,7 +206,7 @@ impl ReleaseAction {
         Ok(Some(unit.is_active()))
     }
 
-    fn plan(&self, host: &Observed, active: Option<bool>) -> Result<Plan, Failure> {
+    fn decide(&self, host: &Observed, active: Option<bool>) -> Result<Plan, Failure> {
         let (v, sha) = (self.version.as_str(), self.artifact.sha256.as_str());
         if host.live == Live::NotALink {
             return Err(Failure::new(format!(
@@ -352,14 +355,15 @@ impl ReleaseAction {
     }
 
     /// Restart the service (which starts a stopped one) and check its health.
-    async fn restart_and_check(&self, ctx: &mut Ctx<'_>) -> Result<Verdict, Failure> {
+    async fn restart_and_check(&self, host: &dyn Exec) -> Result<Verdict, Failure> {
         if let Some(service) = &self.service {
             // Reported running only once it runs: a build that dies at once is unhealthy.
-            let out = ctx
-                .run(&systemd::systemctl_until_running("restart", service))
-                .await?;
-            // Even a failed restart stopped the old process: nothing pending survives it.
-            ctx.restarts.mark_restarted(service);
+            let restart = Command::new(
+                format!("restarting {service}"),
+                systemd::systemctl_until_running("restart", service),
+            )
+            .judged_by(|_| Ok(()));
+            let out = host.run(restart).await?;
             if !out.success() {
                 let stderr = out.stderr_text();
                 let why = stderr.lines().next().unwrap_or("no message");
@@ -369,14 +373,14 @@ impl ReleaseAction {
                 )));
             }
         }
-        self.check_health(ctx).await
+        self.check_health(host).await
     }
 
-    async fn check_health(&self, ctx: &Ctx<'_>) -> Result<Verdict, Failure> {
+    async fn check_health(&self, host: &dyn Exec) -> Result<Verdict, Failure> {
         let Some(health) = &self.health else {
             return Ok(Ok(()));
         };
-        match health.wait(ctx.transport()).await {
+        match health.wait(host.transport()).await {
             Ok(()) => Ok(Ok(())),
             Err(Unhealthy::Failed(reason)) => Ok(Err(reason)),
             Err(Unhealthy::Connection(e)) => Err(Failure::Connection(e)),
@@ -388,7 +392,7 @@ impl ReleaseAction {
         &self,
         host: &Observed,
         plan: &Plan,
-        ctx: &mut Ctx<'_>,
+        exec: &dyn Exec,
     ) -> Result<(), Failure> {
         let layout = self.layout();
         let (v, sha) = (&self.version, &self.artifact.sha256);
@@ -410,10 +414,10 @@ impl ReleaseAction {
         } else {
             &[]
         };
-        ctx.run_input_ok(&format!("deploying {v}"), &script, stdin)
+        exec.run(Command::new(format!("deploying {v}"), script).with_stdin(stdin))
             .await?;
 
-        let reason = match self.restart_and_check(ctx).await? {
+        let reason = match self.restart_and_check(exec).await? {
             Ok(()) => {
                 state.deploying = None;
                 state.current = Some(this);
@@ -424,7 +428,8 @@ impl ReleaseAction {
                     layout.state_script(&state),
                     layout.prune_script(&plan.pruned)
                 );
-                ctx.run_ok(&format!("recording {v}"), &script).await?;
+                exec.run(Command::new(format!("recording {v}"), script))
+                    .await?;
                 return Ok(());
             }
             Err(reason) => reason,
@@ -435,14 +440,17 @@ impl ReleaseAction {
             // Nothing to go back to: the new release stays, as the only one there is.
             state.current = Some(this);
             state.previous = None;
-            ctx.run_ok(&format!("recording {v}"), &layout.state_script(&state))
-                .await?;
+            exec.run(Command::new(
+                format!("recording {v}"),
+                layout.state_script(&state),
+            ))
+            .await?;
             return Err(Failure::new(format!(
                 "{v} unhealthy: {reason}; no previous release to roll back to, so {v} stays live"
             )));
         };
         let done = self
-            .switch_back(state, target, plan.previous_after_rollback.clone(), ctx)
+            .switch_back(state, target, plan.previous_after_rollback.clone(), exec)
             .await?;
         Err(Failure::new(format!("{v} unhealthy: {reason}; {done}")))
     }
@@ -454,7 +462,7 @@ impl ReleaseAction {
         mut state: ReleaseState,
         target: &Entry,
         previous: Option<Entry>,
-        ctx: &mut Ctx<'_>,
+        exec: &dyn Exec,
     ) -> Result<String, Failure> {
         let layout = self.layout();
         // Recorded with the switch back, before the restart: a run that dies during the
@@ -462,16 +470,16 @@ impl ReleaseAction {
         state.current = Some(target.clone());
         state.previous = previous;
         state.record_rolled_back(Entry::new(&self.version, &self.artifact.sha256));
-        ctx.run_ok(
-            &format!("rolling back to {}", target.version),
-            &format!(
+        exec.run(Command::new(
+            format!("rolling back to {}", target.version),
+            format!(
                 "set -e\n{}{}",
                 layout.state_script(&state),
                 layout.switch_script(&target.version)
             ),
-        )
+        ))
         .await?;
-        let again = self.restart_and_check(ctx).await?;
+        let again = self.restart_and_check(exec).await?;
         let mut done = format!("rolled back to {}", target.version);
         if let Err(also) = again {
             done.push_str(&format!(", which is unhealthy too: {also}"));
@@ -492,10 +500,7 @@ impl Watch for ReleaseAction {
         format!("release {} {} (GET {url})", self.name, self.version)
     }
 
-    async fn check(
-        &self,
-        transport: &dyn Transport,
-    ) -> Result<Result<(), String>, TransportError> {
+    async fn check(&self, transport: &dyn Transport) -> Result<Result<(), String>, TransportError> {
         let Some(health) = &self.health else {
             return Ok(Ok(()));
         };
@@ -512,8 +517,10 @@ impl Watch for ReleaseAction {
 
     /// Back to the release live before this one, as the transaction does when its own
     /// check fails; only while this build is still the live one.
-    async fn roll_back(&self, why: &str, ctx: &mut Ctx<'_>) -> Result<String, Failure> {
-        let out = ctx.run(&self.probe()).await?;
+    async fn roll_back(&self, why: &str, exec: &dyn Exec) -> Result<String, Failure> {
+        let read = Command::new(format!("reading release {}", self.version), self.probe())
+            .judged_by(|_| Ok(()));
+        let out = exec.run(read).await?;
         let host = self.layout().parse(&Probed {
             stdout: out.stdout_text(),
             status: out.status,
@@ -535,7 +542,8 @@ impl Watch for ReleaseAction {
                 "{v} turned unhealthy: {why}; no previous release to roll back to, so {v} stays live"
             )));
         };
-        self.switch_back(host.state.clone(), target, None, ctx).await
+        self.switch_back(host.state.clone(), target, None, exec)
+            .await
     }
 }
 
@@ -563,7 +571,6 @@ fn listing(
     Some((lines(&before), lines(&after)))
 }
 
-#[async_trait]
 impl Action for ReleaseAction {
     fn resources(&self) -> Resources {
         let layout = self.layout();
@@ -587,52 +594,79 @@ impl Action for ReleaseAction {
     }
 
     fn watch(&self) -> Option<Box<dyn Watch>> {
-        self.health.is_some().then(|| Box::new(self.clone()) as Box<dyn Watch>)
+        self.health
+            .is_some()
+            .then(|| Box::new(self.clone()) as Box<dyn Watch>)
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(
+        &'a self,
+        probed: &'a Probed,
+        view: &HostView<'_>,
+    ) -> Result<module::Plan<'a>, Failure> {
         let host = self.layout().parse(probed);
-        let active = self.service_active(&host, ctx)?;
-        let plan = self.plan(&host, active)?;
+        let active = self.service_active(&host, view)?;
+        let plan = self.decide(&host, active)?;
         let diffs = self.diffs(&host, &plan, active);
-        if !ctx.apply {
-            if let Some(service) = &self.service
-                && (plan.deploy || plan.start)
-            {
-                // The restart or start would pick up every change made so far.
-                ctx.restarts.mark_restarted(service);
-            }
-            return Ok(Outcome::from_diffs(diffs));
-        }
         if diffs.is_empty() {
-            return Ok(Outcome::ok());
+            return Ok(module::Plan::unchanged());
         }
+        // The restart or start picks up every change made so far.
+        let restarted = match &self.service {
+            Some(service) if plan.deploy || plan.start => vec![service.clone()],
+            _ => Vec::new(),
+        };
+        Ok(module::Plan {
+            diffs,
+            follow_up: Some(Box::new(Transaction {
+                action: self,
+                host,
+                plan,
+            })),
+            restarted,
+            ..module::Plan::unchanged()
+        })
+    }
+}
+
+/// The release's steps, each depending on how the one before went: the engine runs
+/// them only when applying.
+struct Transaction<'a> {
+    action: &'a ReleaseAction,
+    host: Observed,
+    plan: Plan,
+}
+
+#[async_trait]
+impl FollowUp for Transaction<'_> {
+    fn left_out(&self) -> String {
+        format!("release {}", self.action.version)
+    }
+
+    async fn run(&self, exec: &dyn Exec) -> Result<(), Failure> {
+        let (action, plan) = (self.action, &self.plan);
         if plan.deploy {
-            self.transaction(&host, &plan, ctx).await?;
-            return Ok(Outcome::from_diffs(diffs));
+            return action.transaction(&self.host, plan, exec).await;
         }
-        let mut script = self.layout().prune_script(&plan.pruned);
-        if let (Some(service), true) = (&self.service, plan.start) {
+        let mut script = action.layout().prune_script(&plan.pruned);
+        if let (Some(service), true) = (&action.service, plan.start) {
             script.push_str(&systemd::systemctl_until_running("start", service));
         }
-        ctx.run_ok(
-            &format!("release {}", self.version),
-            &format!("set -e\n{script}"),
-        )
+        exec.run(Command::new(
+            format!("release {}", action.version),
+            format!("set -e\n{script}"),
+        ))
         .await?;
-        if let (Some(service), true) = (&self.service, plan.start) {
-            ctx.restarts.mark_restarted(service);
-        }
         if plan.start
-            && let Err(reason) = self.check_health(ctx).await?
+            && let Err(reason) = action.check_health(exec).await?
         {
             return Err(Failure::new(format!(
                 "{} started, but {} is unhealthy: {reason}",
-                self.service.as_deref().unwrap_or_default(),
-                self.version
+                action.service.as_deref().unwrap_or_default(),
+                action.version
             )));
         }
-        Ok(Outcome::from_diffs(diffs))
+        Ok(())
     }
 }
 

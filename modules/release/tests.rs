@@ -549,23 +549,45 @@ async fn a_watched_release_that_turns_unhealthy_is_rolled_back() {
     fx.deploy("v1", "build 1").await.unwrap();
     let task = fx.task("v2", "build 2", json!({}));
     fx.run(&*task, true).await.unwrap();
-    let watch = task.watch().expect("a release with a health check is watched");
+    let watch = task
+        .watch()
+        .expect("a release with a health check is watched");
     assert_eq!(watch.check(&fx.host).await.unwrap(), Ok(()));
     // The live build goes bad after its own check passed.
     std::fs::write(fx.dest.join("releases/v2/myapp"), "bad build 2").unwrap();
     let why = watch.check(&fx.host).await.unwrap().unwrap_err();
     assert!(why.contains("returned 500"), "{why}");
-    let mut ctx = Ctx::new(true, &fx.host.info, &fx.host, false, &mut fx.book, &fx.changed);
+    let ctx = Ctx::new(
+        true,
+        &fx.host.info,
+        &fx.host,
+        false,
+        &mut fx.book,
+        &fx.changed,
+    );
     assert_eq!(
-        watch.roll_back(&why, &mut ctx).await.unwrap(),
+        watch.roll_back(&why, &ctx).await.unwrap(),
         "rolled back to v1"
     );
     assert_eq!(fx.live(), "releases/v1");
-    assert_eq!(fx.state(), "current=v1 (build 1)\nrolled_back=v2 (build 2)\n");
+    assert_eq!(
+        fx.state(),
+        "current=v1 (build 1)\nrolled_back=v2 (build 2)\n"
+    );
     // Only the live build is rolled back: a second try changes nothing.
-    let mut ctx = Ctx::new(true, &fx.host.info, &fx.host, false, &mut fx.book, &fx.changed);
-    let err = watch.roll_back(&why, &mut ctx).await.unwrap_err();
-    assert!(err.to_string().contains("no longer the live release"), "{err}");
+    let ctx = Ctx::new(
+        true,
+        &fx.host.info,
+        &fx.host,
+        false,
+        &mut fx.book,
+        &fx.changed,
+    );
+    let err = watch.roll_back(&why, &ctx).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no longer the live release"),
+        "{err}"
+    );
     assert_eq!(fx.live(), "releases/v1");
     // Without a health check there is nothing to watch.
     let unchecked = fx.task("v3", "build 3", json!({"health": null}));

@@ -4,9 +4,8 @@
 use crate::error::InputResult;
 use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources, Status,
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
 };
-use async_trait::async_trait;
 use serde::Deserialize;
 
 pub struct Service;
@@ -64,7 +63,7 @@ struct ServiceAction {
 impl ServiceAction {
     /// The unit as probed; in check mode a unit an earlier task would create counts as
     /// present, stopped and disabled.
-    fn unit(&self, probed: &Probed, ctx: &Ctx<'_>) -> Result<UnitState, Failure> {
+    fn unit(&self, probed: &Probed, host: &HostView<'_>) -> Result<UnitState, Failure> {
         let unit = UnitState::from_probe(probed, "unit").ok_or_else(|| {
             Failure::new(format!(
                 "systemctl show {} printed nothing: is systemd running on this host?",
@@ -74,7 +73,7 @@ impl ServiceAction {
         if unit.found() {
             return Ok(unit);
         }
-        if !ctx.apply && ctx.assumes(&Resource::unit(&self.name)) {
+        if host.coming(&Resource::unit(&self.name)) {
             return Ok(UnitState::assumed_new());
         }
         Err(Failure::new(format!(
@@ -84,7 +83,6 @@ impl ServiceAction {
     }
 }
 
-#[async_trait]
 impl Action for ServiceAction {
     fn resources(&self) -> Resources {
         Resources {
@@ -101,17 +99,18 @@ impl Action for ServiceAction {
         systemd::show_probe("unit", &self.name)
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let name = self.name.as_str();
         if self.state == Some(State::Restarted)
-            && ctx.restarts.was_restarted(name)
-            && !ctx.restarts.is_pending(name)
+            && host.restarts.was_restarted(name)
+            && !host.restarts.is_pending(name)
         {
-            return Ok(Outcome::skipped(format!(
+            return Ok(Plan::skipped(format!(
                 "restart merged: {name} was already restarted in this run after the change"
             )));
         }
-        let unit = self.unit(probed, ctx)?;
+        let unit = self.unit(probed, host)?;
+        let mut plan = Plan::unchanged();
         let starts = matches!(
             self.state,
             Some(State::Started | State::Restarted | State::Reloaded)
@@ -145,7 +144,7 @@ impl Action for ServiceAction {
             }
             // A fresh start or a restart picks up every change made so far.
             if matches!(verb, Some("start" | "restart")) {
-                ctx.restarts.mark_restarted(name);
+                plan.restarted.push(name.to_string());
             }
             before.push(("active", Some(unit.active_text())));
             after.push(("active", Some(yes_no(now_active))));
@@ -159,25 +158,17 @@ impl Action for ServiceAction {
             before.push(("enabled", Some(yes_no(is))));
             after.push(("enabled", Some(yes_no(want))));
         }
-        let diffs: Vec<Diff> = Diff::of_metadata(format!("service {name}"), &before, &after)
-            .into_iter()
-            .collect();
         // Restarts and reloads always act (that is what a handler is for), so the
         // status follows the commands, not the diff.
         if script.is_empty() {
-            return Ok(Outcome::ok());
+            return Ok(Plan::unchanged());
         }
-        if ctx.apply {
-            ctx.run_ok(
-                &format!("systemctl on {name}"),
-                &format!("set -e\n{script}"),
-            )
-            .await?;
-        }
-        Ok(Outcome {
-            status: Status::Changed,
-            diffs,
-        })
+        let command = Command::new(format!("systemctl on {name}"), format!("set -e\n{script}"));
+        plan.change(
+            Diff::of_metadata(format!("service {name}"), &before, &after),
+            command,
+        );
+        Ok(plan)
     }
 }
 

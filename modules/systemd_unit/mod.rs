@@ -9,13 +9,12 @@ use crate::error::{InputError, InputResult};
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::systemd::{self, UnitState, yes_no};
 use crate::module::{
-    Account, Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
-    one_or_many,
+    Account, Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource,
+    Resources, one_or_many,
 };
 use crate::node::PathStep;
 use crate::playbook::template::engine;
 use crate::quote::quote;
-use async_trait::async_trait;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -335,74 +334,56 @@ struct UnitAction {
 }
 
 impl UnitAction {
-    fn desired<'a>(&'a self, ctx: &Ctx<'_>) -> DesiredFile<'a> {
-        DesiredFile::system_config(&self.path, self.content.as_bytes(), ctx)
+    /// `systemd-analyze verify` on the candidate; a unit it names that an earlier task
+    /// creates (check mode) is excused.
+    fn verify<'a>(&'a self, host: &HostView<'_>) -> Command<'a> {
+        let coming = host.coming_resources();
+        let command = verify::COMMAND;
+        files::check_candidate(&self.unit, self.content.as_bytes(), command, move |check| {
+            verify::verdict(
+                &self.unit,
+                &check.path,
+                &self.path,
+                check.output.status,
+                &check.output.stderr_text(),
+                &self.exec_start,
+                |unit| coming.iter().any(|r| r.satisfies(&Resource::unit(unit))),
+            )
+        })
     }
 
-    async fn verify(&self, ctx: &Ctx<'_>) -> Result<(), Failure> {
-        let check =
-            files::check_candidate(ctx, &self.unit, self.content.as_bytes(), verify::COMMAND)
-                .await?;
-        verify::verdict(
-            &self.unit,
-            &check.path,
-            &self.path,
-            check.output.status,
-            &check.output.stderr_text(),
-            &self.exec_start,
-            |unit| !ctx.apply && ctx.assumes(&Resource::unit(unit)),
-        )
-        .map_err(Failure::new)
-    }
-
-    /// Start or stop as `state` says. Returns the `active:` change, if any, and why a start
-    /// was skipped.
-    async fn converge_state(
-        &self,
+    /// Start or stop as `state` says: the commands into `plan`, and the `active:`
+    /// change, if any.
+    fn plan_state<'a>(
+        &'a self,
         unit: &UnitState,
         reloaded: bool,
-        probed: &Probed,
-        ctx: &mut Ctx<'_>,
-    ) -> Result<(Option<(String, String)>, Option<String>), Failure> {
+        plan: &mut Plan<'a>,
+    ) -> Option<(String, String)> {
         match self.state {
             Some(State::Started) if !unit.is_active() => {
-                if let Some(bin) = self.missing_binary(probed) {
-                    let reason = format!(
-                        "start skipped: {bin} does not exist yet; the release that deploys it starts the service"
-                    );
-                    return Ok((
-                        Some((unit.active_text(), format!("no ({reason})"))),
-                        Some(reason),
-                    ));
-                }
-                if ctx.apply {
-                    ctx.run_ok(
-                        &format!("starting {}", self.unit),
-                        &systemd::systemctl_until_running("start", &self.unit),
-                    )
-                    .await?;
-                }
+                plan.changes.push(Command::new(
+                    format!("starting {}", self.unit),
+                    systemd::systemctl_until_running("start", &self.unit),
+                ));
                 // A fresh start runs the new unit: pending restarts are folded in.
-                ctx.restarts.mark_restarted(&self.unit);
-                Ok((Some((unit.active_text(), yes_no(true))), None))
+                plan.restarted.push(self.unit.clone());
+                Some((unit.active_text(), yes_no(true)))
             }
             // A unit waiting to be restarted by `Restart=` is not stopped yet.
             Some(State::Stopped) if !unit.is_stopped() => {
-                if ctx.apply {
-                    ctx.run_ok(
-                        &format!("stopping {}", self.unit),
-                        &systemd::systemctl("stop", &self.unit),
-                    )
-                    .await?;
-                }
-                Ok((Some((unit.active_text(), yes_no(false))), None))
+                plan.changes.push(Command::new(
+                    format!("stopping {}", self.unit),
+                    systemd::systemctl("stop", &self.unit),
+                ));
+                Some((unit.active_text(), yes_no(false)))
             }
             _ => {
                 if !unit.is_stopped() && reloaded {
                     // The running service still runs the old unit: one merged restart picks it up.
-                    ctx.restarts.request(&self.unit);
+                    plan.restart_requests.push(self.unit.clone());
                 }
-                Ok((None, None))
+                None
             }
         }
     }
@@ -417,7 +398,6 @@ impl UnitAction {
     }
 }
 
-#[async_trait]
 impl Action for UnitAction {
     /// A running service still runs the old unit until it restarts.
     fn owes_restart(&self) -> Option<&str> {
@@ -442,7 +422,7 @@ impl Action for UnitAction {
         s
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let file = FileState::from_probe(probed, "unit");
         if file.kind == Kind::Dir {
             return Err(Failure::new(format!("{} is a directory", self.path)));
@@ -453,8 +433,8 @@ impl Action for UnitAction {
                 "the host does not run systemd: cannot enable, start or stop the unit",
             ));
         }
-        let desired = self.desired(ctx);
-        let mut diffs = files::diff(&file, &desired);
+        let desired = DesiredFile::system_config(&self.path, self.content.as_bytes(), host);
+        let mut plan = Plan::with_diffs(files::diff(&file, &desired));
         let content_changed =
             file.kind != Kind::File || file.sha256 != Some(files::sha256_hex(desired.content));
         // A unit systemd does not know yet, or whose mask (a link to /dev/null at this
@@ -471,16 +451,18 @@ impl Action for UnitAction {
             return Err(Failure::new(why));
         }
         if content_changed {
-            self.verify(ctx).await?;
+            plan.checks.push(self.verify(host));
         }
-        if ctx.apply && !diffs.is_empty() {
-            files::write(ctx, &desired).await?;
+        if !plan.diffs.is_empty() {
+            plan.changes.push(files::write(&desired));
         }
         // A stale unit (a run that died before its daemon-reload) is reloaded too.
         let reload = systemd.is_some() && (content_changed || unit.need_reload);
-        if ctx.apply && reload {
-            ctx.run_ok("systemctl daemon-reload", "systemctl daemon-reload")
-                .await?;
+        if reload {
+            plan.changes.push(Command::new(
+                "systemctl daemon-reload",
+                "systemctl daemon-reload",
+            ));
         }
 
         let mut before: Vec<(&str, Option<String>)> = Vec::new();
@@ -492,28 +474,34 @@ impl Action for UnitAction {
         if let (Some(want), Some(is)) = (self.enabled, unit.enabled()) {
             before.push(("enabled", Some(yes_no(is))));
             after.push(("enabled", Some(yes_no(want))));
-            if ctx.apply && is != want {
+            if is != want {
                 let verb = if want { "enable" } else { "disable" };
-                ctx.run_ok(
-                    &format!("{verb} {}", self.unit),
-                    &systemd::systemctl(verb, &self.unit),
-                )
-                .await?;
+                plan.changes.push(Command::new(
+                    format!("{verb} {}", self.unit),
+                    systemd::systemctl(verb, &self.unit),
+                ));
             }
         }
-        let (active, skipped_start) = self.converge_state(&unit, reload, probed, ctx).await?;
-        if let Some(reason) = skipped_start {
+        if self.state == Some(State::Started)
+            && !unit.is_active()
+            && let Some(bin) = self.missing_binary(probed)
+        {
+            let reason = format!(
+                "start skipped: {bin} does not exist yet; the release that deploys it starts the service"
+            );
             // Nothing but the start left to the release: no change to report on each run.
-            if diffs.is_empty() && Diff::of_metadata("", &before, &after).is_none() {
-                return Ok(Outcome::skipped(reason));
+            if plan.diffs.is_empty() && Diff::of_metadata("", &before, &after).is_none() {
+                return Ok(Plan::skipped(reason));
             }
-        }
-        if let Some((was, will)) = active {
+            before.push(("active", Some(unit.active_text())));
+            after.push(("active", Some(format!("no ({reason})"))));
+        } else if let Some((was, will)) = self.plan_state(&unit, reload, &mut plan) {
             before.push(("active", Some(was)));
             after.push(("active", Some(will)));
         }
-        diffs.extend(Diff::of_metadata(self.unit.clone(), &before, &after));
-        Ok(Outcome::from_diffs(diffs))
+        plan.diffs
+            .extend(Diff::of_metadata(self.unit.clone(), &before, &after));
+        Ok(plan)
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::module::Outcome;
 use crate::module::testing::{self, FakeHost, TestParams, output};
 
 fn action(yaml: &str) -> Box<dyn Action> {

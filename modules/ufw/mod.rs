@@ -9,11 +9,11 @@ mod rules;
 
 use crate::error::InputResult;
 use crate::module::{
-    Action, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
+    failed,
 };
 use crate::node::PathStep;
 use crate::quote::quote_all;
-use async_trait::async_trait;
 use lockout::Guard;
 use rules::{Desired, Firewall, Policy, Rule, parse_tuple};
 use serde::de::Error as _;
@@ -393,7 +393,6 @@ fn apply_script(commands: &[Vec<String>]) -> String {
     s
 }
 
-#[async_trait]
 impl Action for UfwAction {
     fn resources(&self) -> Resources {
         Resources {
@@ -406,12 +405,12 @@ impl Action for UfwAction {
         probe_script("") + &loaded_probe()
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let (firewall, guards) = read_state(probed);
         let current = match firewall {
             Some(fw) => fw,
             // Check mode, with an earlier task that would install ufw.
-            None if ctx.assumes(&Resource::Package("ufw".into())) => Firewall::fresh_install(),
+            None if host.coming(&Resource::Package("ufw".into())) => Firewall::fresh_install(),
             None => {
                 return Err(Failure::new(
                     "ufw is not installed: add `apt: { name: ufw }` before this task",
@@ -431,7 +430,7 @@ impl Action for UfwAction {
             plan.commands.push(vec!["reload".into()]);
         }
         if plan.commands.is_empty() {
-            return Ok(Outcome::ok());
+            return Ok(Plan::unchanged());
         }
         for guard in &guards {
             if let Some(why) = lockout::blocked(guard, &plan.after) {
@@ -454,11 +453,14 @@ impl Action for UfwAction {
             Some(current.text() + &loaded(false)),
             Some(plan.after.text() + &loaded(true)),
         );
-        if ctx.apply {
-            let script = apply_script(&plan.commands) + &verify_script();
-            let out = ctx.run_ok("ufw", &script).await?;
+        let script = apply_script(&plan.commands) + &verify_script();
+        let change = Command::new("ufw", script).judged_by(|out| {
+            if !out.success() {
+                return Err(failed("ufw", out));
+            }
+            let stdout = out.stdout_text();
             let after = Probed {
-                stdout: out
+                stdout: stdout
                     .split_once("[after]\n")
                     .map_or("", |(_, a)| a)
                     .to_string(),
@@ -468,13 +470,16 @@ impl Action for UfwAction {
                 .0
                 .map(|now| rules::plan(&now, &self.desired).commands);
             if left.as_ref().is_none_or(|c| !c.is_empty()) {
-                return Err(Failure::new(format!(
+                return Err(format!(
                     "ufw's files do not hold what was asked after the change; still to do: {:?}",
                     left.unwrap_or_default()
-                )));
+                ));
             }
-        }
-        Ok(Outcome::from_diffs(vec![diff]))
+            Ok(())
+        });
+        let mut converging = Plan::unchanged();
+        converging.change(Some(diff), change);
+        Ok(converging)
     }
 }
 

@@ -2,14 +2,13 @@
 //! such account. The home directory is created only with `create_home: true`.
 
 use crate::error::InputResult;
-use crate::module::files;
 use crate::module::account::check_name;
+use crate::module::files;
 use crate::module::{
-    Action, Change, Ctx, Diff, Failure, Module, Outcome, Params, Probed, Resource, Resources,
+    Action, Change, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
     State, metadata_lines, one_or_many, opt_number,
 };
 use crate::quote::{quote, quote_all};
-use async_trait::async_trait;
 use serde::{Deserialize, Deserializer};
 
 pub struct User;
@@ -318,7 +317,6 @@ fn make_home(name: &str, home: &str) -> String {
     )
 }
 
-#[async_trait]
 impl Action for UserAction {
     fn resources(&self) -> Resources {
         if self.state == State::Absent {
@@ -358,12 +356,12 @@ impl Action for UserAction {
         s
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let missing: Vec<String> = probed
             .field("missing_groups")
             .unwrap_or_default()
             .split_whitespace()
-            .filter(|g| !ctx.assumes(&Resource::Group(g.to_string())))
+            .filter(|g| !host.coming(&Resource::Group(g.to_string())))
             .map(str::to_string)
             .collect();
         if !missing.is_empty() {
@@ -374,7 +372,7 @@ impl Action for UserAction {
             )));
         }
         let change = self.change(parse_account(&self.name, probed).as_ref());
-        Change::converge(change.into_iter().collect(), ctx).await
+        Ok(Change::plan(change))
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::module::Outcome;
 use crate::module::testing::{Local, diff_text, one, parsed, probed, refused, sh};
 use std::collections::HashSet;
 
@@ -181,8 +182,9 @@ async fn a_missing_home_is_made_only_with_create_home() {
     let s = script("{name: app, create_home: true}", &missing);
     assert!(!s.contains("usermod"), "{s}");
     assert!(
-        s.contains(&crate::module::files::dir_script("/opt/app", None, None, None))
-            && s.contains("chown -R -- app: .\n"),
+        s.contains(&crate::module::files::dir_script(
+            "/opt/app", None, None, None
+        )) && s.contains("chown -R -- app: .\n"),
         "{s}"
     );
 }

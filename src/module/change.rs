@@ -1,7 +1,7 @@
 //! A planned change: what the user is shown and the script that makes it so, for
-//! modules whose whole converge is "compute the changes, then run them".
+//! modules whose whole plan is "compute the changes, then run them".
 
-use super::{Ctx, Diff, Failure, Outcome};
+use super::{Command, Diff, Plan};
 
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -12,16 +12,12 @@ pub struct Change {
 }
 
 impl Change {
-    /// Report the changes and, when applying, run their scripts in order; the first
-    /// failure stops the rest.
-    pub async fn converge(changes: Vec<Change>, ctx: &Ctx<'_>) -> Result<Outcome, Failure> {
-        if ctx.apply {
-            for change in &changes {
-                ctx.run_ok(&change.what, &change.script).await?;
-            }
+    /// Each change shown, and run in order when applying.
+    pub fn plan<'a>(changes: impl IntoIterator<Item = Change>) -> Plan<'a> {
+        let mut plan = Plan::unchanged();
+        for change in changes {
+            plan.change(Some(change.diff), Command::new(change.what, change.script));
         }
-        Ok(Outcome::from_diffs(
-            changes.into_iter().map(|c| c.diff).collect(),
-        ))
+        plan
     }
 }

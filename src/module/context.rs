@@ -1,7 +1,10 @@
-//! What a module may use while it converges on one host.
+//! The engine's side of the change contract: it asks a module for its plan, runs the
+//! checks in both modes and the changes only when applying.
 
-use super::{Failure, Resource};
-use crate::transport::{ExecOutput, Script, Transport};
+use super::plan::{Command, Exec, HostView, Plan};
+use super::{Action, Diff, Failure, Outcome, Probed, Resource, Status};
+use crate::transport::{ExecOutput, Purpose, Script, Transport};
+use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 
@@ -68,7 +71,7 @@ impl RestartBook {
 
 pub struct Ctx<'a> {
     /// False in check mode: compute and report, change nothing.
-    pub apply: bool,
+    apply: bool,
     pub host: &'a HostInfo,
     transport: &'a dyn Transport,
     become_root: bool,
@@ -128,28 +131,93 @@ impl<'a> Ctx<'a> {
         self
     }
 
-    pub fn is_secret(&self, bytes: &[u8]) -> bool {
-        self.host.is_secret(bytes)
+    /// Plan `action` over its probed state and carry the plan out.
+    pub async fn carry_out(
+        &mut self,
+        action: &dyn Action,
+        probed: &Probed,
+    ) -> Result<Outcome, Failure> {
+        let plan = action.plan(probed, &self.view())?;
+        self.apply_plan(plan).await
     }
 
-    pub fn transport(&self) -> &dyn Transport {
-        self.transport
+    /// What the module may read while it plans. Applying, the engine probes again
+    /// after every change: nothing earlier tasks do is still to come.
+    pub fn view(&self) -> HostView<'_> {
+        static NOTHING: std::sync::LazyLock<HashSet<Resource>> =
+            std::sync::LazyLock::new(HashSet::new);
+        let coming = if self.apply { &*NOTHING } else { self.changed };
+        HostView::new(self.host, self.restarts, coming)
     }
 
-    /// In check mode, whether an earlier task would have created or changed `resource`
-    /// (so a missing user or unit is expected, not an error).
-    pub fn assumes(&self, resource: &Resource) -> bool {
-        self.changed.iter().any(|r| r.satisfies(resource))
+    /// Run the plan's checks, book the restarts it asks for or makes, and, when
+    /// applying, run its changes and follow-up.
+    pub async fn apply_plan(&mut self, plan: Plan<'_>) -> Result<Outcome, Failure> {
+        for check in &plan.checks {
+            self.exec_judged(check, Purpose::Check).await?;
+        }
+        // Booked before the changes run: a restart that fails still stopped the old
+        // process, so nothing pending survives it.
+        for service in &plan.restart_requests {
+            self.restarts.request(service);
+        }
+        for service in &plan.restarted {
+            self.restarts.mark_restarted(service);
+        }
+        if self.apply {
+            for change in &plan.changes {
+                self.exec_judged(change, Purpose::Change).await?;
+            }
+            if let Some(follow_up) = &plan.follow_up {
+                follow_up.run(&*self).await?;
+            }
+        }
+        Ok(self.outcome(plan))
     }
 
-    /// Run a script; a non-zero exit is returned, not an error.
-    pub async fn run(&self, body: &str) -> Result<ExecOutput, Failure> {
-        self.run_input(body, &[]).await
+    fn outcome(&self, plan: Plan<'_>) -> Outcome {
+        if let Some(reason) = plan.skipped {
+            return Outcome::skipped(reason);
+        }
+        if let (false, false, Some(follow_up)) =
+            (self.apply, plan.changes_anything(), &plan.follow_up)
+        {
+            return Outcome::skipped(format!("check mode: {}", follow_up.left_out()));
+        }
+        let status = if plan.changes_anything() {
+            Status::Changed
+        } else {
+            Status::Ok
+        };
+        let mut diffs = plan.diffs;
+        if let Some(line) = plan.runs {
+            let verb = if self.apply { "ran" } else { "would run" };
+            diffs.push(Diff::new(
+                "command",
+                None,
+                Some(format!("{verb}: {line}\n")),
+            ));
+        }
+        Outcome { status, diffs }
     }
 
-    /// Run a script with bytes on its stdin.
-    pub async fn run_input(&self, body: &str, stdin: &[u8]) -> Result<ExecOutput, Failure> {
-        let intent = if self.apply {
+    async fn exec_judged(
+        &self,
+        command: &Command<'_>,
+        purpose: Purpose,
+    ) -> Result<ExecOutput, Failure> {
+        let out = self.exec(&command.script, &command.stdin, purpose).await?;
+        command.judge(&out).map_err(Failure::Task)?;
+        Ok(out)
+    }
+
+    async fn exec(
+        &self,
+        body: &str,
+        stdin: &[u8],
+        purpose: Purpose,
+    ) -> Result<ExecOutput, Failure> {
+        let intent = if purpose == Purpose::Change {
             self.restart_intent
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -164,41 +232,19 @@ impl<'a> Ctx<'a> {
             stdin,
             become_root: self.become_root,
             timeout: self.timeout,
+            purpose,
         };
         Ok(self.transport.exec(script).await?)
     }
-
-    /// Run a script that must succeed; its stdout, or a failure naming `what` with stderr.
-    pub async fn run_ok(&self, what: &str, body: &str) -> Result<String, Failure> {
-        let out = self.run(body).await?;
-        check(what, out)
-    }
-
-    /// Like [`Ctx::run_ok`], with stdin.
-    pub async fn run_input_ok(
-        &self,
-        what: &str,
-        body: &str,
-        stdin: &[u8],
-    ) -> Result<String, Failure> {
-        let out = self.run_input(body, stdin).await?;
-        check(what, out)
-    }
 }
 
-fn check(what: &str, out: ExecOutput) -> Result<String, Failure> {
-    if out.success() {
-        Ok(out.stdout_text())
-    } else {
-        let stderr = out.stderr_text();
-        let detail = if stderr.is_empty() {
-            out.stdout_text().trim().to_string()
-        } else {
-            stderr
-        };
-        Err(Failure::new(format!(
-            "{what} failed (exit {}): {detail}",
-            out.status
-        )))
+#[async_trait]
+impl Exec for Ctx<'_> {
+    async fn run(&self, command: Command<'_>) -> Result<ExecOutput, Failure> {
+        self.exec_judged(&command, Purpose::Change).await
+    }
+
+    fn transport(&self) -> &dyn Transport {
+        self.transport
     }
 }

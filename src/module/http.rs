@@ -2,7 +2,7 @@
 //! transport's TCP forwarding (an SSH direct-tcpip channel), so nothing is needed on
 //! the host. `http_check` and `release`'s `health` share this.
 
-use super::{Params, opt_number};
+use super::{Exec, Failure, FollowUp, Params, opt_number};
 use crate::error::InputResult;
 use crate::node::PathStep;
 use crate::transport::{Transport, TransportError};
@@ -204,6 +204,27 @@ impl HealthCheck {
                 )));
             }
             tokio::time::sleep(remaining.min(RETRY_EVERY)).await;
+        }
+    }
+}
+
+/// A health check run after the changes: the host must answer before the task is ok.
+#[async_trait::async_trait]
+impl FollowUp for HealthCheck {
+    fn left_out(&self) -> String {
+        format!("GET {} not sent", self.url.text)
+    }
+
+    async fn run(&self, host: &dyn Exec) -> Result<(), Failure> {
+        self.wait(host.transport()).await.map_err(Failure::from)
+    }
+}
+
+impl From<Unhealthy> for Failure {
+    fn from(unhealthy: Unhealthy) -> Failure {
+        match unhealthy {
+            Unhealthy::Failed(reason) => Failure::new(reason),
+            Unhealthy::Connection(e) => Failure::Connection(e),
         }
     }
 }

@@ -2,8 +2,7 @@
 //! `template`, so both diff and write a file the same way.
 
 use super::files::{self, DesiredFile, FileState, Kind};
-use super::{Action, Ctx, Failure, Mode, Outcome, Probed, Resources};
-use async_trait::async_trait;
+use super::{Action, Failure, HostView, Mode, Plan, Probed, Resources};
 
 #[derive(Debug)]
 pub struct ManagedFile {
@@ -32,7 +31,6 @@ impl ManagedFile {
     }
 }
 
-#[async_trait]
 impl Action for ManagedFile {
     fn resources(&self) -> Resources {
         Resources::writes(&self.path, self.owner.as_deref(), self.group.as_deref())
@@ -42,16 +40,16 @@ impl Action for ManagedFile {
         files::probe("f", &self.path, files::Read::Content)
     }
 
-    async fn converge(&self, probed: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure> {
+    fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
         let state = FileState::from_probe(probed, "f");
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!("{} is a directory", self.path)));
         }
-        let desired = self.desired(self.secret || ctx.is_secret(&self.content));
-        let diffs = files::diff(&state, &desired);
-        if !diffs.is_empty() && ctx.apply {
-            files::write(ctx, &desired).await?;
+        let desired = self.desired(self.secret || host.is_secret(&self.content));
+        let mut plan = Plan::with_diffs(files::diff(&state, &desired));
+        if !plan.diffs.is_empty() {
+            plan.changes.push(files::write(&desired));
         }
-        Ok(Outcome::from_diffs(diffs))
+        Ok(plan)
     }
 }

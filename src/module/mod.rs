@@ -2,9 +2,10 @@
 //!
 //! A module turns rendered parameters into [`Action`]s. An action says what it needs
 //! to read (a shell probe, batched with every other task's probe into one exec),
-//! what it provides or needs (implicit DAG edges), and converges: compare, report
-//! the diff and — only when `ctx.apply` — change. Check mode is the same code path
-//! stopped before the change, so `converge diff` cannot lie.
+//! what it provides or needs (implicit DAG edges), and plans: from the probed state,
+//! the diffs, the read-only checks and the changes ([`Plan`]). The engine ([`Ctx`])
+//! runs the checks in both modes and the changes only when applying; a module never
+//! knows which mode runs, so `converge diff` cannot lie.
 
 pub mod account;
 mod change;
@@ -14,6 +15,7 @@ pub mod files;
 pub mod http;
 mod managed_file;
 mod params;
+mod plan;
 mod probe;
 pub mod systemd;
 #[cfg(test)]
@@ -26,12 +28,12 @@ pub use context::{Ctx, HostInfo, RestartBook};
 pub use diff::{Diff, metadata_lines};
 pub use managed_file::ManagedFile;
 pub use params::{HostPath, Mode, Params, State, one_or_many, opt_number};
+pub use plan::{Command, Exec, FollowUp, HostView, Plan, failed};
 pub use probe::Probed;
 pub use watch::Watch;
 
 use crate::error::InputResult;
 use crate::transport::TransportError;
-use async_trait::async_trait;
 
 /// A built-in module: parses its parameters; found by name in the registry.
 pub trait Module: Send + Sync {
@@ -46,7 +48,6 @@ pub trait Module: Send + Sync {
     fn prepare(&self, params: &Params<'_>) -> InputResult<Vec<Box<dyn Action>>>;
 }
 
-#[async_trait]
 pub trait Action: Send + Sync {
     /// A label for one part of a task a module splits in two (nginx_vhost's `http`).
     fn phase(&self) -> Option<&'static str> {
@@ -82,9 +83,9 @@ pub trait Action: Send + Sync {
         None
     }
 
-    /// Compare the probed state with the desired one, report it, and change what
-    /// differs when `ctx.apply` is set.
-    async fn converge(&self, state: &Probed, ctx: &mut Ctx<'_>) -> Result<Outcome, Failure>;
+    /// Compare the probed state with the desired one: what differs, the checks to run
+    /// and the changes that make it so. Pure: the engine runs what it returns.
+    fn plan<'a>(&'a self, state: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure>;
 }
 
 /// Things on a host that give the DAG its implicit edges.

@@ -10,7 +10,9 @@ use super::{
 use crate::error::SourceFile;
 use crate::node::{self, Node};
 use crate::quote::quote;
-use crate::transport::{ExecOutput, LocalTransport, Script, Stream, Transport, TransportError};
+use crate::transport::{
+    ExecOutput, LocalTransport, Purpose, Script, Stream, Transport, TransportError,
+};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -150,6 +152,7 @@ async fn probe_on(transport: &dyn Transport, action: &dyn Action) -> Probed {
             stdin: &[],
             become_root: false,
             timeout: None,
+            purpose: Purpose::Probe,
         })
         .await
         .expect("local probe runs");
@@ -169,8 +172,48 @@ async fn converge_on(
     restarts: &mut RestartBook,
     assumed: &HashSet<Resource>,
 ) -> Result<Outcome, Failure> {
+    let guarded = CheckModeGuard { inner: transport };
+    let transport: &dyn Transport = if apply { transport } else { &guarded };
     let mut ctx = Ctx::new(apply, host, transport, false, restarts, assumed);
-    action.converge(probed, &mut ctx).await
+    ctx.carry_out(action, probed).await
+}
+
+/// Every module test in check mode runs over this: a script meant to change the host
+/// fails the test, so no module can change anything in check mode.
+#[derive(Debug)]
+struct CheckModeGuard<'t> {
+    inner: &'t dyn Transport,
+}
+
+#[async_trait]
+impl Transport for CheckModeGuard<'_> {
+    async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        assert_ne!(
+            script.purpose,
+            Purpose::Change,
+            "check mode ran a change:\n{}",
+            script.body
+        );
+        self.inner.exec(script).await
+    }
+
+    async fn exec_stream(
+        &self,
+        _body: &str,
+        _become_root: bool,
+    ) -> Result<Box<dyn Stream>, TransportError> {
+        panic!("check mode opened a stream (only the host lock does, when applying)")
+    }
+
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<Box<dyn Stream>, TransportError> {
+        self.inner.connect_tcp(host, port).await
+    }
+
+    fn login_is_root(&self) -> bool {
+        self.inner.login_is_root()
+    }
+
+    async fn close(&self) {}
 }
 
 /// A host for tests: this machine, with optional secrets and assumed resources.
@@ -433,6 +476,7 @@ impl Transport for FakeHost {
                 stdin: script.stdin,
                 become_root: false,
                 timeout: None,
+                purpose: Purpose::Change,
             })
             .await
     }

@@ -2,7 +2,7 @@
 //! checking the hosts already released and undoes a change that turns unhealthy there.
 //! The runner knows only this contract, never which module made the change.
 
-use super::{Ctx, Failure};
+use super::{Exec, Failure};
 use crate::transport::{Transport, TransportError};
 use async_trait::async_trait;
 
@@ -18,5 +18,5 @@ pub trait Watch: Send + Sync {
 
     /// Undo the watched change after a check failed for `why`, as the task itself does
     /// when its own check fails; what was done (`rolled back to v1`), or why it could not be.
-    async fn roll_back(&self, why: &str, ctx: &mut Ctx<'_>) -> Result<String, Failure>;
+    async fn roll_back(&self, why: &str, host: &dyn Exec) -> Result<String, Failure>;
 }

@@ -1,7 +1,8 @@
 //! Counting round trips: `-v` says how many execs each host cost, which is what
-//! makes a no-change rerun fast or slow.
+//! makes a no-change rerun fast or slow. In check mode the same wrapper refuses any
+//! script meant to change the host: the engine never sends one, and this proves it.
 
-use crate::transport::{ExecOutput, Script, Stream, Transport, TransportError};
+use crate::transport::{ExecOutput, Purpose, Script, Stream, Transport, TransportError};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,13 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Counted {
     inner: Arc<dyn Transport>,
     execs: AtomicUsize,
+    read_only: bool,
 }
 
 impl Counted {
-    pub fn new(inner: Arc<dyn Transport>) -> Counted {
+    pub fn new(inner: Arc<dyn Transport>, read_only: bool) -> Counted {
         Counted {
             inner,
             execs: AtomicUsize::new(0),
+            read_only,
         }
     }
 
@@ -28,6 +31,11 @@ impl Counted {
 #[async_trait]
 impl Transport for Counted {
     async fn exec(&self, script: Script<'_>) -> Result<ExecOutput, TransportError> {
+        if self.read_only && script.purpose == Purpose::Change {
+            return Err(TransportError::Io(
+                "check mode refused a script that changes the host (an engine bug)".into(),
+            ));
+        }
         self.execs.fetch_add(1, Ordering::Relaxed);
         self.inner.exec(script).await
     }

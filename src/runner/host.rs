@@ -7,7 +7,7 @@ use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook,
 use crate::plan::{EdgeKind, HostPlan};
 use crate::quote::quote;
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
-use crate::transport::{PROBE_TIMEOUT, Script, Transport, TransportError};
+use crate::transport::{PROBE_TIMEOUT, Purpose, Script, Transport, TransportError};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -181,7 +181,7 @@ impl HostRun<'_> {
             )
             .with_timeout(node.timeout)
             .with_restart_intent(self.restart_intent(i, &persisted));
-            let result = action.converge(&probed, &mut ctx).await;
+            let result = ctx.carry_out(action.as_ref(), &probed).await;
             // Written, or never needed (all owed restarts were on the host already).
             if !ctx.restart_intent_pending() {
                 persisted.extend(self.owed_restarts(i));
@@ -313,6 +313,7 @@ impl HostRun<'_> {
                 stdin: &[],
                 become_root: true,
                 timeout: Some(PROBE_TIMEOUT),
+                purpose: Purpose::Change,
             })
             .await?;
         *persisted = wanted;
@@ -339,6 +340,7 @@ impl HostRun<'_> {
                         stdin: &[],
                         become_root: true,
                         timeout: None,
+                        purpose: Purpose::Change,
                     })
                     .await?;
                 if !out.success() {
@@ -393,6 +395,7 @@ impl HostRun<'_> {
                     stdin: &[],
                     become_root: become_root == 1,
                     timeout: Some(PROBE_TIMEOUT),
+                    purpose: Purpose::Probe,
                 })
                 .await?;
             if !out.success() && out.stdout.is_empty() {

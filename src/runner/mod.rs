@@ -26,12 +26,13 @@ pub enum Connection {
 }
 
 impl Connection {
-    pub async fn open(&self) -> Result<Arc<counted::Counted>, TransportError> {
+    /// `read_only` (check mode) refuses every script meant to change the host.
+    pub async fn open(&self, read_only: bool) -> Result<Arc<counted::Counted>, TransportError> {
         let inner: Arc<dyn Transport> = match self {
             Connection::Local => Arc::new(LocalTransport::new()),
             Connection::Ssh(options) => Arc::new(SshTransport::connect(options).await?),
         };
-        Ok(Arc::new(counted::Counted::new(inner)))
+        Ok(Arc::new(counted::Counted::new(inner, read_only)))
     }
 }
 
@@ -94,6 +95,7 @@ pub async fn first_read(
             stdin: &[],
             become_root,
             timeout: Some(crate::transport::PROBE_TIMEOUT),
+            purpose: crate::transport::Purpose::Probe,
         })
         .await?;
     let mut results = batch.split(&out.stdout_text());
@@ -478,7 +480,7 @@ async fn run_segment(
             pending.push(async move {
                 let _permit = forks.acquire().await;
                 let result = async {
-                    let transport = spec.open().await?;
+                    let transport = spec.open(check).await?;
                     // Alongside the first read, which changes nothing, so that a rerun
                     // waits for no extra round trip. Diff takes none (see host_lock).
                     let lock = async {

@@ -138,7 +138,7 @@ async fn check_round<'h>(hosts: &'h [WatchedHost], forks: &Semaphore) -> Vec<Che
         let lost = |e: crate::transport::TransportError| {
             Checked::Lost(info.name.clone(), redact(&e.to_string(), &info.secrets))
         };
-        let transport = match host.connection.open().await {
+        let transport = match host.connection.open(true).await {
             Ok(t) => t,
             Err(e) => return lost(e),
         };
@@ -167,12 +167,16 @@ async fn roll_back(host: &WatchedHost, watched: &Watched, why: &str, after: &str
     let started = Instant::now();
     let info = &host.released.info;
     let outcome: Result<String, String> = async {
-        let transport = host.connection.open().await.map_err(|e| e.to_string())?;
+        let transport = host
+            .connection
+            .open(false)
+            .await
+            .map_err(|e| e.to_string())?;
         let undone = match host_lock::take(transport.as_ref()).await {
             Ok(host_lock::Taken::Held(_lock)) => {
                 let mut restarts = RestartBook::default();
                 let changed = HashSet::new();
-                let mut ctx = Ctx::new(
+                let ctx = Ctx::new(
                     true,
                     info,
                     transport.as_ref(),
@@ -182,7 +186,7 @@ async fn roll_back(host: &WatchedHost, watched: &Watched, why: &str, after: &str
                 );
                 watched
                     .watch
-                    .roll_back(why, &mut ctx)
+                    .roll_back(why, &ctx)
                     .await
                     .map_err(|e: Failure| e.to_string())
             }

@@ -131,7 +131,7 @@ impl Transport for LocalTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::quote;
+    use crate::transport::{Purpose, quote};
     use std::time::{Duration, Instant};
 
     fn script<'a>(body: &'a str, stdin: &'a [u8], timeout: Option<Duration>) -> Script<'a> {
@@ -140,6 +140,7 @@ mod tests {
             stdin,
             become_root: false,
             timeout,
+            purpose: Purpose::Change,
         }
     }
 

@@ -51,6 +51,18 @@ pub struct Script<'a> {
     /// How long the script may run before it is killed on the host and the exec
     /// fails with [`TransportError::TimedOut`]; None: [`COMMAND_TIMEOUT`].
     pub timeout: Option<Duration>,
+    pub purpose: Purpose,
+}
+
+/// Why a script runs: check mode runs probes and checks only, never a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Reads the state.
+    Probe,
+    /// Reads only, but may stage a candidate in a temp dir (`nginx -t` on it).
+    Check,
+    /// Changes the host.
+    Change,
 }
 
 /// How long a module command may run when its task sets no `timeout:`: long enough for
@@ -206,6 +218,7 @@ mod tests {
             stdin: b"",
             become_root,
             timeout: None,
+            purpose: Purpose::Change,
         }
     }
 

@@ -1,5 +1,6 @@
 //! SSH transport on russh: one connection per host, many channels on it.
 
+use super::Purpose;
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::ssh_auth::{self, Sources};
 use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
@@ -467,6 +468,7 @@ impl SshTransport {
                 stdin: b"",
                 become_root: false,
                 timeout: Some(super::PROBE_TIMEOUT),
+                purpose: Purpose::Probe,
             })
             .await?;
         Ok(out.success() && out.stdout_text().trim() == "0")

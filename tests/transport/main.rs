@@ -75,6 +75,7 @@ fn script<'a>(body: &'a str, stdin: &'a [u8]) -> Script<'a> {
         stdin,
         become_root: false,
         timeout: None,
+        purpose: converge::transport::Purpose::Change,
     }
 }
 
@@ -716,6 +717,7 @@ async fn command_past_its_timeout_is_killed_on_the_host_also_through_sudo() {
             stdin: b"",
             become_root: true,
             timeout: Some(Duration::from_secs(1)),
+            purpose: converge::transport::Purpose::Change,
         })
         .await
         .unwrap_err();

@@ -11,7 +11,7 @@ pub use write::{
     write_script,
 };
 
-use super::{Ctx, Diff, Failure, Mode, Probed, probe::fields_of};
+use super::{Command, Diff, HostView, Mode, Probed, probe::fields_of};
 use crate::quote::quote;
 use crate::transport::ExecOutput;
 use sha2::{Digest, Sha256};
@@ -164,7 +164,7 @@ pub struct DesiredFile<'a> {
 impl<'a> DesiredFile<'a> {
     /// A system configuration file (a unit, a logrotate stanza, an nginx site): root's,
     /// mode 0644, diffed without lines when it holds a secret.
-    pub fn system_config(path: &'a str, content: &'a [u8], ctx: &Ctx<'_>) -> DesiredFile<'a> {
+    pub fn system_config(path: &'a str, content: &'a [u8], host: &HostView<'_>) -> DesiredFile<'a> {
         DesiredFile {
             path,
             content,
@@ -172,7 +172,7 @@ impl<'a> DesiredFile<'a> {
             owner: Some("root"),
             group: Some("root"),
             validate: None,
-            secret: ctx.is_secret(content),
+            secret: host.is_secret(content),
         }
     }
 }
@@ -243,14 +243,10 @@ fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) ->
 }
 
 /// Put the file in place (apply mode only).
-pub async fn write(ctx: &Ctx<'_>, desired: &DesiredFile<'_>) -> Result<(), Failure> {
-    ctx.run_input_ok(
-        &format!("writing {}", desired.path),
-        &write_script(desired),
-        desired.content,
-    )
-    .await
-    .map(drop)
+/// The change that puts `desired` in place through the one write path.
+pub fn write<'a>(desired: &DesiredFile<'a>) -> Command<'a> {
+    Command::new(format!("writing {}", desired.path), write_script(desired))
+        .with_stdin(desired.content)
 }
 
 /// What a checker said about a candidate file.
@@ -265,12 +261,12 @@ pub struct CandidateCheck {
 /// (`%s` is the candidate's path) and remove the directory. For checkers that need the
 /// file's real name (`systemd-analyze verify`) or whose verdict is in what they print
 /// (`logrotate -d` exits 0 on some errors): the caller reads `output`.
-pub async fn check_candidate(
-    ctx: &Ctx<'_>,
+pub fn check_candidate<'a>(
     name: &str,
-    content: &[u8],
+    content: &'a [u8],
     command: &str,
-) -> Result<CandidateCheck, Failure> {
+    verdict: impl Fn(&CandidateCheck) -> Result<(), String> + Send + Sync + 'a,
+) -> Command<'a> {
     let script = format!(
         "t=$(mktemp -d) || exit 125\n\
          trap 'rm -rf \"$t\"' EXIT\n\
@@ -281,20 +277,28 @@ pub async fn check_candidate(
         quote(name),
         command.replace("%s", "\"$f\"")
     );
-    let mut output = ctx.run_input(&script, content).await?;
-    let stdout = output.stdout_text();
-    let Some((first, rest)) = stdout
-        .split_once('\n')
-        .and_then(|(first, rest)| Some((first.strip_prefix("candidate=")?, rest)))
-    else {
-        return Err(Failure::new(format!(
-            "cannot write a candidate {name} into a temp directory: {}",
-            output.stderr_text()
-        )));
-    };
-    let path = first.to_string();
-    output.stdout = rest.as_bytes().to_vec();
-    Ok(CandidateCheck { path, output })
+    let name = name.to_string();
+    Command::new(format!("checking {name}"), script)
+        .with_stdin(content)
+        .judged_by(move |out| {
+            let stdout = out.stdout_text();
+            let Some((first, rest)) = stdout
+                .split_once('\n')
+                .and_then(|(first, rest)| Some((first.strip_prefix("candidate=")?, rest)))
+            else {
+                return Err(format!(
+                    "cannot write a candidate {name} into a temp directory: {}",
+                    out.stderr_text()
+                ));
+            };
+            verdict(&CandidateCheck {
+                path: first.to_string(),
+                output: ExecOutput {
+                    stdout: rest.as_bytes().to_vec(),
+                    ..out.clone()
+                },
+            })
+        })
 }
 
 /// What a checker's messages about a candidate came to: the lines that reject it (naming
@@ -613,14 +617,18 @@ mod tests {
         let local = crate::module::testing::Local::default();
         let mut restarts = crate::module::RestartBook::default();
         let ctx = local.ctx(&mut restarts);
-        let check = check_candidate(
-            &ctx,
+        let seen = std::sync::Mutex::new(None);
+        let command = check_candidate(
             "my app.service",
             b"hello\n",
             "basename %s; cat %s >&2; exit 7",
-        )
-        .await
-        .unwrap();
+            |check| {
+                *seen.lock().unwrap() = Some(check.clone());
+                Ok(())
+            },
+        );
+        crate::module::Exec::run(&ctx, command).await.unwrap();
+        let check = seen.into_inner().unwrap().unwrap();
         assert!(check.path.ends_with("/my app.service"), "{}", check.path);
         assert_eq!(check.output.stdout_text(), "my app.service\n");
         assert_eq!(check.output.stderr_text(), "hello");
