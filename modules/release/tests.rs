@@ -4,7 +4,7 @@
 use super::Release;
 use crate::module::files::sha256_hex;
 use crate::module::testing::{FakeHost, diff_text, prepare};
-use crate::module::{Action, Ctx, Failure, Outcome, Resource, RestartBook, Status};
+use crate::module::{Action, Ctx, Failure, Outcome, Resource, RestartBook, Status, Watch};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -152,6 +152,19 @@ impl Fixture {
     /// Diff text with the temp dir shown as DEST.
     fn diff(&self, out: &Outcome) -> String {
         diff_text(out).replace(self.dest.to_str().unwrap(), "DEST")
+    }
+
+    /// Roll `watch` back as a rollout's watch window does, when applying.
+    async fn roll_back(&mut self, watch: &dyn Watch, why: &str) -> Result<String, Failure> {
+        let ctx = Ctx::new(
+            true,
+            &self.host.info,
+            &self.host,
+            false,
+            &mut self.book,
+            &self.changed,
+        );
+        watch.roll_back(why, &ctx).await
     }
 
     fn set_active(&self, active: bool) {
@@ -557,16 +570,8 @@ async fn a_watched_release_that_turns_unhealthy_is_rolled_back() {
     std::fs::write(fx.dest.join("releases/v2/myapp"), "bad build 2").unwrap();
     let why = watch.check(&fx.host).await.unwrap().unwrap_err();
     assert!(why.contains("returned 500"), "{why}");
-    let ctx = Ctx::new(
-        true,
-        &fx.host.info,
-        &fx.host,
-        false,
-        &mut fx.book,
-        &fx.changed,
-    );
     assert_eq!(
-        watch.roll_back(&why, &ctx).await.unwrap(),
+        fx.roll_back(&*watch, &why).await.unwrap(),
         "rolled back to v1"
     );
     assert_eq!(fx.live(), "releases/v1");
@@ -575,15 +580,7 @@ async fn a_watched_release_that_turns_unhealthy_is_rolled_back() {
         "current=v1 (build 1)\nrolled_back=v2 (build 2)\n"
     );
     // Only the live build is rolled back: a second try changes nothing.
-    let ctx = Ctx::new(
-        true,
-        &fx.host.info,
-        &fx.host,
-        false,
-        &mut fx.book,
-        &fx.changed,
-    );
-    let err = watch.roll_back(&why, &ctx).await.unwrap_err();
+    let err = fx.roll_back(&*watch, &why).await.unwrap_err();
     assert!(
         err.to_string().contains("no longer the live release"),
         "{err}"
