@@ -3,7 +3,7 @@
 use crate::error::{Exit, InputError};
 use crate::inventory::Inventory;
 use crate::lock::{LockError, RunLock};
-use crate::plan::{HostPlan, Selection};
+use crate::plan::{HostPlan, NodeState, Selection};
 use crate::playbook::Playbook;
 use crate::playbook::vars::extra_vars;
 use crate::report::{Human, Json, Reporter, TaskStatus};
@@ -381,7 +381,7 @@ fn validate(target: &TargetArgs) -> Exit {
             let unresolved = plays
                 .iter()
                 .flat_map(|(_, p)| p.iter().flat_map(|h| h.nodes.iter()))
-                .filter(|n| n.unresolved)
+                .filter(|n| matches!(n.state, NodeState::Unresolved))
                 .count();
             println!(
                 "{}: ok ({} plays, {} tasks, {} hosts{})",
