@@ -304,7 +304,11 @@ pub async fn run_playbook(
         }
     }
     let forks = Semaphore::new(options.forks.max(1));
-    let plan = rollout::segments(&targets, settings.check);
+    let shapes: Vec<rollout::PlayShape> = targets
+        .iter()
+        .map(|(play, hosts, _, rollout)| (play.name.as_str(), hosts.len(), rollout))
+        .collect();
+    let plan = rollout::segments(&shapes, settings.check);
     for note in &plan.notes {
         settings.reporter.note(note);
     }

@@ -31,23 +31,26 @@ pub struct RunOrder {
     pub notes: Vec<String>,
 }
 
+/// A play as the run order sees it: its name, its number of hosts, its rollout.
+pub type PlayShape<'p> = (&'p str, usize, &'p Rollout);
+
 /// The segments of a run, in order.
-pub fn segments(targets: &[Target<'_, '_>], check: bool) -> RunOrder {
+pub fn segments(plays: &[PlayShape<'_>], check: bool) -> RunOrder {
     let mut segments = Vec::new();
     let mut notes = Vec::new();
     let mut together: Vec<(usize, Range<usize>)> = Vec::new();
-    for (index, (play, hosts, _, rollout)) in targets.iter().enumerate() {
+    for (index, &(name, hosts, rollout)) in plays.iter().enumerate() {
         if !rollout.is_batched() {
-            together.push((index, 0..hosts.len()));
+            together.push((index, 0..hosts));
             continue;
         }
-        let sizes = rollout.batch_sizes(hosts.len());
+        let sizes = rollout.batch_sizes(hosts);
         if check {
             notes.push(format!(
                 "play {}: serial is for applying; check mode changes nothing, so its {} host(s) \
                  are diffed at once (applying goes in {} batch(es): {})",
-                play.name,
-                hosts.len(),
+                name,
+                hosts,
                 sizes.len(),
                 sizes
                     .iter()
@@ -55,7 +58,7 @@ pub fn segments(targets: &[Target<'_, '_>], check: bool) -> RunOrder {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            together.push((index, 0..hosts.len()));
+            together.push((index, 0..hosts));
             continue;
         }
         if !together.is_empty() {
@@ -145,5 +148,59 @@ pub fn not_reached(
                 r.not_reached = Some(reason.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::BatchSize;
+
+    fn shape(order: &RunOrder) -> Vec<(Vec<(usize, Range<usize>)>, Option<(usize, usize)>)> {
+        order
+            .segments
+            .iter()
+            .map(|s| (s.plays.clone(), s.batch.as_ref().map(|b| (b.number, b.of))))
+            .collect()
+    }
+
+    #[test]
+    fn plays_without_serial_run_together_and_a_serial_play_in_batches_of_its_own() {
+        let all = Rollout::default();
+        let gray = Rollout {
+            serial: vec![BatchSize::Hosts(1), BatchSize::Percent(50)],
+            ..Rollout::default()
+        };
+        let plays = [
+            ("base", 4, &all),
+            ("app", 4, &gray),
+            ("after", 2, &all),
+            ("more", 2, &all),
+        ];
+        let order = segments(&plays, false);
+        assert_eq!(
+            shape(&order),
+            [
+                (vec![(0, 0..4)], None),
+                (vec![(1, 0..1)], Some((1, 3))),
+                (vec![(1, 1..3)], Some((2, 3))),
+                (vec![(1, 3..4)], Some((3, 3))),
+                (vec![(2, 0..2), (3, 0..2)], None),
+            ]
+        );
+        assert!(order.notes.is_empty());
+        // Check mode changes nothing: every play at once, and a note says why.
+        let order = segments(&plays, true);
+        assert_eq!(
+            shape(&order),
+            [(vec![(0, 0..4), (1, 0..4), (2, 0..2), (3, 0..2)], None)]
+        );
+        assert_eq!(
+            order.notes,
+            [
+                "play app: serial is for applying; check mode changes nothing, so its 4 host(s) \
+              are diffed at once (applying goes in 3 batch(es): 1, 2, 1)"
+            ]
+        );
     }
 }
