@@ -156,7 +156,10 @@ mod tests {
     use super::*;
     use crate::rollout::BatchSize;
 
-    fn shape(order: &RunOrder) -> Vec<(Vec<(usize, Range<usize>)>, Option<(usize, usize)>)> {
+    /// Each segment's plays with their host ranges, and its batch (number, of).
+    type Shape = Vec<(Vec<(usize, Range<usize>)>, Option<(usize, usize)>)>;
+
+    fn shape(order: &RunOrder) -> Shape {
         order
             .segments
             .iter()
