@@ -143,7 +143,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use watch::{PauseEnd, WatchedHost};
+use watch::WatchedHost;
 
 /// Everything a run needs besides the playbook and inventory.
 pub struct RunOptions {
@@ -340,14 +340,15 @@ pub async fn run_playbook(
             released.clear();
         }
         let (play, _, _, rollout) = &targets[batch.play];
-        let failed = ran.failed.len();
-        if rollout.stops(failed, batch.size) {
-            stopped = Some(Stopped {
-                play: play.name.clone(),
-                batch: batch.number,
-                batches: batch.of,
-                reason: rollout::failure_reason(rollout, &ran.failed, batch.size),
-            });
+        let stop = |reason: String| Stopped {
+            play: play.name.clone(),
+            batch: batch.number,
+            batches: batch.of,
+            reason,
+        };
+        if rollout.stops(ran.failed.len(), batch.size) {
+            let reason = rollout::failure_reason(rollout, &ran.failed, batch.size);
+            stopped = Some(stop(reason));
             continue;
         }
         released.extend(ran.released);
@@ -357,48 +358,7 @@ pub async fn run_playbook(
         }
         let after = format!("batch {}/{} of play {}", batch.number, batch.of, play.name);
         let end = watch::pause(&released, pause, &after, settings, &forks).await;
-        let stop = |reason: String| Stopped {
-            play: play.name.clone(),
-            batch: batch.number,
-            batches: batch.of,
-            reason,
-        };
-        match end {
-            PauseEnd::Quiet => {}
-            PauseEnd::Unhealthy { failed, lost } => {
-                // Each host's own line says what was found and done there.
-                let mut why = Vec::new();
-                let names = |hosts: &[String]| hosts.join(", ");
-                let unhealthy: Vec<String> = failed.iter().map(|(h, _)| h.clone()).collect();
-                if !unhealthy.is_empty() {
-                    why.push(format!(
-                        "watched hosts turned unhealthy during the pause: {}",
-                        names(&unhealthy)
-                    ));
-                }
-                let unchecked: Vec<String> = lost.iter().map(|(h, _)| h.clone()).collect();
-                if !unchecked.is_empty() {
-                    why.push(format!(
-                        "watched hosts could not be checked during the pause: {}",
-                        names(&unchecked)
-                    ));
-                }
-                for (host, task) in failed {
-                    if let Some(r) = reports.get_mut(&host) {
-                        r.tasks.push(task);
-                    }
-                }
-                for (host, reason) in lost {
-                    if let Some(r) = reports.get_mut(&host) {
-                        r.unreachable.get_or_insert(reason);
-                    }
-                }
-                stopped = Some(stop(why.join("; ")));
-            }
-            PauseEnd::Interrupted => {
-                stopped = Some(stop("interrupted (Ctrl-C) during the pause".to_string()));
-            }
-        }
+        stopped = end.record(&mut reports).map(stop);
     }
     if let Some(stop) = &stopped {
         settings.reporter.stopped(stop);

@@ -5,8 +5,9 @@
 
 use super::{Connection, RunSettings, host_lock};
 use crate::module::{Ctx, Failure, HostInfo, RestartBook, Watch};
-use crate::report::{TaskReport, TaskStatus, redact};
+use crate::report::{HostReport, TaskReport, TaskStatus, redact};
 use crate::transport::Transport;
+use indexmap::IndexMap;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -50,6 +51,44 @@ pub enum PauseEnd {
     },
     /// Ctrl-C: nothing was left half-done.
     Interrupted,
+}
+
+impl PauseEnd {
+    /// Book what the pause found in the hosts' reports (each host's own line already
+    /// said what was found and done there); why the rollout stops, if it does.
+    pub fn record(self, reports: &mut IndexMap<String, HostReport>) -> Option<String> {
+        match self {
+            PauseEnd::Quiet => None,
+            PauseEnd::Interrupted => Some("interrupted (Ctrl-C) during the pause".to_string()),
+            PauseEnd::Unhealthy { failed, lost } => {
+                let mut why = Vec::new();
+                let names = |hosts: Vec<&str>| hosts.join(", ");
+                if !failed.is_empty() {
+                    why.push(format!(
+                        "watched hosts turned unhealthy during the pause: {}",
+                        names(failed.iter().map(|(h, _)| h.as_str()).collect())
+                    ));
+                }
+                if !lost.is_empty() {
+                    why.push(format!(
+                        "watched hosts could not be checked during the pause: {}",
+                        names(lost.iter().map(|(h, _)| h.as_str()).collect())
+                    ));
+                }
+                for (host, task) in failed {
+                    if let Some(r) = reports.get_mut(&host) {
+                        r.tasks.push(task);
+                    }
+                }
+                for (host, reason) in lost {
+                    if let Some(r) = reports.get_mut(&host) {
+                        r.unreachable.get_or_insert(reason);
+                    }
+                }
+                Some(why.join("; "))
+            }
+        }
+    }
 }
 
 /// What one check of one host found.
