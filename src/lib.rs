@@ -21,6 +21,7 @@ pub mod report;
 pub mod rollout;
 pub mod runner;
 pub mod transport;
+pub mod vault;
 
 #[path = "../modules/mod.rs"]
 pub mod modules;

@@ -2,7 +2,7 @@
 
 use super::Vars;
 use super::yaml::merge_vars;
-use crate::error::{InputError, InputResult, SourceFile, Span};
+use crate::error::{InputError, InputResult, SourceFile};
 use crate::node;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,16 +35,7 @@ pub(super) fn read_vars_files(dir: &Path, name: &str) -> InputResult<Vars> {
     }
     for path in files {
         let file = read_source(&path, "check the file's permissions")?;
-        if file.text.starts_with("$ANSIBLE_VAULT") {
-            let span = Span {
-                file: file.clone(),
-                offset: 0,
-                len: "$ANSIBLE_VAULT".len(),
-            };
-            return Err(span
-                .error("this file is encrypted with Ansible Vault, which converge cannot read")
-                .help("decrypt it with `ansible-vault decrypt`, or keep secrets out of it"));
-        }
+        // Vaulted files and `!vault` values are opened here, with the run's passwords.
         let root = node::parse(&file)?;
         merge_vars(
             &mut vars,
@@ -67,15 +58,20 @@ fn vars_dir_files(dir: &Path, files: &mut Vec<PathBuf>) -> InputResult<()> {
         .map_err(unreadable)?;
     paths.sort();
     for path in paths {
-        let hidden = path
-            .file_name()
-            .is_none_or(|n| n.to_string_lossy().starts_with('.'));
+        // Hidden files and editor backups are skipped, and folders with an extension
+        // are not entered, as Ansible does.
+        let skipped = path.file_name().is_none_or(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with('.') || n.ends_with('~')
+        });
         let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
-        if hidden {
+        if skipped {
             continue;
         }
         if path.is_dir() {
-            vars_dir_files(&path, files)?;
+            if ext.is_none() {
+                vars_dir_files(&path, files)?;
+            }
         } else if ext.is_none_or(|e| ["yml", "yaml", "json"].contains(&e.as_str())) {
             files.push(path);
         }
