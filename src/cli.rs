@@ -319,7 +319,7 @@ pub(crate) async fn run(args: RunArgs, check: bool) -> Exit {
         }
     };
     let reporter: Box<dyn Reporter> = if args.json {
-        Box::new(Json)
+        Box::new(Json::default())
     } else {
         Box::new(Human::new(
             color,
@@ -359,14 +359,19 @@ pub(crate) async fn run(args: RunArgs, check: bool) -> Exit {
         Ok(r) => r,
         Err(e) => return report_input_error(e),
     };
-    reporter.finish(&result.hosts, check, started.elapsed());
+    reporter.finish(
+        &result.hosts,
+        result.stopped.as_ref(),
+        check,
+        started.elapsed(),
+    );
     if args.verbose {
         eprintln!("finished in {:.2} s", started.elapsed().as_secs_f64());
     }
     let mut exit = Exit::Success;
     for host in &result.hosts {
         let recap = host.recap();
-        if recap.failed > 0 || recap.unreachable {
+        if recap.failed > 0 || recap.unreachable || recap.not_reached {
             exit = exit.worst(Exit::Failed);
         }
         if recap.locked {
@@ -394,6 +399,7 @@ fn offline_plans(target: &TargetArgs) -> Result<(Loaded, PlayPlans), InputError>
     let options = options(target, &loaded, None);
     let mut all = Vec::new();
     for play in &loaded.playbook.plays {
+        crate::rollout::of_play(play, &options.extra)?;
         let hosts = runner::play_hosts(&loaded.inventory, play, options.limit.as_deref())?;
         let plans = runner::plans(
             &loaded.playbook,

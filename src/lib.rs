@@ -19,6 +19,7 @@ pub mod pull;
 pub mod quote;
 pub mod registry;
 pub mod report;
+pub mod rollout;
 pub mod runner;
 pub mod transport;
 pub mod vault;

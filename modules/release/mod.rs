@@ -7,18 +7,20 @@ mod layout;
 mod state;
 
 use crate::error::InputResult;
-use crate::module::http::{CheckParams, HealthCheck};
+use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
 use crate::module::systemd::{self, yes_no};
 use crate::module::{
     self, Action, Command, Diff, Exec, Failure, FollowUp, HostView, Module, Params, Probed,
-    Resource, Resources, opt_number,
+    Resource, Resources, Watch, opt_number,
 };
+use crate::transport::{Transport, TransportError};
 use artifact::Artifact;
 use async_trait::async_trait;
 use layout::{HostRelease, Layout, Live, Observed, choose_pruned};
 use serde::Deserialize;
-use state::Entry;
+use state::{Entry, ReleaseState};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Release;
 
@@ -130,7 +132,7 @@ impl Module for Release {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ReleaseAction {
     name: String,
     version: String,
@@ -429,11 +431,27 @@ impl ReleaseAction {
                 "{v} unhealthy: {reason}; no previous release to roll back to, so {v} stays live"
             )));
         };
+        let done = self
+            .switch_back(state, target, plan.previous_after_rollback.clone(), exec)
+            .await?;
+        Err(Failure::new(format!("{v} unhealthy: {reason}; {done}")))
+    }
+
+    /// Switch back to `target`, recording this build as rolled back, restart and check
+    /// again: `rolled back to v1` (`, which is unhealthy too: ...`).
+    async fn switch_back(
+        &self,
+        mut state: ReleaseState,
+        target: &Entry,
+        previous: Option<Entry>,
+        exec: &dyn Exec,
+    ) -> Result<String, Failure> {
+        let layout = self.layout();
         // Recorded with the switch back, before the restart: a run that dies during the
-        // restart still knows that {v} was rolled back and must not be deployed again.
+        // restart still knows that this build was rolled back and must not be deployed again.
         state.current = Some(target.clone());
-        state.previous = plan.previous_after_rollback.clone();
-        state.record_rolled_back(this);
+        state.previous = previous;
+        state.record_rolled_back(Entry::new(&self.version, &self.artifact.sha256));
         exec.run(Command::new(
             format!("rolling back to {}", target.version),
             format!(
@@ -444,11 +462,70 @@ impl ReleaseAction {
         ))
         .await?;
         let again = self.restart_and_check(exec).await?;
-        let mut message = format!("{v} unhealthy: {reason}; rolled back to {}", target.version);
+        let mut done = format!("rolled back to {}", target.version);
         if let Err(also) = again {
-            message.push_str(&format!(", which is unhealthy too: {also}"));
+            done.push_str(&format!(", which is unhealthy too: {also}"));
         }
-        Err(Failure::new(message))
+        Ok(done)
+    }
+}
+
+/// How long a watched release may stay unhealthy before it is rolled back: a restart
+/// by systemd or a slow answer is not a failure yet.
+const WATCH_GRACE: Duration = Duration::from_secs(3);
+
+/// A deployed release with a health check stays watched while a rollout pauses.
+#[async_trait]
+impl Watch for ReleaseAction {
+    fn describe(&self) -> String {
+        let url = self.health.as_ref().map_or("", |h| h.url.text.as_str());
+        format!("release {} {} (GET {url})", self.name, self.version)
+    }
+
+    async fn check(&self, transport: &dyn Transport) -> Result<Result<(), String>, TransportError> {
+        let Some(health) = &self.health else {
+            return Ok(Ok(()));
+        };
+        let once = HealthCheck {
+            timeout: WATCH_GRACE.min(health.timeout),
+            ..health.clone()
+        };
+        match once.wait(transport).await {
+            Ok(()) => Ok(Ok(())),
+            Err(Unhealthy::Failed(reason)) => Ok(Err(reason)),
+            Err(Unhealthy::Connection(e)) => Err(e),
+        }
+    }
+
+    /// Back to the release live before this one, as the transaction does when its own
+    /// check fails; only while this build is still the live one.
+    async fn roll_back(&self, why: &str, exec: &dyn Exec) -> Result<String, Failure> {
+        let read = Command::new(format!("reading release {}", self.version), self.probe())
+            .judged_by(|_| Ok(()));
+        let out = exec.run(read).await?;
+        let host = self.layout().parse(&Probed {
+            stdout: out.stdout_text(),
+            status: out.status,
+        });
+        let v = &self.version;
+        let this = Entry::new(v, &self.artifact.sha256);
+        if host.state.current.as_ref() != Some(&this) || host.live.version() != Some(v.as_str()) {
+            return Err(Failure::new(format!(
+                "{v} turned unhealthy ({why}) but is no longer the live release: nothing rolled back"
+            )));
+        }
+        let complete = |e: &&Entry| {
+            host.releases
+                .iter()
+                .any(|r| r.version == e.version && r.complete)
+        };
+        let Some(target) = host.state.previous.as_ref().filter(complete) else {
+            return Err(Failure::new(format!(
+                "{v} turned unhealthy: {why}; no previous release to roll back to, so {v} stays live"
+            )));
+        };
+        self.switch_back(host.state.clone(), target, None, exec)
+            .await
     }
 }
 
@@ -496,6 +573,12 @@ impl Action for ReleaseAction {
 
     fn probe(&self) -> String {
         self.layout().probe(&self.version, self.service.as_deref())
+    }
+
+    fn watch(&self) -> Option<Box<dyn Watch>> {
+        self.health
+            .is_some()
+            .then(|| Box::new(self.clone()) as Box<dyn Watch>)
     }
 
     fn plan<'a>(

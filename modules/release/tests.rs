@@ -4,7 +4,7 @@
 use super::Release;
 use crate::module::files::sha256_hex;
 use crate::module::testing::{FakeHost, diff_text, prepare};
-use crate::module::{Action, Failure, Outcome, Resource, RestartBook, Status};
+use crate::module::{Action, Ctx, Failure, Outcome, Resource, RestartBook, Status, Watch};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -152,6 +152,19 @@ impl Fixture {
     /// Diff text with the temp dir shown as DEST.
     fn diff(&self, out: &Outcome) -> String {
         diff_text(out).replace(self.dest.to_str().unwrap(), "DEST")
+    }
+
+    /// Roll `watch` back as a rollout's watch window does, when applying.
+    async fn roll_back(&mut self, watch: &dyn Watch, why: &str) -> Result<String, Failure> {
+        let ctx = Ctx::new(
+            true,
+            &self.host.info,
+            &self.host,
+            crate::transport::RunAs::Login,
+            &mut self.book,
+            &self.changed,
+        );
+        watch.roll_back(why, &ctx).await
     }
 
     fn set_active(&self, active: bool) {
@@ -541,4 +554,39 @@ fn resources_and_probe() {
     printf 'releases:b64=%s\n' "$(for r in /opt/app/releases/*; do b=${r##*/}; case $b in *[!A-Za-z0-9._+~@-]*|.*|-*) continue;; esac; [ -d "$r" ] && [ ! -L "$r" ] || continue; c=0; [ -f "$r"/app ] && c=1; printf '%s %s %s\n' "$(stat -c %.9Y "$r")" "$b" $c; done | base64 -w0)"
     systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- app.service 2>/dev/null | sed 's/^/unit./'
     "#);
+}
+
+#[tokio::test]
+async fn a_watched_release_that_turns_unhealthy_is_rolled_back() {
+    let mut fx = Fixture::new().await;
+    fx.deploy("v1", "build 1").await.unwrap();
+    let task = fx.task("v2", "build 2", json!({}));
+    fx.run(&*task, true).await.unwrap();
+    let watch = task
+        .watch()
+        .expect("a release with a health check is watched");
+    assert_eq!(watch.check(&fx.host).await.unwrap(), Ok(()));
+    // The live build goes bad after its own check passed.
+    std::fs::write(fx.dest.join("releases/v2/myapp"), "bad build 2").unwrap();
+    let why = watch.check(&fx.host).await.unwrap().unwrap_err();
+    assert!(why.contains("returned 500"), "{why}");
+    assert_eq!(
+        fx.roll_back(&*watch, &why).await.unwrap(),
+        "rolled back to v1"
+    );
+    assert_eq!(fx.live(), "releases/v1");
+    assert_eq!(
+        fx.state(),
+        "current=v1 (build 1)\nrolled_back=v2 (build 2)\n"
+    );
+    // Only the live build is rolled back: a second try changes nothing.
+    let err = fx.roll_back(&*watch, &why).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no longer the live release"),
+        "{err}"
+    );
+    assert_eq!(fx.live(), "releases/v1");
+    // Without a health check there is nothing to watch.
+    let unchecked = fx.task("v3", "build 3", json!({"health": null}));
+    assert!(unchecked.watch().is_none());
 }

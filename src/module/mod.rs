@@ -20,6 +20,7 @@ mod probe;
 pub mod systemd;
 #[cfg(test)]
 pub mod testing;
+mod watch;
 
 pub use account::Account;
 pub use change::Change;
@@ -29,6 +30,7 @@ pub use managed_file::ManagedFile;
 pub use params::{HostPath, Invalid, Mode, Params, State, one_or_many, opt_number};
 pub use plan::{Command, Exec, FollowUp, HostView, Plan, failed};
 pub use probe::Probed;
+pub use watch::Watch;
 
 use crate::error::InputResult;
 use crate::transport::TransportError;
@@ -74,6 +76,12 @@ pub trait Action: Send + Sync {
     /// whose text is the same before and after facts are known is answered by the first
     /// round trip, which is what makes a no-change rerun one exec.
     fn probe(&self) -> String;
+
+    /// After this action changed something in apply mode: the health check that keeps
+    /// guarding it, for a rollout to repeat between batches (see [`Watch`]).
+    fn watch(&self) -> Option<Box<dyn Watch>> {
+        None
+    }
 
     /// Compare the probed state with the desired one: what differs, the checks to run
     /// and the changes that make it so. Pure: the engine runs what it returns.

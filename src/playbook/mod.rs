@@ -7,6 +7,7 @@ pub mod vars;
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use crate::node::{self, Kind, Node};
 use crate::registry;
+use crate::rollout;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct Play {
     pub secrets: Vec<String>,
     pub tasks: Vec<TaskDef>,
     pub handlers: Vec<TaskDef>,
+    /// `serial`, `max_fail_percentage`, `batch_pause`.
+    pub rollout: rollout::Written,
     pub span: Span,
 }
 
@@ -97,6 +100,7 @@ const PLAY_KEYS: &[&str] = &[
     "secrets",
     "serial",
     "max_fail_percentage",
+    "batch_pause",
     "tasks",
     "handlers",
 ];
@@ -194,6 +198,7 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         secrets: Vec::new(),
         tasks: Vec::new(),
         handlers: Vec::new(),
+        rollout: Default::default(),
         span: node.span.clone(),
     };
     let mut has_hosts = false;
@@ -236,9 +241,9 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "secrets" => {
                     play.secrets = value.string_list()?.into_iter().map(|(s, _)| s).collect()
                 }
-                "serial" | "max_fail_percentage" => {
-                    // Accepted for Ansible compatibility; every host runs in one batch.
-                }
+                "serial" => play.rollout.serial = Some(value.clone()),
+                "max_fail_percentage" => play.rollout.max_fail_percentage = Some(value.clone()),
+                "batch_pause" => play.rollout.batch_pause = Some(value.clone()),
                 "tasks" => play.tasks = load_tasks(value, false, &mut errors),
                 "handlers" => play.handlers = load_tasks(value, true, &mut errors),
                 _ => return Err(unknown_key(key_node, PLAY_KEYS, "play")),
@@ -248,6 +253,9 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         if let Err(e) = result {
             errors.push(e);
         }
+    }
+    if let Err(e) = play.rollout.check() {
+        errors.push(e);
     }
     if !has_hosts {
         errors.push(

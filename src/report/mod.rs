@@ -52,6 +52,33 @@ pub struct HostReport {
     /// Another controller held the host: who, since when. Nothing was done there.
     #[serde(skip)]
     pub locked: Option<String>,
+    /// A rollout stopped before this host's batch: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_reached: Option<String>,
+}
+
+/// A rollout that stopped before its last batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stopped {
+    pub play: String,
+    /// The last batch that ran (1-based; 0: none did).
+    pub batch: usize,
+    pub batches: usize,
+    pub reason: String,
+}
+
+impl Stopped {
+    /// `rollout stopped after batch 1/4 of play web: ...`.
+    pub fn summary(&self) -> String {
+        if self.batch == 0 {
+            format!("rollout stopped before play {}: {}", self.play, self.reason)
+        } else {
+            format!(
+                "rollout stopped after batch {}/{} of play {}: {}",
+                self.batch, self.batches, self.play, self.reason
+            )
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -63,6 +90,8 @@ pub struct Recap {
     pub unreachable: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub locked: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_reached: bool,
 }
 
 impl HostReport {
@@ -75,6 +104,7 @@ impl HostReport {
             skipped: count(TaskStatus::Skipped),
             unreachable: self.unreachable.is_some(),
             locked: self.locked.is_some(),
+            not_reached: self.not_reached.is_some(),
         }
     }
 
@@ -87,6 +117,9 @@ impl HostReport {
         if self.locked.is_none() {
             self.locked = other.locked;
         }
+        if self.not_reached.is_none() {
+            self.not_reached = other.not_reached;
+        }
     }
 }
 
@@ -98,8 +131,28 @@ pub trait Reporter: Send + Sync {
     fn unreachable(&self, host: &str, reason: &str);
     /// Another controller holds the host (`holder`: who, since when); it is left alone.
     fn locked(&self, host: &str, holder: &str);
+    /// Something about the whole run, said before it (e.g. check mode ignoring `serial`).
+    fn note(&self, text: &str);
+    /// A batch of a rollout starts (`number` of `of`, 1-based).
+    fn batch(&self, _play: &str, _number: usize, _of: usize, _hosts: &[&str]) {}
+    /// A pause between batches starts; `watched`: each host with what is watched there.
+    fn pause_started(&self, _after: &str, _pause: Duration, _watched: &[String]) {}
+    /// The pause has `left` to go (for a live countdown).
+    fn pause_left(&self, _left: Duration) {}
+    /// The pause is over and the `hosts` watched stayed healthy.
+    fn pause_ended(&self, _after: &str, _hosts: usize) {}
+    /// A stopped rollout leaves this host alone.
+    fn not_reached(&self, host: &str, reason: &str);
+    /// The rollout stopped (said once, after the hosts not reached).
+    fn stopped(&self, _stopped: &Stopped) {}
     /// All hosts done, in inventory order.
-    fn finish(&self, hosts: &[HostReport], check_mode: bool, elapsed: Duration);
+    fn finish(
+        &self,
+        hosts: &[HostReport],
+        stopped: Option<&Stopped>,
+        check_mode: bool,
+        elapsed: Duration,
+    );
 }
 
 /// Replace every secret value in `text` by `<secret>`.

@@ -2,6 +2,7 @@
 
 use super::RunSettings;
 use super::batch::{Batch, Key};
+use super::watch::{Released, Watched};
 use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook, Status, systemd};
 use crate::plan::{EdgeKind, HostPlan, NodeState};
 use crate::quote::quote;
@@ -50,16 +51,18 @@ struct HostRun<'a> {
     settings: &'a RunSettings<'a>,
     info: HostInfo,
     report: HostReport,
+    watched: Vec<Watched>,
 }
 
-/// Run one host's plan; its report, with `unreachable` set if the connection broke.
+/// Run one host's plan; its report, with `unreachable` set if the connection broke,
+/// and the health checks that keep guarding what it changed.
 pub async fn converge_host(
     plan: &HostPlan,
     transport: &dyn Transport,
     facts: serde_json::Value,
     prefetched: super::Prefetched,
     settings: &RunSettings<'_>,
-) -> HostReport {
+) -> (HostReport, Released) {
     let mut run = HostRun {
         plan,
         transport,
@@ -73,13 +76,18 @@ pub async fn converge_host(
             host: plan.host.clone(),
             ..HostReport::default()
         },
+        watched: Vec::new(),
     };
     if let Err(e) = run.walk(prefetched).await {
         let reason = redact(&e.to_string(), &plan.secrets);
         settings.reporter.unreachable(&plan.host, &reason);
         run.report.unreachable = Some(reason);
     }
-    run.report
+    let released = Released {
+        info: run.info,
+        watched: run.watched,
+    };
+    (run.report, released)
 }
 
 impl HostRun<'_> {
@@ -208,6 +216,16 @@ impl HostRun<'_> {
                         }
                         changed.extend(action.resources().provides);
                         stale = !self.settings.check;
+                        if !self.settings.check
+                            && let Some(watch) = action.watch()
+                        {
+                            self.watched.push(Watched {
+                                task: redact(&node.name, &plan.secrets),
+                                module: node.module,
+                                run_as: node.run_as.clone(),
+                                watch,
+                            });
+                        }
                     }
                     self.record(i, status, diff, None, skip, elapsed);
                     self.persist_restarts(&restarts, &mut persisted).await?;

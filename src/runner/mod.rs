@@ -6,6 +6,8 @@ mod batch;
 mod counted;
 mod host;
 mod host_lock;
+mod rollout;
+mod watch;
 
 use batch::{FACTS, facts_value};
 
@@ -13,7 +15,7 @@ pub use host::converge_host;
 
 use crate::report::Reporter;
 use crate::transport::{
-    Bastions, BecomePassword, LocalTransport, RunAs, SshOptions, SshTransport, Transport,
+    Bastions, BecomePassword, LocalTransport, RunAs, Session, SshOptions, SshTransport, Transport,
     TransportError,
 };
 use std::sync::Arc;
@@ -148,10 +150,13 @@ use crate::inventory::Inventory;
 use crate::plan::{self, Expansion, HostPlan, HostVars, Selection};
 use crate::playbook::vars::Layer;
 use crate::playbook::{Play, Playbook};
-use crate::report::HostReport;
+use crate::report::{HostReport, Stopped};
+use rollout::Segment;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use watch::WatchedHost;
 
 /// Everything a run needs besides the playbook and inventory.
 pub struct RunOptions {
@@ -239,6 +244,8 @@ pub fn plans(
 /// How a run ended, before the exit code is chosen.
 pub struct RunResult {
     pub hosts: Vec<HostReport>,
+    /// A rollout that stopped before its last batch: which batch, and why.
+    pub stopped: Option<Stopped>,
 }
 
 /// A host we are connected to, with its facts, and in apply mode its lock.
@@ -277,6 +284,15 @@ async fn close_all(connections: HashMap<String, Result<Reached, String>>, verbos
     }
 }
 
+/// A play with its hosts (inventory order), their plans rendered without facts, and
+/// its rollout.
+type Target<'p, 'i> = (
+    &'p Play,
+    Vec<&'i crate::inventory::Host>,
+    Vec<HostPlan>,
+    crate::rollout::Rollout,
+);
+
 /// Converge (or, in check mode, diff) every play of the playbook.
 pub async fn run_playbook(
     playbook: &Playbook,
@@ -285,22 +301,22 @@ pub async fn run_playbook(
     settings: &RunSettings<'_>,
 ) -> InputResult<RunResult> {
     // Everything that needs no facts is checked for every play before connecting.
-    let mut targets = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     for play in &playbook.plays {
         let hosts = play_hosts(inventory, play, options.limit.as_deref())?;
         let pre = plans(playbook, play, inventory, &hosts, options, None)?;
-        targets.push((play, hosts, pre));
+        let rollout = crate::rollout::of_play(play, &options.extra)?;
+        targets.push((play, hosts, pre, rollout));
     }
-    if options.limit.is_some() && targets.iter().all(|(_, hosts, _)| hosts.is_empty()) {
+    if options.limit.is_some() && targets.iter().all(|(_, hosts, _, _)| hosts.is_empty()) {
         return Err(InputError::new("the limit matches no host of any play")
             .help("check -l against the inventory and the plays' hosts:"));
     }
-    let mut connections: HashMap<String, Result<Reached, String>> = HashMap::new();
     let mut reports: indexmap::IndexMap<String, HostReport> = indexmap::IndexMap::new();
     for host in inventory.hosts() {
         if targets
             .iter()
-            .any(|(_, hosts, _)| hosts.iter().any(|h| h.name == host.name))
+            .any(|(_, hosts, _, _)| hosts.iter().any(|h| h.name == host.name))
         {
             reports.insert(
                 host.name.clone(),
@@ -311,17 +327,122 @@ pub async fn run_playbook(
             );
         }
     }
-    let forks = Arc::new(Semaphore::new(options.forks.max(1)));
+    let forks = Semaphore::new(options.forks.max(1));
+    // One connection per bastion, shared by every host behind it, for the whole run.
     let bastions = Arc::new(Bastions::default());
-    // Connect to every host of every play first: each play is rendered with facts
-    // before the first change anywhere, so a mistake found only then touches nothing.
+    let shapes: Vec<rollout::PlayShape> = targets
+        .iter()
+        .map(|(play, hosts, _, rollout)| (play.name.as_str(), hosts.len(), rollout))
+        .collect();
+    let plan = rollout::segments(&shapes, settings.check);
+    for note in &plan.notes {
+        settings.reporter.note(note);
+    }
+    let mut stopped: Option<Stopped> = None;
+    let mut released: Vec<WatchedHost> = Vec::new();
+    for segment in &plan.segments {
+        if stopped.is_none() && settings.interrupted.load(Ordering::SeqCst) {
+            stopped = Some(rollout::interrupted(&targets, segment));
+        }
+        if let Some(stop) = &stopped {
+            rollout::not_reached(&targets, segment, stop, &mut reports, settings);
+            continue;
+        }
+        let ran = run_segment(
+            playbook,
+            inventory,
+            options,
+            settings,
+            &targets,
+            segment,
+            &forks,
+            &bastions,
+            &mut reports,
+        )
+        .await?;
+        let Some(batch) = &segment.batch else {
+            continue;
+        };
+        if batch.number == 1 {
+            released.clear();
+        }
+        let (play, _, _, rollout) = &targets[batch.play];
+        let stop = |reason: String| Stopped {
+            play: play.name.clone(),
+            batch: batch.number,
+            batches: batch.of,
+            reason,
+        };
+        if rollout.stops(ran.failed.len(), batch.size) {
+            let reason = rollout::failure_reason(rollout, &ran.failed, batch.size);
+            stopped = Some(stop(reason));
+            continue;
+        }
+        released.extend(ran.released);
+        let pause = rollout.batch_pause.unwrap_or_default();
+        if batch.number == batch.of || pause.is_zero() || released.is_empty() {
+            continue;
+        }
+        let after = format!("batch {}/{} of play {}", batch.number, batch.of, play.name);
+        let end = watch::pause(&released, pause, &after, settings, &forks).await;
+        stopped = end.record(&mut reports).map(stop);
+    }
+    if let Some(stop) = &stopped {
+        settings.reporter.stopped(stop);
+    }
+    Ok(RunResult {
+        hosts: reports.into_values().collect(),
+        stopped,
+    })
+}
+
+/// What one segment came to.
+struct Ran {
+    /// Hosts that failed a task or could not be reached (or were held by another run).
+    failed: Vec<String>,
+    /// What each reached host left to watch.
+    released: Vec<WatchedHost>,
+}
+
+/// Connect to the segment's hosts and render each of its plays with facts (a mistake
+/// found then stops the run before the segment changes anything), then run its plays.
+#[allow(clippy::too_many_arguments)]
+async fn run_segment(
+    playbook: &Playbook,
+    inventory: &Inventory,
+    options: &RunOptions,
+    settings: &RunSettings<'_>,
+    targets: &[Target<'_, '_>],
+    segment: &Segment,
+    forks: &Semaphore,
+    bastions: &Arc<Bastions<Session>>,
+    reports: &mut indexmap::IndexMap<String, HostReport>,
+) -> InputResult<Ran> {
+    let mut connections: HashMap<String, Result<Reached, String>> = HashMap::new();
+    let mut specs: HashMap<String, Connection> = HashMap::new();
+    let mut failed: Vec<String> = Vec::new();
     let mut rendered = Vec::new();
-    for (play, hosts, pre) in &targets {
-        // Connect and gather facts on the hosts not reached yet, in parallel.
+    for (play_index, range) in &segment.plays {
+        let (play, all_hosts, all_pre, _) = &targets[*play_index];
+        let (hosts, pre) = (&all_hosts[range.clone()], &all_pre[range.clone()]);
+        if let Some(batch) = &segment.batch {
+            let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+            settings
+                .reporter
+                .batch(&play.name, batch.number, batch.of, &names);
+        }
+        // Connect and gather facts on the hosts not reached yet, in parallel; a host
+        // given up earlier in the run is not tried again.
         let mut pending = Vec::new();
         let mut warned = std::collections::HashSet::new();
         for (host, plan) in hosts.iter().zip(pre) {
-            if connections.contains_key(&host.name) {
+            let given_up = reports
+                .get(&host.name)
+                .is_some_and(|r| r.unreachable.is_some() || r.locked.is_some());
+            if given_up {
+                failed.push(host.name.clone());
+            }
+            if given_up || connections.contains_key(&host.name) {
                 continue;
             }
             let (connection, warnings) = inventory.connection(host, &plan.vars)?;
@@ -356,8 +477,8 @@ pub async fn run_playbook(
                     bastions: bastions.clone(),
                 })
             };
+            specs.insert(host.name.clone(), spec.clone());
             let name = host.name.clone();
-            let forks = forks.clone();
             let check = settings.check;
             pending.push(async move {
                 let _permit = forks.acquire().await;
@@ -404,6 +525,9 @@ pub async fn run_playbook(
                     Err(reason)
                 }
             };
+            if result.is_err() {
+                failed.push(name.clone());
+            }
             connections.insert(name, result);
         }
         let reachable: Vec<&crate::inventory::Host> = hosts
@@ -434,6 +558,7 @@ pub async fn run_playbook(
             }
         }
     }
+    let mut released = Vec::new();
     for final_plans in &rendered {
         let mut runs = Vec::new();
         for plan in final_plans {
@@ -441,7 +566,6 @@ pub async fn run_playbook(
             else {
                 continue;
             };
-            let forks = forks.clone();
             let transport = transport.clone();
             let facts = facts.clone();
             // What the first round trip read serves only the first play.
@@ -451,12 +575,24 @@ pub async fn run_playbook(
                 converge_host(plan, transport.as_ref(), facts, prefetched, settings).await
             });
         }
-        for report in futures::future::join_all(runs).await {
+        for (report, left) in futures::future::join_all(runs).await {
             if report.unreachable.is_some() {
                 connections.insert(
                     report.host.clone(),
                     Err(report.unreachable.clone().unwrap_or_default()),
                 );
+            }
+            let recap = report.recap();
+            if (recap.failed > 0 || recap.unreachable) && !failed.contains(&report.host) {
+                failed.push(report.host.clone());
+            }
+            if let Some(connection) = specs.get(&report.host)
+                && !left.watched.is_empty()
+            {
+                released.push(WatchedHost {
+                    connection: connection.clone(),
+                    released: left,
+                });
             }
             if let Some(r) = reports.get_mut(&report.host) {
                 r.absorb(report);
@@ -464,7 +600,5 @@ pub async fn run_playbook(
         }
     }
     close_all(connections, options.verbose).await;
-    Ok(RunResult {
-        hosts: reports.into_values().collect(),
-    })
+    Ok(Ran { failed, released })
 }

@@ -20,10 +20,12 @@ site_up() {
     cp "$run_dir/inventory.yml" "$work/inventory.yml"
     printf '  children:\n    web:\n      hosts: {%s }\n' \
         "$(for i in $(seq 1 "$n"); do printf ' h%d:,' "$i"; done | sed 's/,$//')" >>"$work/inventory.yml"
-    # Extra vars: hN.test (pebble's DNS resolves it to host hN), pebble as the ACME server,
-    # and the CA of pebble's HTTPS.
+    # Extra vars: hN.test (pebble's DNS resolves it to host hN), no watch window between the
+    # batches of the gray release (CONVERGE_BATCH_PAUSE sets one), pebble as the ACME
+    # server, and the CA of pebble's HTTPS.
     {
         echo 'domain: "{{inventory_hostname}}.test"'
+        echo "batch_pause: ${CONVERGE_BATCH_PAUSE:-0}"
         echo "acme_server: $acme"
         echo "acme_ca_bundle: /etc/ssl/certs/converge-acme-ca.pem"
         echo "acme_ca_pem: |"

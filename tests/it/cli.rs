@@ -832,3 +832,27 @@ fn ctrl_c_lets_the_local_task_in_flight_finish_and_exits_130() {
         "the task in flight was cut short\n{stderr}"
     );
 }
+
+// ---------------------------------------------------------------- rolling releases
+
+#[test]
+fn a_serial_batch_that_is_not_a_whole_percentage() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  serial: [1, \"15.5%\"]\n  tasks: []\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("site.yml:3:15:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_templated_batch_pause_is_checked_with_extra_vars_before_connecting() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  serial: 1\n  batch_pause: \"{{pause}}\"\n  tasks: []\n",
+        &[],
+        &["site.yml", "-e", "pause=soon"],
+    );
+    assert!(stderr.contains("site.yml:4:16:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}

@@ -21,6 +21,7 @@ mod logrotate;
 mod nginx_vhost;
 mod pull;
 mod release;
+mod rollout;
 mod secrets;
 mod service;
 mod systemd_unit;
