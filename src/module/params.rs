@@ -3,6 +3,7 @@
 use crate::error::{InputError, InputResult};
 use crate::node::{Node, PathStep};
 use crate::playbook::taint::Taint;
+use crate::playbook::template::Scope;
 use regex::Regex;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -17,10 +18,13 @@ pub struct Params<'a> {
     pub value: Value,
     /// Where the parameters were written, to locate errors.
     pub node: &'a Node,
-    /// The playbook's folder: relative `src` paths start here.
+    /// The playbook's folder: relative `src` paths start here...
     pub playbook_dir: &'a Path,
-    /// Every variable of the host (facts, item, vars), for modules that render templates.
-    pub vars: &'a Value,
+    /// ...after the folder of the task's role, when it has one.
+    pub role_dir: Option<&'a Path>,
+    /// Every variable of the host (facts, item, vars) and the magic variables shared by
+    /// the play's hosts, for modules that render templates.
+    pub vars: Scope<'a>,
     /// Which of those variables hold a secret, and where the parameters do.
     pub taint: &'a Taint,
     /// The modules of every task in the play, for checks that span tasks.
@@ -93,9 +97,22 @@ impl Params<'_> {
             .error(format!("{}: `{where_}`: {}", self.module, message.into()))
     }
 
-    /// A local path relative to the playbook's folder.
+    /// A local path: in a role's task, the first that exists of the role's
+    /// `templates/` (for `template` and `systemd_unit`'s template) or `files/`, the
+    /// role's folder, then the playbook's folder, as Ansible looks them up.
     pub fn local_path(&self, path: &str) -> PathBuf {
-        self.playbook_dir.join(path)
+        let in_playbook = self.playbook_dir.join(path);
+        let Some(role) = self.role_dir else {
+            return in_playbook;
+        };
+        let sub = match self.module {
+            "template" | "systemd_unit" => "templates",
+            _ => "files",
+        };
+        [role.join(sub).join(path), role.join(path)]
+            .into_iter()
+            .find(|candidate| candidate.exists())
+            .unwrap_or(in_playbook)
     }
 }
 
@@ -316,7 +333,8 @@ mod tests {
             value: n.to_value(),
             node: &n,
             playbook_dir: Path::new("."),
-            vars: &Value::Null,
+            role_dir: None,
+            vars: (&Value::Null).into(),
             taint: Taint::none(),
             play_modules: &[],
         };
@@ -379,7 +397,8 @@ mod tests {
                 value: n.to_value(),
                 node: &n,
                 playbook_dir: Path::new("."),
-                vars: &Value::Null,
+                role_dir: None,
+                vars: (&Value::Null).into(),
                 taint: Taint::none(),
                 play_modules: &[],
             };
@@ -416,7 +435,8 @@ mod tests {
             value: top.to_value(),
             node: &top,
             playbook_dir: Path::new("."),
-            vars: &Value::Null,
+            role_dir: None,
+            vars: (&Value::Null).into(),
             taint: Taint::none(),
             play_modules: &[],
         };

@@ -1,8 +1,13 @@
 //! Playbooks: what the user wrote, loaded with locations, checked before anything runs.
 
+pub mod magic;
+mod roles;
 pub mod taint;
 pub mod template;
 pub mod vars;
+
+pub use roles::{Origin, Role};
+use roles::{TaskLoader, TaskPlace};
 
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use crate::node::{self, Kind, Node};
@@ -28,6 +33,11 @@ pub struct Play {
     /// Each `vars_files` entry, loaded.
     pub vars_files: Vec<Vec<(String, Node)>>,
     pub secrets: Vec<String>,
+    /// The roles of `roles:`, in order; their tasks come first in `tasks`.
+    pub roles: Vec<Role>,
+    /// Where tasks' variables come from (role, `import_tasks` vars); `TaskDef::origin`
+    /// indexes it, and 0 is the play itself.
+    pub origins: Vec<Origin>,
     pub tasks: Vec<TaskDef>,
     pub handlers: Vec<TaskDef>,
     pub span: Span,
@@ -41,7 +51,8 @@ pub struct TaskDef {
     /// The module key, to point at it.
     pub module_key: Node,
     pub params: Node,
-    pub when: Option<Node>,
+    /// The task's `when:`, after those of the role entry and imports it came through.
+    pub when: Vec<Node>,
     pub loop_items: Option<Node>,
     pub notify: Vec<(String, Span)>,
     pub requires: Vec<(String, Span)>,
@@ -53,6 +64,8 @@ pub struct TaskDef {
     /// `timeout:` for each command the task runs on the host.
     pub timeout: Option<std::time::Duration>,
     pub is_handler: bool,
+    /// Index into the play's `origins`.
+    pub origin: usize,
     pub span: Span,
 }
 
@@ -71,6 +84,7 @@ const PLAY_KEYS: &[&str] = &[
     "secrets",
     "serial",
     "max_fail_percentage",
+    "roles",
     "tasks",
     "handlers",
 ];
@@ -110,7 +124,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
-fn unknown_key(key: &Node, known: &[&str], what: &str) -> InputError {
+pub(crate) fn unknown_key(key: &Node, known: &[&str], what: &str) -> InputError {
     let word = key.scalar_text().unwrap_or_default();
     let mut err = key
         .error(format!("unknown {what} key `{word}`"))
@@ -165,12 +179,15 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         vars: Vec::new(),
         vars_files: Vec::new(),
         secrets: Vec::new(),
+        roles: Vec::new(),
+        origins: vec![Origin::default()],
         tasks: Vec::new(),
         handlers: Vec::new(),
         span: node.span.clone(),
     };
     let mut has_hosts = false;
     let mut errors = Vec::new();
+    let (mut role_tasks, mut role_handlers) = (Vec::new(), Vec::new());
     for (key, key_node, value) in node.entries()? {
         let result: InputResult<()> = (|| {
             match key {
@@ -210,8 +227,24 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "serial" | "max_fail_percentage" => {
                     // Accepted for Ansible compatibility; every host runs in one batch.
                 }
-                "tasks" => play.tasks = load_tasks(value, false, &mut errors),
-                "handlers" => play.handlers = load_tasks(value, true, &mut errors),
+                "roles" => {
+                    let mut loader = TaskLoader::new(&mut play.origins, &mut errors);
+                    for entry in value.as_seq()? {
+                        if let Some(role) = loader.role(entry, dir, play.roles.len()) {
+                            role_tasks.extend(role.tasks);
+                            role_handlers.extend(role.handlers);
+                            play.roles.push(role.role);
+                        }
+                    }
+                }
+                "tasks" => {
+                    let mut loader = TaskLoader::new(&mut play.origins, &mut errors);
+                    play.tasks = loader.tasks(value, &TaskPlace::play(dir, false));
+                }
+                "handlers" => {
+                    let mut loader = TaskLoader::new(&mut play.origins, &mut errors);
+                    play.handlers = loader.tasks(value, &TaskPlace::play(dir, true));
+                }
                 _ => return Err(unknown_key(key_node, PLAY_KEYS, "play")),
             }
             Ok(())
@@ -229,6 +262,10 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
     if play.name.is_empty() {
         play.name = play.hosts.0.clone();
     }
+    // Ansible runs the roles' tasks before the play's own.
+    role_tasks.append(&mut play.tasks);
+    play.tasks = role_tasks;
+    play.handlers.append(&mut role_handlers);
     match InputError::combine(errors) {
         Some(e) => Err(hide_secrets(&play, e)),
         None => Ok(play),
@@ -255,7 +292,7 @@ fn hide_secrets(play: &Play, error: InputError) -> InputError {
     error.redact(&taint.secrets(), taint.spans())
 }
 
-fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
+pub(crate) fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
     Ok(node
         .entries()?
         .into_iter()
@@ -263,24 +300,10 @@ fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
         .collect())
 }
 
-fn load_tasks(node: &Node, is_handler: bool, errors: &mut Vec<InputError>) -> Vec<TaskDef> {
-    let items = match node.as_seq() {
-        Ok(items) => items,
-        Err(e) => {
-            errors.push(e.help("tasks are a list: start each with `- `"));
-            return Vec::new();
-        }
-    };
-    items
-        .iter()
-        .filter_map(|t| load_task(t, is_handler).map_err(|e| errors.push(e)).ok())
-        .collect()
-}
-
-fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
+pub(crate) fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
     let mut name = None;
     let mut module: Option<(&'static dyn crate::module::Module, Node, Node)> = None;
-    let mut when = None;
+    let mut when = Vec::new();
     let mut loop_items = None;
     let mut notify = Vec::new();
     let mut requires = Vec::new();
@@ -295,7 +318,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
     {
         match key {
             "name" => name = Some(value.clone()),
-            "when" => when = Some(value.clone()),
+            "when" => when.push(value.clone()),
             "loop" => loop_items = Some(value.clone()),
             "notify" => notify = value.string_list()?,
             "requires" => requires = value.string_list()?,
@@ -325,8 +348,10 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
                     module = Some((m, key_node.clone(), value.clone()));
                 }
                 None => {
-                    let known: Vec<&str> =
-                        registry::names().chain(TASK_KEYS.iter().copied()).collect();
+                    let known: Vec<&str> = registry::names()
+                        .chain(TASK_KEYS.iter().copied())
+                        .chain(["import_tasks"])
+                        .collect();
                     let mut err = key_node
                         .error(format!("unknown module or task key `{key}`"))
                         .label("unknown module");
@@ -363,6 +388,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
         never_changed,
         timeout,
         is_handler,
+        origin: 0,
         span: node.span.clone(),
     })
 }

@@ -2,6 +2,7 @@
 //! helper arguments and `#if`, where handlebars-rust is lenient), no HTML escaping,
 //! typed single-expression values, and the helpers of the spec.
 
+use super::magic::Magic;
 use crate::error::InputError;
 use crate::node::{Kind, Node};
 use handlebars::{
@@ -9,7 +10,35 @@ use handlebars::{
     RenderError, RenderErrorReason, Renderable, ScopedJson, TemplateErrorReason,
 };
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::LazyLock;
+
+/// What a template is rendered against: a host's variables, and the magic variables
+/// every host of the play shares (added only to templates that name them).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub vars: &'a Value,
+    pub magic: Option<&'a Magic<'a>>,
+}
+
+impl<'a> From<&'a Value> for Scope<'a> {
+    fn from(vars: &'a Value) -> Scope<'a> {
+        Scope { vars, magic: None }
+    }
+}
+
+impl<'a> Scope<'a> {
+    /// The context `template` renders against.
+    fn context(self, template: &str) -> Result<Cow<'a, Value>, String> {
+        match self.magic {
+            Some(magic) => Ok(match magic.context_for(template, self.vars)? {
+                Some(context) => Cow::Owned(context),
+                None => Cow::Borrowed(self.vars),
+            }),
+            None => Ok(Cow::Borrowed(self.vars)),
+        }
+    }
+}
 
 pub struct Engine {
     registry: Handlebars<'static>,
@@ -43,23 +72,40 @@ impl Engine {
             registry.register_helper(name, Box::new(ValueHelper { name, f: *f }));
         }
         registry.register_helper("default", Box::new(DefaultHelper));
+        registry.register_helper("hostvar", Box::new(HostvarHelper));
         Engine { registry }
     }
 
     /// Render a template to text.
-    pub fn render_text(&self, template: &str, ctx: &Value) -> Result<String, String> {
+    pub fn render_text<'a>(
+        &self,
+        template: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<String, String> {
         if !template.contains("{{") {
             return Ok(template.to_string());
         }
+        let ctx = scope.into().context(template)?;
         self.registry
-            .render_template(template, ctx)
+            .render_template(template, ctx.as_ref())
             .map_err(|e| describe(&e))
     }
 
     /// Render a template file; a failure says where in the file handlebars found it.
-    pub fn render_file(&self, template: &str, ctx: &Value) -> Result<String, RenderFailure> {
+    pub fn render_file<'a>(
+        &self,
+        template: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<String, RenderFailure> {
+        let ctx = scope
+            .into()
+            .context(template)
+            .map_err(|message| RenderFailure {
+                message,
+                position: None,
+            })?;
         self.registry
-            .render_template(template, ctx)
+            .render_template(template, ctx.as_ref())
             .map_err(|e| RenderFailure {
                 message: describe(&e),
                 position: position(&e),
@@ -67,11 +113,16 @@ impl Engine {
     }
 
     /// Render a value: exactly one `{{path}}` keeps the type of what it names.
-    pub fn render_typed(&self, template: &str, ctx: &Value) -> Result<Value, String> {
+    pub fn render_typed<'a>(
+        &self,
+        template: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<Value, String> {
+        let scope = scope.into();
         if let Some(caps) = SINGLE_EXPRESSION.captures(template) {
             let path = &caps[1];
             if !is_helper(path) {
-                return lookup(ctx, path)
+                return lookup(scope.context(template)?.as_ref(), path)
                     .cloned()
                     .ok_or_else(|| format!("undefined variable `{path}`"));
             }
@@ -80,20 +131,29 @@ impl Engine {
             && is_helper(caps[1].split_whitespace().next().unwrap_or(""))
         {
             // The helper's value, through `json`, instead of its text.
-            let json = self.render_text(&format!("{{{{json ({})}}}}", &caps[1]), ctx)?;
+            let json = self.render_text(&format!("{{{{json ({})}}}}", &caps[1]), scope)?;
             return serde_json::from_str(&json).map_err(|e| format!("template error: {e}"));
         }
-        self.render_text(template, ctx).map(Value::String)
+        self.render_text(template, scope).map(Value::String)
     }
 
     /// Evaluate a `when:` expression (handlebars without braces).
-    pub fn truthy(&self, expression: &str, ctx: &Value) -> Result<bool, String> {
-        let rendered = self.render_text(&format!("{{{{#if {expression}}}}}1{{{{/if}}}}"), ctx)?;
+    pub fn truthy<'a>(
+        &self,
+        expression: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<bool, String> {
+        let rendered = self.render_text(&format!("{{{{#if {expression}}}}}1{{{{/if}}}}"), scope)?;
         Ok(rendered == "1")
     }
 
     /// Render every string inside a node, keeping the node's shape.
-    pub fn render_node(&self, node: &Node, ctx: &Value) -> Result<Value, InputError> {
+    pub fn render_node<'a>(
+        &self,
+        node: &Node,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<Value, InputError> {
+        let ctx = scope.into();
         Ok(match &node.kind {
             Kind::Str(s) => self.render_typed(s, ctx).map_err(|e| {
                 let help = template_help(&e);
@@ -134,7 +194,7 @@ fn position(error: &RenderError) -> Option<(usize, usize)> {
 }
 
 pub(super) fn is_helper(name: &str) -> bool {
-    name == "default" || VALUE_HELPERS.iter().any(|(n, _)| *n == name)
+    name == "default" || name == "hostvar" || VALUE_HELPERS.iter().any(|(n, _)| *n == name)
 }
 
 /// The hint for a template error, by what went wrong.
@@ -143,7 +203,7 @@ pub fn template_help(message: &str) -> &'static str {
         "close every `{{` with `}}`, and every block with its end: \
          `{{#if x}}...{{/if}}`, `{{#each xs}}...{{/each}}`"
     } else if message.contains("unknown helper") {
-        "the helpers are default, join, upper, lower, json, quote, env, \
+        "the helpers are default, join, upper, lower, json, quote, env, hostvar, \
          and eq ne gt gte lt lte and or not"
     } else {
         "define the variable in vars, vars_files, the inventory or with -e, \
@@ -279,6 +339,36 @@ impl HelperDef for DefaultHelper {
         } else {
             value.value().clone()
         }))
+    }
+}
+
+/// `{{hostvar HOST "NAME"}}`: a variable of another host (`hostvars`), strictly.
+struct HostvarHelper;
+
+impl HelperDef for HostvarHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let fail = |message: String| RenderErrorReason::Other(format!("hostvar: {message}"));
+        let [host, name] = params(h)?[..] else {
+            return Err(
+                fail("takes a host and a variable name: (hostvar HOST \"NAME\")".into()).into(),
+            );
+        };
+        let (host, name) = (text(host), text(name));
+        let vars = ctx
+            .data()
+            .get("hostvars")
+            .and_then(|all| all.get(&host))
+            .ok_or_else(|| fail(format!("`{host}` is not a host of the inventory")))?;
+        let value = vars
+            .get(&name)
+            .ok_or_else(|| fail(format!("host `{host}` has no variable `{name}`")))?;
+        Ok(ScopedJson::Derived(value.clone()))
     }
 }
 

@@ -9,6 +9,8 @@
 
 use std::process::Command;
 
+mod ansible_roles;
+
 const INVENTORY: &str = "\
 all:
   hosts:
