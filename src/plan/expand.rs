@@ -559,6 +559,56 @@ mod tests {
         )
     }
 
+    #[test]
+    fn role_variables_sit_where_ansible_puts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in [
+            (
+                "site.yml",
+                "- hosts: all\n  vars: { b: play, c: play }\n  roles:\n    - role: app\n      \
+                 d: param\n  tasks:\n    - name: \"play {{a}} {{b}} {{c}}\"\n      command: \"true\"\n",
+            ),
+            ("roles/app/defaults/main.yml", "a: default\nb: default\n"),
+            ("roles/app/vars/main.yml", "c: rolevars\nd: rolevars\n"),
+            (
+                "roles/app/tasks/main.yml",
+                "- name: \"role {{a}} {{b}} {{c}} {{d}} {{inventory_hostname_short}} {{json group_names}}\"\n  \
+                 command: \"true\"\n",
+            ),
+        ] {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let playbook = Playbook::load(&dir.path().join("site.yml")).unwrap();
+        let inventory = crate::playbook::vars::extra_vars(&["a=inventory".to_string()]).unwrap();
+        let extra = Vec::new();
+        let groups = ["all".to_string(), "web".to_string(), "db".to_string()];
+        let host = HostVars {
+            host: "web1.example.com",
+            groups: &groups,
+            inventory: vec![&inventory],
+            extra: &extra,
+            magic: None,
+        };
+        let plan = build(
+            &playbook,
+            &playbook.plays[0],
+            &host,
+            Expansion::WithoutFacts,
+            &Selection::default(),
+        )
+        .unwrap();
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "role inventory play rolevars param web1 [\"db\",\"web\"]",
+                "play inventory play rolevars",
+            ]
+        );
+    }
+
     /// Every edge as `FROM -> TO (WHY)`, sorted.
     fn edges(plan: &HostPlan) -> Vec<String> {
         plan.order

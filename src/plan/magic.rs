@@ -7,13 +7,16 @@ use crate::playbook::vars::{self, Layer};
 use serde_json::{Map, Value};
 
 /// `groups` (every group with its hosts in Ansible's order, `all` and `ungrouped`
-/// included, an empty group too), `ansible_play_hosts` (`play_hosts`), and `hostvars`, resolved on first
-/// use: each host's inventory variables and `-e`, as Ansible's `hostvars` holds them
-/// (play vars belong to the play, not the host).
+/// included, an empty group too), `ansible_play_hosts` (`play_hosts`), and `hostvars`,
+/// resolved on first use: each host's inventory variables and `-e`, as Ansible's
+/// `hostvars` holds them (play vars belong to the play, not the host), but for the
+/// play's `secrets`: a template reading another host's secret through `hostvars` would
+/// show it in a diff.
 pub fn play_magic<'a>(
     inventory: &'a Inventory,
     play_hosts: &[&Host],
     extra: &'a Layer,
+    secrets: &'a [String],
 ) -> Magic<'a> {
     let groups = inventory
         .group_hosts()
@@ -23,11 +26,11 @@ pub fn play_magic<'a>(
     Magic::new(
         groups,
         play_hosts,
-        Box::new(move || hostvars(inventory, extra)),
+        Box::new(move || hostvars(inventory, extra, secrets)),
     )
 }
 
-fn hostvars(inventory: &Inventory, extra: &Layer) -> Result<Value, String> {
+fn hostvars(inventory: &Inventory, extra: &Layer, secrets: &[String]) -> Result<Value, String> {
     let mut all = Map::new();
     for host in inventory.hosts() {
         let mut layers = inventory.var_layers(host);
@@ -36,8 +39,48 @@ fn hostvars(inventory: &Inventory, extra: &Layer) -> Result<Value, String> {
         let resolved = vars::resolve(&layers, &base, &[], None)
             .map_err(|e| format!("hostvars of {}: {}", host.name, e.message))?;
         let mut vars = base;
-        vars.extend(resolved.vars);
+        vars.extend(
+            resolved
+                .vars
+                .into_iter()
+                .filter(|(name, _)| !secrets.contains(name)),
+        );
         all.insert(host.name.clone(), Value::Object(vars));
     }
     Ok(Value::Object(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::SourceFile;
+    use serde_json::json;
+
+    #[test]
+    fn hostvars_hold_inventory_variables_but_not_the_plays_secrets() {
+        let inventory = Inventory::parse(&SourceFile::new(
+            "inventory.yml",
+            "all:\n  vars: { db_password: hunter2 }\n  children:\n    web:\n      hosts:\n        \
+             web1.example.com: { ansible_host: 10.0.0.1, url: \"http://{{ansible_host}}\" }\n    \
+             db:\n      hosts: { db1: {}, web1.example.com: {} }\n",
+        ))
+        .unwrap();
+        let extra = crate::playbook::vars::extra_vars(&["v=2".to_string()]).unwrap();
+        let secrets = ["db_password".to_string()];
+        let web: Vec<&Host> = inventory.hosts().iter().take(1).collect();
+        let magic = play_magic(&inventory, &web, &extra, &secrets);
+        let context = magic
+            .context_for("{{hostvars}} {{groups}} {{ansible_play_hosts}}", &json!({}))
+            .unwrap()
+            .unwrap();
+        let web1 = &context["hostvars"]["web1.example.com"];
+        assert_eq!(web1["url"], "http://10.0.0.1");
+        assert_eq!(web1["v"], "2");
+        assert_eq!(web1["inventory_hostname_short"], "web1");
+        assert_eq!(web1["group_names"], json!(["db", "web"]));
+        assert!(web1.get("db_password").is_none(), "{web1}");
+        assert_eq!(context["groups"]["db"], json!(["db1", "web1.example.com"]));
+        assert_eq!(context["groups"]["ungrouped"], json!([]));
+        assert_eq!(context["ansible_play_hosts"], json!(["web1.example.com"]));
+    }
 }

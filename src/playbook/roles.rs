@@ -304,3 +304,154 @@ fn role_help(playbook_dir: &Path, name: &str) -> String {
         None => format!("the roles beside the playbook: {}", names.join(", ")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Playbook;
+
+    /// A playbook folder holding `files`; the playbook is `site.yml`.
+    fn load(files: &[(&str, &str)]) -> (tempfile::TempDir, crate::error::InputResult<Playbook>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let playbook = Playbook::load(&dir.path().join("site.yml"));
+        (dir, playbook)
+    }
+
+    fn names(tasks: &[crate::playbook::TaskDef]) -> Vec<String> {
+        tasks
+            .iter()
+            .map(|t| t.name.as_ref().unwrap().scalar_text().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn role_tasks_run_before_the_plays_and_handlers_join_the_plays() {
+        let (_dir, playbook) = load(&[
+            (
+                "site.yml",
+                "- hosts: all\n  tasks:\n    - { name: own, command: \"true\" }\n  \
+                 handlers:\n    - { name: own handler, command: \"true\" }\n  \
+                 roles:\n    - app\n    - role: web\n      tags: [edge]\n      when: tls\n      \
+                 port: 80\n      vars: { a: 1 }\n",
+            ),
+            (
+                "roles/app/tasks/main.yaml",
+                "- { name: app task, command: \"true\" }\n",
+            ),
+            (
+                "roles/app/handlers/main.yml",
+                "- { name: app handler, command: \"true\" }\n",
+            ),
+            ("roles/app/defaults/main.yml", "# nothing yet\n"),
+            (
+                "roles/web/tasks/main.yml",
+                "- { name: web task, command: \"true\", when: up, tags: [w] }\n",
+            ),
+            ("roles/web/vars/main.yml", "b: 2\n"),
+        ]);
+        let playbook = playbook.unwrap();
+        let play = &playbook.plays[0];
+        assert_eq!(names(&play.tasks), ["app task", "web task", "own"]);
+        assert_eq!(names(&play.handlers), ["own handler", "app handler"]);
+        let web = &play.tasks[1];
+        assert_eq!(web.tags, ["w", "edge"]);
+        let when: Vec<String> = web.when.iter().map(|w| w.scalar_text().unwrap()).collect();
+        assert_eq!(when, ["tls", "up"], "the role's condition first");
+        let role = &play.roles[play.origins[web.origin].role.unwrap()];
+        assert_eq!(role.name, "web");
+        assert!(role.dir.ends_with("roles/web"));
+        let keys = |layer: &[(String, crate::node::Node)]| -> Vec<String> {
+            layer.iter().map(|(k, _)| k.clone()).collect()
+        };
+        assert_eq!(keys(&role.vars), ["b"]);
+        assert_eq!(keys(&role.entry_vars), ["a"]);
+        assert_eq!(keys(&role.params), ["port"]);
+        assert!(play.roles[0].defaults.is_empty());
+        assert_eq!(play.origins[play.tasks[2].origin].role, None);
+    }
+
+    #[test]
+    fn imports_are_relative_to_the_importing_file_and_carry_their_vars() {
+        let (_dir, playbook) = load(&[
+            (
+                "site.yml",
+                "- hosts: all\n  tasks:\n    - import_tasks: tasks/a.yml\n      vars: { x: 1 }\n",
+            ),
+            (
+                "tasks/a.yml",
+                "- { name: a, command: \"true\" }\n- import_tasks: inner/b.yml\n  vars: { y: 2 }\n  tags: [b]\n",
+            ),
+            ("tasks/inner/b.yml", "- { name: b, command: \"true\" }\n"),
+        ]);
+        let play = &playbook.unwrap().plays[0];
+        assert_eq!(names(&play.tasks), ["a", "b"]);
+        let b = &play.origins[play.tasks[1].origin];
+        let outer_first: Vec<&str> = b.import_vars.iter().map(|l| l[0].0.as_str()).collect();
+        assert_eq!(outer_first, ["x", "y"]);
+        assert_eq!(play.tasks[1].tags, ["b"]);
+    }
+
+    #[test]
+    fn mistakes_are_located_in_the_file_that_holds_them() {
+        let message = |files: &[(&str, &str)]| {
+            let (dir, playbook) = load(files);
+            let err = playbook.unwrap_err();
+            let text = err
+                .message
+                .replace(&dir.path().display().to_string(), "DIR");
+            (text, err.help.unwrap_or_default())
+        };
+        let (text, help) = message(&[
+            ("site.yml", "- hosts: all\n  roles: [app]\n"),
+            ("roles/app/tasks/main.yml", "- name: x\n  comand: ls\n"),
+        ]);
+        assert!(
+            text.starts_with("DIR/roles/app/tasks/main.yml:2:3: unknown module"),
+            "{text}"
+        );
+        assert!(help.contains("command"), "{help}");
+
+        let (text, help) = message(&[
+            ("site.yml", "- hosts: all\n  roles: [ap]\n"),
+            ("roles/app/tasks/main.yml", ""),
+        ]);
+        assert!(text.contains("site.yml:2:11: no role `ap`"), "{text}");
+        assert_eq!(help, "did you mean `app`?");
+
+        let (text, help) = message(&[
+            (
+                "site.yml",
+                "- hosts: all\n  tasks:\n    - import_tasks: a.yml\n",
+            ),
+            ("a.yml", "- import_tasks: b.yml\n"),
+            ("b.yml", "- import_tasks: a.yml\n"),
+        ]);
+        assert!(
+            text.contains("b.yml:1:17:") && text.ends_with("a.yml imports itself"),
+            "{text}"
+        );
+        assert!(help.contains("cycle"), "{help}");
+
+        let (text, _) = message(&[(
+            "site.yml",
+            "- hosts: all\n  tasks:\n    - import_tasks: nowhere.yml\n",
+        )]);
+        assert!(text.contains("site.yml:3:21: cannot read"), "{text}");
+
+        let (text, _) = message(&[
+            (
+                "site.yml",
+                "- hosts: all\n  tasks:\n    - import_tasks: a.yml\n      loop: [1]\n",
+            ),
+            ("a.yml", ""),
+        ]);
+        assert!(
+            text.contains("site.yml:4:7: unknown import_tasks key `loop`"),
+            "{text}"
+        );
+    }
+}

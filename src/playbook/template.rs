@@ -556,6 +556,59 @@ mod tests {
     }
 
     #[test]
+    fn other_hosts_variables_through_hostvars() {
+        let magic = Magic::new(
+            json!({"web": ["w1", "w2"]}).as_object().unwrap().clone(),
+            vec!["w1".into(), "w2".into()],
+            Box::new(|| {
+                Ok(json!({"w1": {"ansible_host": "10.0.0.1"}, "w2": {"ansible_host": "10.0.0.2"}}))
+            }),
+        );
+        let vars = ctx();
+        let scope = Scope {
+            vars: &vars,
+            magic: Some(&magic),
+        };
+        let e = engine();
+        let upstream = "{{#each groups.web}}server {{lookup (lookup ../hostvars this) \"ansible_host\"}}:{{../port}};{{/each}}";
+        assert_eq!(
+            e.render_text(upstream, scope).unwrap(),
+            "server 10.0.0.1:8080;server 10.0.0.2:8080;"
+        );
+        assert_eq!(
+            e.render_text(
+                "{{#each ansible_play_hosts}}{{hostvar this \"ansible_host\"}} {{/each}}",
+                scope
+            )
+            .unwrap(),
+            "10.0.0.1 10.0.0.2 "
+        );
+        assert_eq!(
+            e.render_typed("{{groups.web}}", scope).unwrap(),
+            json!(["w1", "w2"])
+        );
+        for (template, error) in [
+            (
+                "{{hostvar \"w3\" \"ansible_host\"}}",
+                "`w3` is not a host of the inventory",
+            ),
+            (
+                "{{hostvar \"w1\" \"port\"}}",
+                "host `w1` has no variable `port`",
+            ),
+            (
+                "{{lookup (lookup hostvars \"w1\") \"port\"}}",
+                "undefined variable",
+            ),
+        ] {
+            let err = e.render_text(template, scope).unwrap_err();
+            assert!(err.contains(error), "{template}: {err}");
+        }
+        // Without the play's shared variables (a module's own template), they are undefined.
+        assert!(e.render_text("{{groups.web}}", &vars).is_err());
+    }
+
+    #[test]
     fn when_expressions() {
         let e = engine();
         assert!(e.truthy("(eq facts.os.id \"debian\")", &ctx()).unwrap());

@@ -189,7 +189,7 @@ pub fn plans(
 ) -> InputResult<Vec<HostPlan>> {
     let mut plans = Vec::new();
     let mut errors = Vec::new();
-    let magic = plan::play_magic(inventory, hosts, &options.extra);
+    let magic = plan::play_magic(inventory, hosts, &options.extra, &play.secrets);
     for host in hosts {
         let vars = HostVars {
             host: &host.name,

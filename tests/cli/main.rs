@@ -814,3 +814,35 @@ fn ctrl_c_lets_the_local_task_in_flight_finish_and_exits_130() {
         "the task in flight was cut short\n{stderr}"
     );
 }
+
+#[test]
+fn a_role_that_does_not_exist() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  roles:\n    - role: gin_servce\n",
+        &[("roles/gin_service/tasks/main.yml", "")],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `gin_service`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_mistake_in_a_role_is_located_in_the_roles_file() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  roles: [app]\n",
+        &[
+            ("roles/app/tasks/main.yml", "- import_tasks: config.yml\n"),
+            (
+                "roles/app/tasks/config.yml",
+                "- name: config\n  template: { src: app.conf.hbs, dest: /etc/app.conf }\n",
+            ),
+            ("roles/app/templates/app.conf.hbs", "port: {{port}}\n"),
+        ],
+        &["site.yml"],
+    );
+    assert!(
+        stderr.contains("roles/app/tasks/config.yml:2:20: template: `src`: app.conf.hbs:1:7"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}
