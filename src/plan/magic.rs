@@ -70,8 +70,9 @@ mod tests {
         let web: Vec<&Host> = inventory.hosts().iter().take(1).collect();
         let magic = play_magic(&inventory, &web, &extra, &secrets);
         let context = magic
-            .context_for("{{hostvars}} {{groups}} {{ansible_play_hosts}}", &json!({}))
+            .for_template("{{hostvars}} {{groups}} {{ansible_play_hosts}}", &json!({}))
             .unwrap()
+            .context
             .unwrap();
         let web1 = &context["hostvars"]["web1.example.com"];
         assert_eq!(web1["url"], "http://10.0.0.1");

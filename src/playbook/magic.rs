@@ -2,14 +2,16 @@
 //! `ansible_play_hosts`. They are the same for every host and grow with the
 //! inventory, so they are built once per play and shared, and a template's context
 //! gets them only when the template names them: a thousand hosts do not carry a
-//! thousand copies of every host's variables.
+//! thousand copies of every host's variables. The `hostvar` helper reads the shared
+//! `hostvars` without copying it at all.
 
 use serde_json::{Map, Value};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
-/// The names a template may use to reach the shared variables (`hostvar` is the
-/// helper that reads `hostvars`).
-const NAMES: [&str; 4] = ["groups", "hostvars", "hostvar", "ansible_play_hosts"];
+/// The shared variables, by the name templates use.
+const NAMES: [&str; 3] = ["groups", "hostvars", "ansible_play_hosts"];
+/// The helper that reads `hostvars` (see template.rs).
+const HOSTVAR_HELPER: &str = "hostvar";
 
 /// Every word inside a template's `{{ ... }}`.
 static EXPRESSION: LazyLock<regex::Regex> =
@@ -23,8 +25,16 @@ type HostvarsFn<'a> = Box<dyn Fn() -> Result<Value, String> + 'a>;
 pub struct Magic<'a> {
     groups: Value,
     play_hosts: Value,
-    hostvars: OnceLock<Result<Value, String>>,
+    hostvars: OnceLock<Result<Arc<Value>, String>>,
     make_hostvars: HostvarsFn<'a>,
+}
+
+/// What rendering one template needs from the shared variables.
+pub struct ForTemplate {
+    /// The context with the shared variables it names; None: the host's own will do.
+    pub context: Option<Value>,
+    /// `hostvars`, when it calls the `hostvar` helper.
+    pub hostvars: Option<Arc<Value>>,
 }
 
 impl<'a> Magic<'a> {
@@ -43,50 +53,53 @@ impl<'a> Magic<'a> {
         }
     }
 
-    /// `vars` with the shared variables `template` names added; None when it names none.
-    pub fn context_for(&self, template: &str, vars: &Value) -> Result<Option<Value>, String> {
-        let named = names_used(template);
-        if named.is_empty() {
-            return Ok(None);
-        }
-        let mut context = match vars {
-            Value::Object(map) => map.clone(),
-            _ => Map::new(),
-        };
-        for name in named {
-            let value = match name {
-                "groups" => self.groups.clone(),
-                "ansible_play_hosts" => self.play_hosts.clone(),
-                _ => self.hostvars()?.clone(),
+    /// What `template`, rendered against `vars`, needs of the shared variables.
+    pub fn for_template(&self, template: &str, vars: &Value) -> Result<ForTemplate, String> {
+        let words = words_used(template);
+        let named: Vec<&str> = NAMES.into_iter().filter(|n| words.contains(n)).collect();
+        let context = if named.is_empty() {
+            None
+        } else {
+            let mut context = match vars {
+                Value::Object(map) => map.clone(),
+                _ => Map::new(),
             };
-            // `hostvar` is a helper; what it reads is `hostvars`.
-            let key = if name == "hostvar" { "hostvars" } else { name };
-            context.entry(key).or_insert(value);
-        }
-        Ok(Some(Value::Object(context)))
+            for name in named {
+                let value = match name {
+                    "groups" => self.groups.clone(),
+                    "ansible_play_hosts" => self.play_hosts.clone(),
+                    _ => self.hostvars()?.as_ref().clone(),
+                };
+                context.insert(name.to_string(), value);
+            }
+            Some(Value::Object(context))
+        };
+        let hostvars = match words.contains(&HOSTVAR_HELPER) {
+            true => Some(self.hostvars()?),
+            false => None,
+        };
+        Ok(ForTemplate { context, hostvars })
     }
 
-    fn hostvars(&self) -> Result<&Value, String> {
+    fn hostvars(&self) -> Result<Arc<Value>, String> {
         self.hostvars
-            .get_or_init(|| (self.make_hostvars)())
-            .as_ref()
-            .map_err(Clone::clone)
+            .get_or_init(|| (self.make_hostvars)().map(Arc::new))
+            .clone()
     }
 }
 
-/// The shared names a template's expressions mention (a superset of what it reads:
-/// a word in a string literal counts too, which costs a copy, never a wrong value).
-fn names_used(template: &str) -> Vec<&'static str> {
-    if !template.contains("{{") {
-        return Vec::new();
-    }
+/// The words inside a template's expressions (a superset of the names it reads: a
+/// word in a string literal counts too, which costs a copy, never a wrong value).
+fn words_used(template: &str) -> Vec<&str> {
     let mut used = Vec::new();
+    if !template.contains("{{") {
+        return used;
+    }
     for expression in EXPRESSION.captures_iter(template) {
-        for word in WORD.find_iter(&expression[1]) {
-            if let Some(name) = NAMES.iter().find(|n| **n == word.as_str())
-                && !used.contains(name)
-            {
-                used.push(*name);
+        let inner = expression.get(1).map_or("", |m| m.as_str());
+        for word in WORD.find_iter(inner) {
+            if !used.contains(&word.as_str()) {
+                used.push(word.as_str());
             }
         }
     }
@@ -116,10 +129,12 @@ mod tests {
             }),
         );
         let vars = json!({"app": "demo"});
-        assert_eq!(magic.context_for("{{app}} groups", &vars).unwrap(), None);
+        let plain = magic.for_template("{{app}} groups", &vars).unwrap();
+        assert!(plain.context.is_none() && plain.hostvars.is_none());
         let with_groups = magic
-            .context_for("{{#each groups.web}}{{this}}{{/each}}", &vars)
+            .for_template("{{#each groups.web}}{{this}}{{/each}}", &vars)
             .unwrap()
+            .context
             .unwrap();
         assert_eq!(with_groups["groups"]["web"], json!(["w1", "w2"]));
         assert!(with_groups.get("hostvars").is_none());
@@ -128,13 +143,17 @@ mod tests {
             0,
             "hostvars is built only when a template needs it"
         );
-        for template in [
-            "{{hostvar this \"ansible_host\"}}",
-            "{{lookup (lookup ../hostvars this) \"x\"}}",
-        ] {
-            let context = magic.context_for(template, &vars).unwrap().unwrap();
-            assert_eq!(context["hostvars"]["w1"]["ansible_host"], "10.0.0.1");
-        }
+        let helper = magic
+            .for_template("{{hostvar this \"ansible_host\"}}", &vars)
+            .unwrap();
+        assert!(helper.context.is_none(), "the helper copies nothing");
+        assert_eq!(helper.hostvars.unwrap()["w1"]["ansible_host"], "10.0.0.1");
+        let lookup = magic
+            .for_template("{{lookup (lookup ../hostvars this) \"x\"}}", &vars)
+            .unwrap()
+            .context
+            .unwrap();
+        assert_eq!(lookup["hostvars"]["w1"]["ansible_host"], "10.0.0.1");
         assert_eq!(built.get(), 1, "and once");
     }
 

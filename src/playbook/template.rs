@@ -2,7 +2,7 @@
 //! helper arguments and `#if`, where handlebars-rust is lenient), no HTML escaping,
 //! typed single-expression values, and the helpers of the spec.
 
-use super::magic::Magic;
+use super::magic::{ForTemplate, Magic};
 use crate::error::InputError;
 use crate::node::{Kind, Node};
 use handlebars::{
@@ -10,8 +10,8 @@ use handlebars::{
     RenderError, RenderErrorReason, Renderable, ScopedJson, TemplateErrorReason,
 };
 use serde_json::Value;
-use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::cell::RefCell;
+use std::sync::{Arc, LazyLock};
 
 /// What a template is rendered against: a host's variables, and the magic variables
 /// every host of the play shares (added only to templates that name them).
@@ -27,16 +27,46 @@ impl<'a> From<&'a Value> for Scope<'a> {
     }
 }
 
-impl<'a> Scope<'a> {
-    /// The context `template` renders against.
-    fn context(self, template: &str) -> Result<Cow<'a, Value>, String> {
-        match self.magic {
-            Some(magic) => Ok(match magic.context_for(template, self.vars)? {
-                Some(context) => Cow::Owned(context),
-                None => Cow::Borrowed(self.vars),
-            }),
-            None => Ok(Cow::Borrowed(self.vars)),
-        }
+impl Scope<'_> {
+    /// The context `template` renders against, and the `hostvars` the `hostvar` helper
+    /// reads while it renders.
+    fn prepare(self, template: &str) -> Result<(Context, Option<Arc<Value>>), RenderError> {
+        let shared = match self.magic {
+            Some(magic) => magic
+                .for_template(template, self.vars)
+                .map_err(RenderErrorReason::Other)?,
+            None => ForTemplate {
+                context: None,
+                hostvars: None,
+            },
+        };
+        let context = match shared.context {
+            Some(owned) => Context::from(owned),
+            None => Context::wraps(self.vars)?,
+        };
+        Ok((context, shared.hostvars))
+    }
+}
+
+thread_local! {
+    /// `hostvars` for the `hostvar` helper, while a template that calls it renders:
+    /// handlebars gives helpers nothing but the context, and copying every host's
+    /// variables into each host's context is what the helper exists to avoid.
+    static HOSTVARS: RefCell<Option<Arc<Value>>> = const { RefCell::new(None) };
+}
+
+/// Sets [`HOSTVARS`] for one render, and puts back what was there.
+struct HostvarsInScope(Option<Arc<Value>>);
+
+impl HostvarsInScope {
+    fn enter(hostvars: Option<Arc<Value>>) -> HostvarsInScope {
+        HostvarsInScope(HOSTVARS.replace(hostvars))
+    }
+}
+
+impl Drop for HostvarsInScope {
+    fn drop(&mut self) {
+        HOSTVARS.set(self.0.take());
     }
 }
 
@@ -85,10 +115,15 @@ impl Engine {
         if !template.contains("{{") {
             return Ok(template.to_string());
         }
-        let ctx = scope.into().context(template)?;
-        self.registry
-            .render_template(template, ctx.as_ref())
+        self.render(template, scope.into())
             .map_err(|e| describe(&e))
+    }
+
+    fn render(&self, template: &str, scope: Scope<'_>) -> Result<String, RenderError> {
+        let (context, hostvars) = scope.prepare(template)?;
+        let _hostvars = HostvarsInScope::enter(hostvars);
+        self.registry
+            .render_template_with_context(template, &context)
     }
 
     /// Render a template file; a failure says where in the file handlebars found it.
@@ -97,15 +132,7 @@ impl Engine {
         template: &str,
         scope: impl Into<Scope<'a>>,
     ) -> Result<String, RenderFailure> {
-        let ctx = scope
-            .into()
-            .context(template)
-            .map_err(|message| RenderFailure {
-                message,
-                position: None,
-            })?;
-        self.registry
-            .render_template(template, ctx.as_ref())
+        self.render(template, scope.into())
             .map_err(|e| RenderFailure {
                 message: describe(&e),
                 position: position(&e),
@@ -122,7 +149,8 @@ impl Engine {
         if let Some(caps) = SINGLE_EXPRESSION.captures(template) {
             let path = &caps[1];
             if !is_helper(path) {
-                return lookup(scope.context(template)?.as_ref(), path)
+                let context = scope.prepare(template).map_err(|e| describe(&e))?.0;
+                return lookup(context.data(), path)
                     .cloned()
                     .ok_or_else(|| format!("undefined variable `{path}`"));
             }
@@ -350,7 +378,7 @@ impl HelperDef for HostvarHelper {
         &self,
         h: &Helper<'rc>,
         _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
+        _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
         let fail = |message: String| RenderErrorReason::Other(format!("hostvar: {message}"));
@@ -360,15 +388,18 @@ impl HelperDef for HostvarHelper {
             );
         };
         let (host, name) = (text(host), text(name));
-        let vars = ctx
-            .data()
-            .get("hostvars")
-            .and_then(|all| all.get(&host))
-            .ok_or_else(|| fail(format!("`{host}` is not a host of the inventory")))?;
-        let value = vars
-            .get(&name)
-            .ok_or_else(|| fail(format!("host `{host}` has no variable `{name}`")))?;
-        Ok(ScopedJson::Derived(value.clone()))
+        let value = HOSTVARS.with_borrow(|hostvars| {
+            let all = hostvars
+                .as_ref()
+                .ok_or_else(|| fail("other hosts are not known here".into()))?;
+            let vars = all
+                .get(&host)
+                .ok_or_else(|| fail(format!("`{host}` is not a host of the inventory")))?;
+            vars.get(&name)
+                .cloned()
+                .ok_or_else(|| fail(format!("host `{host}` has no variable `{name}`")))
+        })?;
+        Ok(ScopedJson::Derived(value))
     }
 }
 
