@@ -114,6 +114,15 @@ pub fn load_yaml(path: &Path) -> InputResult<Node> {
     ))
 }
 
+/// Read a YAML file the playbook names at `at`: a file that cannot be read is an
+/// error located there, with `help`.
+fn load_named_yaml(path: &Path, at: &Span, help: &str) -> InputResult<Node> {
+    load_yaml(path).map_err(|e| match e.span {
+        None => at.error(e.message).help(help),
+        Some(_) => e,
+    })
+}
+
 /// The closest known word, for "did you mean" hints.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
@@ -209,15 +218,11 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "vars" => play.vars = owned_entries(value)?,
                 "vars_files" => {
                     for (file, span) in value.string_list()? {
-                        let path = dir.join(&file);
-                        let loaded = load_yaml(&path).map_err(|e| {
-                            if e.span.is_none() {
-                                span.error(e.message)
-                                    .help("vars_files are relative to the playbook's folder")
-                            } else {
-                                e
-                            }
-                        })?;
+                        let loaded = load_named_yaml(
+                            &dir.join(&file),
+                            &span,
+                            "vars_files are relative to the playbook's folder",
+                        )?;
                         play.vars_files.push(owned_entries(&loaded)?);
                     }
                 }

@@ -3,7 +3,7 @@
 //! each task keeping the location of the file it was written in.
 
 use super::vars::Layer;
-use super::{TaskDef, closest, load_task, load_yaml, owned_entries, unknown_key};
+use super::{TaskDef, closest, load_named_yaml, load_task, load_yaml, owned_entries, unknown_key};
 use crate::error::{InputError, InputResult};
 use crate::node::{Kind, Node};
 use std::path::{Path, PathBuf};
@@ -139,14 +139,11 @@ impl<'p> TaskLoader<'p> {
                 .error(format!("{} imports itself", path.display()))
                 .help("import_tasks files must not import each other in a cycle"));
         }
-        let root = load_yaml(&path).map_err(|e| {
-            if e.span.is_none() {
-                file.error(e.message)
-                    .help("import_tasks paths are relative to the file that imports them")
-            } else {
-                e
-            }
-        })?;
+        let root = load_named_yaml(
+            &path,
+            &file.span,
+            "import_tasks paths are relative to the file that imports them",
+        )?;
         let origin = Origin {
             role: self.origins[place.origin].role,
             import_vars: self.origins[place.origin]
