@@ -197,6 +197,8 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
     let mut has_hosts = false;
     let mut errors = Vec::new();
     let (mut role_tasks, mut role_handlers) = (Vec::new(), Vec::new());
+    // Variables written in role entries, to hide secrets even when their role failed.
+    let mut role_entry_vars = Vec::new();
     for (key, key_node, value) in node.entries()? {
         let result: InputResult<()> = (|| {
             match key {
@@ -235,6 +237,7 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "roles" => {
                     let mut loader = TaskLoader::new(&mut play.origins, &mut errors);
                     for entry in value.as_seq()? {
+                        role_entry_vars.extend(roles::written_variables(entry));
                         if let Some(role) = loader.role(entry, dir, play.roles.len()) {
                             role_tasks.extend(role.tasks);
                             role_handlers.extend(role.handlers);
@@ -272,18 +275,21 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
     play.tasks = role_tasks;
     play.handlers.append(&mut role_handlers);
     match InputError::combine(errors) {
-        Some(e) => Err(hide_secrets(&play, e)),
+        Some(e) => Err(hide_secrets(&play, &role_entry_vars, e)),
         None => Ok(play),
     }
 }
 
 /// A mistake next to `vars: { pw: ... }` would show the secret in its snippet (and a
 /// message may quote it): hide what the play's secrets are written as.
-fn hide_secrets(play: &Play, error: InputError) -> InputError {
+fn hide_secrets(play: &Play, role_entry_vars: &[(String, Node)], error: InputError) -> InputError {
+    let role_files = play.roles.iter().flat_map(|r| [&r.defaults, &r.vars]);
     let written: Vec<&(String, Node)> = play
         .vars
         .iter()
         .chain(play.vars_files.iter().flatten())
+        .chain(role_files.flatten())
+        .chain(role_entry_vars)
         .filter(|(name, _)| play.secrets.contains(name))
         .collect();
     let spans = written.iter().map(|(_, node)| node.span.clone()).collect();

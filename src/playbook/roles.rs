@@ -132,7 +132,11 @@ impl<'p> TaskLoader<'p> {
                 _ => return Err(unknown_key(key_node, IMPORT_KEYS, "import_tasks")),
             }
         }
-        let file = file.expect("the caller saw the key");
+        let Some(file) = file else {
+            return Err(node
+                .error("this import names no file")
+                .help("write `- import_tasks: FILE`"));
+        };
         let path = place.dir.join(file.scalar_text()?);
         if place.files.contains(&path) {
             return Err(file
@@ -255,6 +259,22 @@ impl<'p> TaskLoader<'p> {
             handlers,
         })
     }
+}
+
+/// The variables a role entry writes (its `vars:` and parameters), as far as they
+/// can be read.
+pub fn written_variables(entry: &Node) -> Vec<(String, Node)> {
+    let Ok(entries) = entry.entries() else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .flat_map(|(key, _, value)| match key {
+            "vars" => owned_entries(value).unwrap_or_default(),
+            _ if ROLE_ENTRY_KEYS.contains(&key) => Vec::new(),
+            _ => vec![(key.to_string(), value.clone())],
+        })
+        .collect()
 }
 
 /// `SUB/main.yml`, or `SUB/main.yaml`, when there is one.

@@ -846,3 +846,15 @@ fn a_mistake_in_a_role_is_located_in_the_roles_file() {
     );
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn a_secret_role_parameter_next_to_a_mistake_is_hidden() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [db_password]\n  roles:\n    - role: ap\n      \
+         db_password: hunter2\n",
+        &[("roles/app/tasks/main.yml", "")],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("no role `ap`"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
