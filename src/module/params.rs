@@ -342,6 +342,53 @@ mod tests {
     }
 
     #[test]
+    fn a_roles_files_come_before_the_playbooks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (playbook, role) = (dir.path(), dir.path().join("roles/app"));
+        for file in [
+            "roles/app/templates/app.conf.hbs",
+            "roles/app/files/app.bin",
+            "roles/app/notes.txt",
+            "app.conf.hbs",
+            "shared.txt",
+        ] {
+            let path = playbook.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        let n = node::parse(&SourceFile::new("t.yml", "{}")).unwrap();
+        let at = |module, role_dir| Params {
+            module,
+            value: Value::Null,
+            node: &n,
+            playbook_dir: playbook,
+            role_dir,
+            vars: (&Value::Null).into(),
+            taint: Taint::none(),
+            play_modules: &[],
+        };
+        let in_role = Some(role.as_path());
+        let template = at("template", in_role);
+        assert_eq!(
+            template.local_path("app.conf.hbs"),
+            role.join("templates/app.conf.hbs")
+        );
+        assert_eq!(template.local_path("notes.txt"), role.join("notes.txt"));
+        assert_eq!(
+            template.local_path("shared.txt"),
+            playbook.join("shared.txt")
+        );
+        assert_eq!(
+            at("file", in_role).local_path("app.bin"),
+            role.join("files/app.bin")
+        );
+        assert_eq!(
+            at("template", None).local_path("app.conf.hbs"),
+            playbook.join("app.conf.hbs")
+        );
+    }
+
+    #[test]
     fn unknown_parameters_point_at_their_key() {
         let err = parse("path: /a\nmdoe: \"0644\"\n").unwrap_err();
         assert!(

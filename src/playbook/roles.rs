@@ -5,7 +5,7 @@
 use super::vars::Layer;
 use super::{TaskDef, closest, load_named_yaml, load_task, load_yaml, owned_entries, unknown_key};
 use crate::error::{InputError, InputResult};
-use crate::node::{Kind, Node};
+use crate::node::{Kind, Node, PathStep};
 use std::path::{Path, PathBuf};
 
 /// One entry of a play's `roles:`, loaded.
@@ -66,6 +66,8 @@ impl TaskPlace<'_> {
     }
 }
 
+/// Ansible's task-level includes of files and roles, which converge does not read.
+const DYNAMIC_KEYS: [&str; 3] = ["include_tasks", "include_role", "import_role"];
 const ROLE_ENTRY_KEYS: &[&str] = &["role", "name", "vars", "tags", "when"];
 const IMPORT_KEYS: &[&str] = &["import_tasks", "name", "vars", "tags", "when"];
 
@@ -96,6 +98,13 @@ impl<'p> TaskLoader<'p> {
         };
         let mut tasks = Vec::new();
         for item in items {
+            if let Some(key) = DYNAMIC_KEYS.iter().find_map(|k| item.key_node(k)) {
+                self.errors.push(
+                    key.error("converge reads task files and roles when the playbook loads")
+                        .help("write `import_tasks: FILE` for a task file, and list roles in the play's `roles:`"),
+                );
+                continue;
+            }
             if item.key_node("import_tasks").is_some() {
                 match self.import(item, place) {
                     Ok(imported) => tasks.extend(imported),
@@ -223,6 +232,7 @@ impl<'p> TaskLoader<'p> {
                 ))
                 .help(role_help(playbook_dir, &name)));
         }
+        refuse_dependencies(&dir)?;
         self.origins.push(Origin {
             role: Some(index),
             import_vars: Vec::new(),
@@ -275,6 +285,26 @@ pub fn written_variables(entry: &Node) -> Vec<(String, Node)> {
             _ => vec![(key.to_string(), value.clone())],
         })
         .collect()
+}
+
+/// A role's `meta/main.yml` may list roles to run before it; converge does not, so
+/// such a role is refused rather than run without them.
+fn refuse_dependencies(dir: &Path) -> InputResult<()> {
+    let Some(path) = main_file(&dir.join("meta")) else {
+        return Ok(());
+    };
+    let meta = load_yaml(&path)?;
+    let Some(key) = meta.key_node("dependencies") else {
+        return Ok(());
+    };
+    let dependencies = meta.find(&[PathStep::Key("dependencies".into())]);
+    match &dependencies.kind {
+        Kind::Null => Ok(()),
+        Kind::Seq(items) if items.is_empty() => Ok(()),
+        _ => Err(key
+            .error("converge does not run role dependencies")
+            .help("list the roles this one depends on in the play's `roles:`, before it")),
+    }
 }
 
 /// `SUB/main.yml`, or `SUB/main.yaml`, when there is one.
