@@ -101,7 +101,10 @@ impl<'p> TaskLoader<'p> {
             if let Some(key) = DYNAMIC_KEYS.iter().find_map(|k| item.key_node(k)) {
                 self.errors.push(
                     key.error("converge reads task files and roles when the playbook loads")
-                        .help("write `import_tasks: FILE` for a task file, and list roles in the play's `roles:`"),
+                        .help(
+                            "write `import_tasks: FILE` for a task file, \
+                             and list roles in the play's `roles:`",
+                        ),
                 );
                 continue;
             }
