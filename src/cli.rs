@@ -3,11 +3,15 @@
 use crate::error::{Exit, InputError};
 use crate::inventory::Inventory;
 use crate::lock::{LockError, RunLock};
-use crate::plan::{HostPlan, Selection};
+use crate::plan::{HostPlan, NodeState, Selection};
 use crate::playbook::Playbook;
 use crate::playbook::vars::extra_vars;
 use crate::report::{Human, Json, Reporter, TaskStatus};
 use crate::runner::{self, RunOptions, RunSettings};
+use crate::vault::{
+    self,
+    command::{PasswordArgs, VaultCommand},
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -49,6 +53,11 @@ enum Command {
     Graph(GraphArgs),
     /// Parse and type-check the playbook and inventory, without connecting.
     Validate(TargetArgs),
+    /// Encrypt and decrypt files and values with Ansible Vault.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
 }
 
 #[derive(Args)]
@@ -64,6 +73,8 @@ struct TargetArgs {
     /// Extra variables: KEY=VALUE (a string) or @FILE (typed YAML); highest precedence.
     #[arg(short = 'e', long = "extra-vars")]
     extra: Vec<String>,
+    #[command(flatten)]
+    vault: PasswordArgs,
 }
 
 #[derive(Args)]
@@ -119,7 +130,7 @@ enum GraphFormat {
     Dot,
 }
 
-const SUBCOMMANDS: &[&str] = &["apply", "diff", "graph", "validate", "help"];
+const SUBCOMMANDS: &[&str] = &["apply", "diff", "graph", "validate", "vault", "help"];
 
 /// `converge site.yml` means `converge apply site.yml`.
 fn with_default_subcommand(mut args: Vec<String>) -> Vec<String> {
@@ -175,6 +186,7 @@ struct Loaded {
 }
 
 fn load(target: &TargetArgs) -> Result<Loaded, InputError> {
+    vault::unlock(target.vault.keyring()?);
     let playbook = Playbook::load(&target.playbook)?;
     let inventory_path = target
         .inventory
@@ -226,6 +238,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Diff(args) => run(args, true).await,
         Command::Graph(args) => graph(&args),
         Command::Validate(args) => validate(&args),
+        Command::Vault { command } => vault::command::run(command),
     }
 }
 
@@ -375,7 +388,7 @@ fn validate(target: &TargetArgs) -> Exit {
             let unresolved = plays
                 .iter()
                 .flat_map(|(_, p)| p.iter().flat_map(|h| h.nodes.iter()))
-                .filter(|n| n.unresolved)
+                .filter(|n| matches!(n.state, NodeState::Unresolved))
                 .count();
             println!(
                 "{}: ok ({} plays, {} tasks, {} hosts{})",
@@ -456,6 +469,7 @@ mod tests {
             inventory: None,
             limit: None,
             extra: Vec::new(),
+            vault: PasswordArgs::default(),
         };
         let warnings = unmatched_hosts_warnings(&load(&target).unwrap());
         assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -45,6 +45,8 @@ impl Exit {
 pub struct SourceFile {
     pub name: String,
     pub text: Arc<str>,
+    /// Decrypted from Ansible Vault: errors name a place in it but never show its text.
+    pub vaulted: bool,
 }
 
 impl SourceFile {
@@ -52,6 +54,16 @@ impl SourceFile {
         Arc::new(SourceFile {
             name: name.into(),
             text: text.into(),
+            vaulted: false,
+        })
+    }
+
+    /// The plaintext of the vaulted file `name`.
+    pub fn decrypted(name: impl Into<String>, text: impl Into<Arc<str>>) -> Arc<SourceFile> {
+        Arc::new(SourceFile {
+            name: name.into(),
+            text: text.into(),
+            vaulted: true,
         })
     }
 
@@ -133,9 +145,12 @@ impl InputError {
     pub fn at(span: &Span, message: impl Into<String>) -> Self {
         let position = span.position();
         let mut error = InputError::new(format!("{position}: {}", message.into()));
-        error.source_code =
-            Some(NamedSource::new(&span.file.name, span.file.text.clone()).with_language("yaml"));
-        error.span = Some(SourceSpan::new(span.offset.into(), span.len.max(1)));
+        if !span.file.vaulted {
+            error.source_code = Some(
+                NamedSource::new(&span.file.name, span.file.text.clone()).with_language("yaml"),
+            );
+            error.span = Some(SourceSpan::new(span.offset.into(), span.len.max(1)));
+        }
         error
     }
 

@@ -20,6 +20,7 @@ pub mod registry;
 pub mod report;
 pub mod runner;
 pub mod transport;
+pub mod vault;
 
 #[path = "../modules/mod.rs"]
 pub mod modules;

@@ -4,6 +4,7 @@
 //! error (unknown key, wrong type, bad template, cycle) can point at a line and column.
 
 use crate::error::{InputError, InputResult, SourceFile, Span};
+use crate::vault;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
@@ -24,10 +25,29 @@ pub enum Kind {
 pub struct Node {
     pub kind: Kind,
     pub span: Span,
+    /// Decrypted from Ansible Vault (an inline `!vault` value, or any value of a vaulted
+    /// file): a secret wherever it goes.
+    pub vaulted: bool,
 }
 
-/// Parse a YAML file into a [`Node`] tree.
+/// Parse a YAML file into a [`Node`] tree, opening what Ansible Vault encrypted
+/// (the whole file, or `!vault` values) with the run's vault passwords.
 pub fn parse(file: &Arc<SourceFile>) -> InputResult<Node> {
+    if !vault::is_vaulted(&file.text) {
+        return parse_plain(file);
+    }
+    let whole = Span {
+        file: file.clone(),
+        offset: 0,
+        len: file.text.len(),
+    };
+    let plaintext = vault::open_at(&file.text, &whole)?;
+    let mut root = parse_plain(&SourceFile::decrypted(file.name.clone(), plaintext))?;
+    root.mark_vaulted();
+    Ok(root)
+}
+
+fn parse_plain(file: &Arc<SourceFile>) -> InputResult<Node> {
     if file.text.trim().is_empty() {
         return Ok(Node {
             kind: Kind::Null,
@@ -36,13 +56,14 @@ pub fn parse(file: &Arc<SourceFile>) -> InputResult<Node> {
                 offset: 0,
                 len: 0,
             },
+            vaulted: false,
         });
     }
     // YAML 1.2 as the spec says: `yes`/`no`/`on`/`off` are strings, 0644 is decimal.
     let options = serde_saphyr::options! { strict_booleans: true };
     let raw: RawNode = serde_saphyr::from_str_with_options(&file.text, options)
         .map_err(|e| yaml_error(file, &e))?;
-    Ok(to_node(raw, file))
+    to_node(raw, file)
 }
 
 fn yaml_error(file: &Arc<SourceFile>, error: &serde_saphyr::Error) -> InputError {
@@ -84,6 +105,42 @@ impl Node {
     fn expected(&self, what: &str) -> InputError {
         self.error(format!("expected {what}, found {}", self.kind_name()))
             .label(format!("expected {what}"))
+    }
+
+    fn mark_vaulted(&mut self) {
+        self.vaulted = true;
+        match &mut self.kind {
+            Kind::Seq(items) => items.iter_mut().for_each(Node::mark_vaulted),
+            Kind::Map(entries) => entries.iter_mut().for_each(|(_, v)| v.mark_vaulted()),
+            _ => {}
+        }
+    }
+
+    /// The paths inside this value that were vaulted (`[]` is all of it).
+    pub fn vaulted_paths(&self) -> Vec<Vec<String>> {
+        if self.vaulted {
+            return vec![Vec::new()];
+        }
+        let children: Vec<(String, &Node)> = match &self.kind {
+            Kind::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i.to_string(), n))
+                .collect(),
+            Kind::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut paths = Vec::new();
+        for (key, child) in children {
+            for mut path in child.vaulted_paths() {
+                path.insert(0, key.clone());
+                paths.push(path);
+            }
+        }
+        paths
     }
 
     pub fn is_null(&self) -> bool {
@@ -231,8 +288,11 @@ impl fmt::Display for PathStep {
     }
 }
 
-/// What serde-saphyr hands us: values wrapped in its `Spanned`.
-type RawNode = serde_saphyr::Spanned<RawKind>;
+/// What serde-saphyr hands us: values with their tag, wrapped in its `Spanned`.
+type RawNode = serde_saphyr::Spanned<serde_saphyr::Tagged<RawKind>>;
+
+/// Ansible's tag for an inline vaulted value.
+const VAULT_TAG: &str = "!vault";
 
 enum RawKind {
     Null,
@@ -244,28 +304,50 @@ enum RawKind {
     Map(Vec<(RawNode, RawNode)>),
 }
 
-fn to_node(raw: RawNode, file: &Arc<SourceFile>) -> Node {
+fn to_node(raw: RawNode, file: &Arc<SourceFile>) -> InputResult<Node> {
     let span = raw.referenced.span();
     let span = Span {
         file: file.clone(),
         offset: span.byte_offset().unwrap_or(0) as usize,
         len: span.byte_len().unwrap_or(0) as usize,
     };
-    let kind = match raw.value {
+    let serde_saphyr::Tagged(value, tag) = raw.value;
+    if tag.as_deref() == Some(VAULT_TAG) {
+        return match value {
+            RawKind::Str(text) => Ok(Node {
+                kind: Kind::Str(vault::open_at(&text, &span)?),
+                span,
+                vaulted: true,
+            }),
+            _ => Err(span
+                .error("a `!vault` value must be the text ansible-vault wrote")
+                .help("write it as `!vault |` followed by the indented lines of `converge vault encrypt-string`")),
+        };
+    }
+    let kind = match value {
         RawKind::Null => Kind::Null,
         RawKind::Bool(b) => Kind::Bool(b),
         RawKind::Int(i) => Kind::Int(i),
         RawKind::Float(f) => Kind::Float(f),
         RawKind::Str(s) => Kind::Str(s),
-        RawKind::Seq(items) => Kind::Seq(items.into_iter().map(|i| to_node(i, file)).collect()),
+        RawKind::Seq(items) => Kind::Seq(
+            items
+                .into_iter()
+                .map(|i| to_node(i, file))
+                .collect::<InputResult<_>>()?,
+        ),
         RawKind::Map(entries) => Kind::Map(
             entries
                 .into_iter()
-                .map(|(k, v)| (to_node(k, file), to_node(v, file)))
-                .collect(),
+                .map(|(k, v)| Ok((to_node(k, file)?, to_node(v, file)?)))
+                .collect::<InputResult<_>>()?,
         ),
     };
-    Node { kind, span }
+    Ok(Node {
+        kind,
+        span,
+        vaulted: false,
+    })
 }
 
 impl<'de> Deserialize<'de> for RawKind {
@@ -350,12 +432,58 @@ mod tests {
         let err = get("b").as_bool().unwrap_err();
         assert!(err.help.unwrap().contains("YAML 1.2"));
         assert!(get("c").as_bool().unwrap());
+        // Tags other than `!vault` are YAML's.
+        let tagged = load("a: !!str 0644\n").unwrap();
+        assert_eq!(
+            tagged.find(&[PathStep::Key("a".into())]).as_str().unwrap(),
+            "0644"
+        );
     }
 
     #[test]
     fn duplicate_keys_are_errors() {
         let err = load("a: 1\na: 2\n").unwrap_err();
         assert!(err.message.starts_with("t.yml:2:"), "{}", err.message);
+    }
+
+    #[test]
+    fn vaulted_files_and_values_open_with_the_run_passwords() {
+        let inline = include_str!("vault/fixtures/inline.yml");
+        let whole = include_str!("vault/fixtures/v11.yml");
+        let no_password = load(inline).unwrap_err();
+        assert!(
+            no_password.message.starts_with("t.yml:2:11: "),
+            "{}",
+            no_password.message
+        );
+        assert!(no_password.help.unwrap().contains("--vault-password-file"));
+        vault::unlock(vault::Keyring::new(vec![vault::Password::new(
+            "default",
+            b"hunter2".to_vec(),
+        )]));
+        let node = load(&format!("{inline}\nplain: x\n")).unwrap();
+        let get = |node: &Node, k: &str| node.find(&[PathStep::Key(k.into())]).clone();
+        assert_eq!(get(&node, "db_password").as_str().unwrap(), "S3cret-Db");
+        assert_eq!(node.vaulted_paths(), [["db_password"]]);
+        let node = load(whole).unwrap();
+        assert_eq!(get(&node, "port").kind_name(), "an integer");
+        assert_eq!(node.vaulted_paths(), [Vec::<String>::new()]);
+        // An error inside a vaulted file is located but shows none of its text.
+        let err = load(whole)
+            .and_then(|n| get(&n, "port").as_str().map(drop))
+            .unwrap_err();
+        assert!(err.message.starts_with("t.yml:2:7: "), "{}", err.message);
+        assert!(err.source_code.is_none());
+        vault::unlock(vault::Keyring::new(vec![vault::Password::new(
+            "default",
+            b"wrong".to_vec(),
+        )]));
+        let wrong = load(whole).unwrap_err();
+        assert!(
+            wrong.message.starts_with("t.yml:1:1: no vault password"),
+            "{}",
+            wrong.message
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ pub(crate) mod check;
 use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::{
-    Action, Command, Diff, Exec, Failure, FollowUp, HostView, Mode, Module, Params, Plan, Probed,
-    Resource, Resources, one_or_many,
+    Action, Command, Diff, Exec, Failure, FollowUp, HostPath, HostView, Invalid, Mode, Module,
+    Params, Plan, Probed, Resource, Resources, one_or_many,
 };
 use crate::node::PathStep;
 use crate::playbook::template::engine;
@@ -30,7 +30,7 @@ pub struct NginxVhost;
 struct VhostParams {
     name: String,
     #[serde(deserialize_with = "one_or_many")]
-    server_name: Vec<String>,
+    server_name: Vec<ServerName>,
     upstream: Option<String>,
     listen_http: Option<u16>,
     listen_https: Option<u16>,
@@ -38,8 +38,8 @@ struct VhostParams {
     #[serde(default)]
     redirect_http: bool,
     hsts: Option<Hsts>,
-    acme_webroot: Option<String>,
-    client_max_body_size: Option<String>,
+    acme_webroot: Option<HostPath>,
+    client_max_body_size: Option<Size>,
     #[serde(default)]
     locations: Vec<Location>,
     extra: Option<String>,
@@ -154,32 +154,71 @@ fn is_token(s: &str) -> bool {
         })
 }
 
-/// Whether nginx matches `name` as a server name without a regular expression: a host
-/// name, an IPv4 address, `*.` or `.` in front, `.*` at the end, or `_` (no name). The
-/// first one names the certificate and its directory, so no `/`, no `..`, nothing a
-/// shell or nginx would read as more than one word.
-fn check_server_name(name: &str) -> Result<(), String> {
-    if name.starts_with('~') {
-        return Err(format!(
-            "`{name}`: regular-expression server names are not supported"
-        ));
+/// A name nginx matches without a regular expression: a host name, an IPv4 address,
+/// `*.` or `.` in front, `.*` at the end, or `_` (no name). The first one names the
+/// certificate and its directory, so no `/`, no `..`, nothing a shell or nginx would read
+/// as more than one word.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+struct ServerName(String);
+
+impl TryFrom<String> for ServerName {
+    type Error = Invalid;
+
+    fn try_from(name: String) -> Result<ServerName, Invalid> {
+        let invalid = |message: String| Invalid {
+            message,
+            help: "a host name (IDNs in punycode), an IPv4 address, `*.example.com`, \
+                   `example.*`, `.example.com` or `_`",
+        };
+        if name.starts_with('~') {
+            return Err(invalid(format!(
+                "`{name}`: regular-expression server names are not supported"
+            )));
+        }
+        let core = name
+            .strip_prefix("*.")
+            .or_else(|| name.strip_prefix('.'))
+            .unwrap_or(&name);
+        let core = core.strip_suffix(".*").unwrap_or(core);
+        let ok = !core.is_empty()
+            && core
+                .split('.')
+                .all(|l| !l.is_empty() && !l.starts_with('-'))
+            && core
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if ok {
+            Ok(ServerName(name))
+        } else {
+            Err(invalid(format!(
+                "`{}` is not a server name",
+                name.escape_debug()
+            )))
+        }
     }
-    let core = name
-        .strip_prefix("*.")
-        .or_else(|| name.strip_prefix('.'))
-        .unwrap_or(name);
-    let core = core.strip_suffix(".*").unwrap_or(core);
-    let ok = !core.is_empty()
-        && core
-            .split('.')
-            .all(|l| !l.is_empty() && !l.starts_with('-'))
-        && core
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{}` is not a server name", name.escape_debug()))
+}
+
+/// nginx's size: a number of bytes with an optional k, m or g.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+struct Size(String);
+
+impl TryFrom<String> for Size {
+    type Error = Invalid;
+
+    fn try_from(size: String) -> Result<Size, Invalid> {
+        let digits = size.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || size.len() - digits.len() > 1
+        {
+            return Err(Invalid {
+                message: format!("`{size}` is not a size"),
+                help: "a number of bytes with an optional k, m or g: \"10m\"",
+            });
+        }
+        Ok(Size(size))
     }
 }
 
@@ -248,48 +287,24 @@ impl Site {
                 .error_at("name", format!("`{}` cannot name a site", p.name))
                 .help("letters, digits and `._-`, not hidden: it names sites-available/NAME"));
         }
-        let Some(main_name) = p.server_name.first().cloned() else {
+        let Some(ServerName(main_name)) = p.server_name.first().cloned() else {
             return Err(params.error_at("server_name", "give at least one server name"));
         };
-        for (i, name) in p.server_name.iter().enumerate() {
-            if let Err(why) = check_server_name(name) {
-                let at = [PathStep::Key("server_name".into()), PathStep::Index(i)];
-                return Err(params.error_at_path(&at, why).help(
-                    "a host name (IDNs in punycode), an IPv4 address, `*.example.com`, \
-                     `example.*`, `.example.com` or `_`",
-                ));
-            }
-        }
         for (key, value) in [
-            ("acme_webroot", &p.acme_webroot),
-            ("client_max_body_size", &p.client_max_body_size),
-            ("upstream", &p.upstream),
+            ("acme_webroot", p.acme_webroot.as_deref()),
+            ("upstream", p.upstream.as_deref()),
         ] {
-            if let Some(v) = value.as_deref().filter(|v| !is_token(v)) {
+            if let Some(v) = value.filter(|v| !is_token(v)) {
                 return Err(params.error_at(
                     key,
                     format!("`{v}` must be one word without `;{{}}#` or quotes"),
                 ));
             }
         }
-        if let Some(size) = &p.client_max_body_size {
-            let digits = size.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
-            if digits.is_empty()
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-                || size.len() - digits.len() > 1
-            {
-                return Err(params
-                    .error_at("client_max_body_size", format!("`{size}` is not a size"))
-                    .help("a number of bytes with an optional k, m or g: \"10m\""));
-            }
-        }
         let acme_webroot = p
             .acme_webroot
             .clone()
-            .unwrap_or_else(|| "/var/www/letsencrypt".into());
-        if !acme_webroot.starts_with('/') {
-            return Err(params.error_at("acme_webroot", "must be an absolute path"));
-        }
+            .map_or_else(|| "/var/www/letsencrypt".into(), String::from);
         let locations = locations(&p, params)?;
         let tls = p.tls.clone();
         if let Some(Tls::Files { cert, key }) = &tls {
@@ -344,7 +359,7 @@ impl Site {
             })
             .collect();
         let mut ctx = json!({
-            "server_names": p.server_name.join(" "),
+            "server_names": p.server_name.iter().map(|n| n.0.as_str()).collect::<Vec<_>>().join(" "),
             "listen_http": listen_http,
             "listen_https": listen_https,
             "acme_webroot": acme_webroot,
@@ -353,7 +368,7 @@ impl Site {
             "cert": cert_files.as_ref().map(|c| &c.0),
             "key": cert_files.as_ref().map(|c| &c.1),
             "hsts": hsts,
-            "client_max_body_size": p.client_max_body_size,
+            "client_max_body_size": p.client_max_body_size.as_ref().map(|s| &s.0),
             "locations": locations,
             "extra": extra,
         });

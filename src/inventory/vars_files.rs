@@ -2,7 +2,7 @@
 
 use super::Vars;
 use super::yaml::merge_vars;
-use crate::error::{InputError, InputResult, SourceFile, Span};
+use crate::error::{InputError, InputResult, SourceFile};
 use crate::node;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,16 +35,7 @@ pub(super) fn read_vars_files(dir: &Path, name: &str) -> InputResult<Vars> {
     }
     for path in files {
         let file = read_source(&path, "check the file's permissions")?;
-        if file.text.starts_with("$ANSIBLE_VAULT") {
-            let span = Span {
-                file: file.clone(),
-                offset: 0,
-                len: "$ANSIBLE_VAULT".len(),
-            };
-            return Err(span
-                .error("this file is encrypted with Ansible Vault, which converge cannot read")
-                .help("decrypt it with `ansible-vault decrypt`, or keep secrets out of it"));
-        }
+        // Vaulted files and `!vault` values are opened here, with the run's passwords.
         let root = node::parse(&file)?;
         merge_vars(
             &mut vars,

@@ -5,7 +5,7 @@ use crate::node::{Node, PathStep};
 use crate::playbook::taint::Taint;
 use crate::playbook::template::Scope;
 use regex::Regex;
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::{DeserializeOwned, Error as _, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -70,12 +70,18 @@ impl Params<'_> {
         }
         let at = self.node.find(steps);
         let where_ = path_text(steps);
+        let (message, own_help) = match message.split_once(HELP_MARK) {
+            Some((message, help)) => (message, Some(help)),
+            None => (message, None),
+        };
         let what = if where_.is_empty() {
             format!("{}: {message}", self.module)
         } else {
             format!("{}: `{where_}`: {message}", self.module)
         };
-        let help = if message.contains("missing field") {
+        let help = if let Some(help) = own_help {
+            help.to_string()
+        } else if message.contains("missing field") {
             format!("add the parameter; see modules/{}/README.md", self.module)
         } else {
             "check the value's type against the module's README".to_string()
@@ -143,18 +149,8 @@ fn plain_words(message: &str) -> String {
     STRUCT
         .replace_all(message, "expected a mapping of parameters")
         .replace("expected string or map", "expected a string")
-}
-
-/// How a value is called in messages.
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
+        .replace("invalid type: map,", "invalid type: a mapping,")
+        .replace("invalid type: sequence,", "invalid type: a list,")
 }
 
 fn unknown_field(message: &str) -> Option<String> {
@@ -292,23 +288,50 @@ pub fn opt_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Err
 }
 
 /// A parameter that takes one string or a list (`name: nginx` or `name: [nginx, ufw]`).
-pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let expected = |found: &Value| {
-        D::Error::custom(format!(
-            "expected a string or a list of strings, found {}",
-            kind_of(found)
-        ))
-    };
-    match Value::deserialize(d)? {
-        Value::String(s) => Ok(vec![s]),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|item| match item {
-                Value::String(s) => Ok(s),
-                other => Err(expected(&other)),
-            })
-            .collect(),
-        other => Err(expected(&other)),
+pub fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OneOrMany<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<Vec<T>, E> {
+            T::deserialize(one.into_deserializer()).map(|t| vec![t])
+        }
+
+        /// Each item deserialized in turn, so an error names its position.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+
+    d.deserialize_any(OneOrMany(std::marker::PhantomData))
+}
+
+/// Why a value of a validated parameter type is refused, and how to write it: the help
+/// reaches the located error (see [`Params::parse`]).
+#[derive(Debug)]
+pub struct Invalid {
+    pub message: String,
+    pub help: &'static str,
+}
+
+const HELP_MARK: &str = "\nhelp: ";
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{HELP_MARK}{}", self.message, self.help)
     }
 }
 
@@ -466,11 +489,11 @@ mod tests {
             ),
             (
                 "names: {a: 1}\n",
-                "`names`: expected a string or a list of strings, found a mapping",
+                "`names`: invalid type: a mapping, expected a string or a list of strings",
             ),
             (
                 "names: [a, [b]]\n",
-                "`names`: expected a string or a list of strings, found a list",
+                "`names[1]`: invalid type: a list, expected a string",
             ),
         ] {
             let message = error(yaml);

@@ -65,7 +65,7 @@ impl Graph {
     pub fn add_implicit_edges(&mut self, nodes: &[PlanNode]) {
         let resources: Vec<_> = nodes
             .iter()
-            .map(|n| n.action.as_ref().map(|a| a.resources()).unwrap_or_default())
+            .map(|n| n.action().map(|a| a.resources()).unwrap_or_default())
             .collect();
         for (from, provider) in resources.iter().enumerate() {
             for provided in &provider.provides {

@@ -1,7 +1,7 @@
 //! From a play's task definitions to one host's plan nodes.
 
 use super::dag::{EdgeKind, Graph};
-use super::{HostPlan, PlanNode};
+use super::{HostPlan, NodeState, PlanNode};
 use crate::error::{InputError, InputResult};
 use crate::module::Params;
 use crate::node::{Kind, Node};
@@ -343,14 +343,12 @@ impl Task<'_> {
             self.first_false_when(scope)?
         };
         let become_root = def.become_root.unwrap_or(play.become_root);
-        let node_for = |action, phase: Option<&str>| PlanNode {
+        let node_for = |state, phase: Option<&str>| PlanNode {
             name: phase.map_or(shown.clone(), |p| format!("{shown} ({p})")),
             task: index,
             module: def.module.name(),
             item: item.clone(),
-            action,
-            skip_reason: when_false.clone(),
-            unresolved,
+            state,
             is_handler: def.is_handler,
             become_root,
             no_log: def.no_log,
@@ -358,8 +356,11 @@ impl Task<'_> {
             timeout: def.timeout,
             span: def.span.clone(),
         };
-        if when_false.is_some() || unresolved {
-            return Ok((name, vec![node_for(None, None)]));
+        if unresolved {
+            return Ok((name, vec![node_for(NodeState::Unresolved, None)]));
+        }
+        if let Some(reason) = when_false {
+            return Ok((name, vec![node_for(NodeState::Skipped(reason), None)]));
         }
         let value = engine().render_node(&def.params, scope)?;
         taint.record(&def.params, &value, item_ctx);
@@ -380,7 +381,7 @@ impl Task<'_> {
             .into_iter()
             .map(|action| {
                 let phase = action.phase();
-                node_for(Some(action), phase)
+                node_for(NodeState::Runs(action), phase)
             })
             .collect();
         Ok((name, nodes))

@@ -23,12 +23,7 @@ pub struct PlanNode {
     pub task: usize,
     pub module: &'static str,
     pub item: Option<Value>,
-    /// What to do; None when `when:` is false or the node could not be resolved without facts.
-    pub action: Option<Box<dyn Action>>,
-    /// Why the node will not run (`when:` false), known before connecting.
-    pub skip_reason: Option<String>,
-    /// Not resolvable without facts (graph and validate only).
-    pub unresolved: bool,
+    pub state: NodeState,
     pub is_handler: bool,
     pub become_root: bool,
     pub no_log: bool,
@@ -36,6 +31,26 @@ pub struct PlanNode {
     /// The task's `timeout:` for each command it runs; None: the transport's default.
     pub timeout: Option<std::time::Duration>,
     pub span: Span,
+}
+
+/// Whether a node runs, known before connecting.
+pub enum NodeState {
+    /// What to do on the host.
+    Runs(Box<dyn Action>),
+    /// Why it will not run (`when:` is false).
+    Skipped(String),
+    /// Not resolvable without facts (graph and validate only).
+    Unresolved,
+}
+
+impl PlanNode {
+    /// The action, when the node runs.
+    pub fn action(&self) -> Option<&dyn Action> {
+        match &self.state {
+            NodeState::Runs(action) => Some(action.as_ref()),
+            NodeState::Skipped(_) | NodeState::Unresolved => None,
+        }
+    }
 }
 
 pub struct HostPlan {

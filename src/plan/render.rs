@@ -1,6 +1,6 @@
 //! `converge graph`: each host's DAG as text or Graphviz DOT.
 
-use super::HostPlan;
+use super::{HostPlan, NodeState};
 use crate::report::redact;
 use std::fmt::Write;
 
@@ -11,9 +11,9 @@ fn name(plan: &HostPlan, i: usize) -> String {
 
 fn marker(plan: &HostPlan, i: usize) -> &'static str {
     let node = &plan.nodes[i];
-    if node.unresolved {
+    if matches!(node.state, NodeState::Unresolved) {
         " [unresolved: needs facts]"
-    } else if node.skip_reason.is_some() {
+    } else if matches!(node.state, NodeState::Skipped(_)) {
         " [skipped: when]"
     } else if node.is_handler {
         " [handler]"
@@ -53,7 +53,7 @@ pub fn render_dot(play: &str, plan: &HostPlan) -> String {
     );
     for (i, node) in plan.nodes.iter().enumerate() {
         let label = format!("{}{}", name(plan, i), marker(plan, i));
-        let style = if node.unresolved || node.skip_reason.is_some() {
+        let style = if node.action().is_none() {
             ", style=dashed"
         } else if node.is_handler {
             ", shape=box"

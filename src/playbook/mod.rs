@@ -281,8 +281,12 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
 }
 
 /// A mistake next to `vars: { pw: ... }` would show the secret in its snippet (and a
-/// message may quote it): hide what the play's secrets are written as.
+/// message may quote it): hide what the play's secrets, and its vaulted vars, are
+/// written as (in the play, its vars files, and its roles).
 fn hide_secrets(play: &Play, role_entry_vars: &[(String, Node)], error: InputError) -> InputError {
+    let is_secret = |name: &String, node: &Node| {
+        play.secrets.contains(name) || !node.vaulted_paths().is_empty()
+    };
     let role_files = play.roles.iter().flat_map(|r| [&r.defaults, &r.vars]);
     let written: Vec<&(String, Node)> = play
         .vars
@@ -290,10 +294,11 @@ fn hide_secrets(play: &Play, role_entry_vars: &[(String, Node)], error: InputErr
         .chain(play.vars_files.iter().flatten())
         .chain(role_files.flatten())
         .chain(role_entry_vars)
-        .filter(|(name, _)| play.secrets.contains(name))
+        .filter(|(name, node)| is_secret(name, node))
         .collect();
+    let names: Vec<String> = written.iter().map(|(name, _)| name.clone()).collect();
     let spans = written.iter().map(|(_, node)| node.span.clone()).collect();
-    let taint = taint::Taint::declared(&play.secrets, spans);
+    let taint = taint::Taint::declared(&names, spans);
     taint.record_vars(&serde_json::Value::Object(
         written
             .iter()
@@ -440,6 +445,30 @@ mod tests {
             err.message
         );
         assert!(err.help.unwrap().contains("playbook's folder"));
+    }
+
+    #[test]
+    fn a_play_error_hides_its_vaulted_vars() {
+        crate::vault::unlock(crate::vault::Keyring::new(vec![
+            crate::vault::Password::new("default", b"hunter2".to_vec()),
+        ]));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("vars")).unwrap();
+        std::fs::write(
+            dir.path().join("vars/db.yml"),
+            include_str!("../vault/fixtures/inline.yml"),
+        )
+        .unwrap();
+        let path = dir.path().join("site.yml");
+        std::fs::write(
+            &path,
+            "- hosts: all\n  vars_files: [vars/db.yml]\n  vars: { shown: S3cret-Db }\n  bogus: 1\n",
+        )
+        .unwrap();
+        let err = Playbook::load(&path).unwrap_err();
+        let rendered = format!("{:?}", miette::Report::new(err));
+        assert!(rendered.contains("unknown play key `bogus`"), "{rendered}");
+        assert!(!rendered.contains("S3cret-Db"), "{rendered}");
     }
 
     #[test]

@@ -42,8 +42,9 @@ fn winners<'a>(layers: &[&'a [(String, Node)]]) -> IndexMap<&'a str, &'a Node> {
 /// Merge `layers` (later wins) over `base` (facts, item, inventory_hostname), then
 /// render values that hold templates until they stop changing. A value whose template
 /// cannot be resolved is an error located at that value. The variables named in
-/// `secrets`, and every variable whose template reads one of them (directly or through
-/// others), are tainted. Values may read the play's shared `magic` variables.
+/// `secrets`, the vaulted values, and every variable whose template reads one of them
+/// (directly or through others), are tainted. Values may read the play's shared
+/// `magic` variables.
 pub fn resolve(
     layers: &[&[(String, Node)]],
     base: &Map<String, Value>,
@@ -57,6 +58,14 @@ pub fn resolve(
         .map(|(_, node)| node.span.clone())
         .collect();
     let mut taint = Taint::declared(secrets, spans);
+    for (name, node) in &winners {
+        for path in node.vaulted_paths() {
+            let mut full = vec![name.to_string()];
+            full.extend(path);
+            taint.mark(full);
+            taint.add_span(node.span.clone());
+        }
+    }
     let vars = render_all(&winners, base, magic).map_err(|e| e.redact(&[], taint.spans()))?;
     // Each pass follows one more level of variables that name tainted ones.
     loop {
@@ -164,6 +173,7 @@ pub fn extra_vars(args: &[String]) -> InputResult<Layer> {
                 offset: key.len() + 1,
                 len: value.len(),
             },
+            vaulted: false,
         };
         layer.push((key.to_string(), node));
     }
@@ -220,6 +230,25 @@ mod tests {
         assert_eq!(secrets, ["hunter2", "db://demo:hunter2"]);
         // pw, dsn and alias are written somewhere: their text is hidden in snippets.
         assert_eq!(taint.spans().len(), 3);
+    }
+
+    #[test]
+    fn vaulted_values_are_secret_and_so_is_what_they_make() {
+        let mut l = layer(
+            "db: { user: app, password: s3 }\nport: 5432\ndsn: \"{{db.user}}:{{db.password}}\"\n",
+        );
+        // As node::parse marks a `!vault` value and every value of a vaulted file.
+        let Kind::Map(entries) = &mut l[0].1.kind else {
+            panic!("db is a mapping")
+        };
+        entries[1].1.vaulted = true;
+        l[1].1.vaulted = true;
+        let resolved = resolve(&[&l[..]], &Map::new(), &[], None).unwrap();
+        let taint = &resolved.taint;
+        assert!(taint.reads_secret("{{db.password}}"));
+        assert!(!taint.reads_secret("{{db.user}}"));
+        assert!(taint.reads_secret("{{port}}"));
+        assert_eq!(taint.secrets(), ["s3", "5432", "app:s3"]);
     }
 
     #[test]

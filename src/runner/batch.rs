@@ -10,10 +10,15 @@ pub const FACTS: &str = "if [ -r /etc/os-release ]; then . /etc/os-release; fi; 
     echo \"arch=$(uname -m)\"; echo \"hostname=$(uname -n)\"; \
     if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi";
 
-/// The batch key of the facts script.
-pub const FACTS_KEY: usize = usize::MAX;
-/// The batch key of the pending-restart markers.
-pub const PENDING_RESTARTS_KEY: usize = usize::MAX - 1;
+/// What a probe in a batch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A plan node, by index.
+    Node(usize),
+    Facts,
+    /// The restarts a run that died owed (see `host::pending_restarts_probe`).
+    PendingRestarts,
+}
 
 pub fn facts_value(text: &str) -> serde_json::Value {
     let fields: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
@@ -29,7 +34,8 @@ pub fn facts_value(text: &str) -> serde_json::Value {
 pub struct Batch {
     nonce: String,
     script: String,
-    keys: Vec<usize>,
+    /// By position in the batch, which is what the markers carry.
+    keys: Vec<Key>,
 }
 
 impl Batch {
@@ -42,13 +48,13 @@ impl Batch {
         }
     }
 
-    /// Add a probe under `key` (a plan node index).
-    pub fn add(&mut self, key: usize, probe: &str) {
+    pub fn add(&mut self, key: Key, probe: &str) {
         // An empty subshell `( )` is a syntax error that would break the whole batch.
         let probe = if probe.trim().is_empty() { ":" } else { probe };
         self.script.push_str(&format!(
-            "(\n{probe}\n) 2>/dev/null </dev/null\nprintf '\\n@@converge:{}:{key}:%s\\n' \"$?\"\n",
-            self.nonce
+            "(\n{probe}\n) 2>/dev/null </dev/null\nprintf '\\n@@converge:{}:{}:%s\\n' \"$?\"\n",
+            self.nonce,
+            self.keys.len()
         ));
         self.keys.push(key);
     }
@@ -62,14 +68,17 @@ impl Batch {
     }
 
     /// Split the batch's stdout back into each probe's output.
-    pub fn split(&self, stdout: &str) -> HashMap<usize, Probed> {
+    pub fn split(&self, stdout: &str) -> HashMap<Key, Probed> {
         let prefix = format!("@@converge:{}:", self.nonce);
         let mut results = HashMap::new();
         let mut current = String::new();
         for line in stdout.split_inclusive('\n') {
             if let Some(rest) = line.trim_end_matches('\n').strip_prefix(&prefix) {
                 let mut parts = rest.splitn(2, ':');
-                let key = parts.next().and_then(|k| k.parse::<usize>().ok());
+                let key = parts
+                    .next()
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .and_then(|slot| self.keys.get(slot).copied());
                 let status = parts
                     .next()
                     .and_then(|s| s.parse::<i32>().ok())
@@ -113,20 +122,21 @@ mod tests {
     #[test]
     fn probes_split_back_with_their_status() {
         let mut b = Batch::new();
-        b.add(3, "echo a=1; echo b=2");
-        b.add(7, "printf 'no newline'; exit 4");
-        b.add(9, "exit 0");
-        b.add(11, "");
+        b.add(Key::Node(3), "echo a=1; echo b=2");
+        b.add(Key::Facts, "printf 'no newline'; exit 4");
+        b.add(Key::Node(9), "exit 0");
+        b.add(Key::PendingRestarts, "");
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(b.script())
             .output()
             .unwrap();
         let results = b.split(&String::from_utf8(out.stdout).unwrap());
-        assert_eq!(results[&3].stdout, "a=1\nb=2\n");
-        assert_eq!(results[&7].stdout, "no newline");
-        assert_eq!(results[&7].status, 4);
-        assert_eq!(results[&9].stdout, "");
+        assert_eq!(results[&Key::Node(3)].stdout, "a=1\nb=2\n");
+        assert_eq!(results[&Key::Facts].stdout, "no newline");
+        assert_eq!(results[&Key::Facts].status, 4);
+        assert_eq!(results[&Key::Node(9)].stdout, "");
+        assert_eq!(results[&Key::PendingRestarts].stdout, "");
     }
 
     #[test]

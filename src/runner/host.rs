@@ -1,9 +1,9 @@
 //! One host's run: probe everything in one batch, walk the DAG, converge each node.
 
 use super::RunSettings;
-use super::batch::Batch;
+use super::batch::{Batch, Key};
 use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook, Status, systemd};
-use crate::plan::{EdgeKind, HostPlan};
+use crate::plan::{EdgeKind, HostPlan, NodeState};
 use crate::quote::quote;
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
 use crate::transport::{PROBE_TIMEOUT, Purpose, Script, Transport, TransportError};
@@ -98,8 +98,7 @@ impl HostRun<'_> {
         }
         let mut persisted: BTreeSet<String> = pending_restarts.into_iter().collect();
         let mut changed: HashSet<Resource> = HashSet::new();
-        let runnable =
-            |i: usize| plan.nodes[i].action.is_some() && plan.nodes[i].skip_reason.is_none();
+        let runnable = |i: usize| plan.nodes[i].action().is_some();
         // Reuse what the first round trip read when the probe is still the same.
         let mut probes: HashMap<usize, Probed> = HashMap::new();
         let mut missing = Vec::new();
@@ -108,7 +107,7 @@ impl HostRun<'_> {
             .iter()
             .filter(|&&i| runnable(i) && !plan.nodes[i].is_handler)
         {
-            let probe = plan.nodes[i].action.as_ref().map(|a| a.probe());
+            let probe = plan.nodes[i].action().map(|a| a.probe());
             match prefetched.remove(&i) {
                 Some((text, probed)) if Some(&text) == probe.as_ref() => {
                     probes.insert(i, probed);
@@ -145,13 +144,14 @@ impl HostRun<'_> {
                 self.record(i, TaskStatus::Skipped, None, None, Some(reason), 0);
                 continue;
             }
-            if let Some(reason) = &node.skip_reason {
-                done.insert(i, Done::Ran);
-                self.record(i, TaskStatus::Skipped, None, None, Some(reason.clone()), 0);
-                continue;
-            }
-            let Some(action) = &node.action else {
-                continue;
+            let action = match &node.state {
+                NodeState::Runs(action) => action.as_ref(),
+                NodeState::Skipped(reason) => {
+                    done.insert(i, Done::Ran);
+                    self.record(i, TaskStatus::Skipped, None, None, Some(reason.clone()), 0);
+                    continue;
+                }
+                NodeState::Unresolved => continue,
             };
             if stale || (node.is_handler && !probes.contains_key(&i)) {
                 let rest = plan.order[position..]
@@ -173,7 +173,7 @@ impl HostRun<'_> {
             )
             .with_timeout(node.timeout)
             .with_restart_intent(self.restart_intent(i, &persisted));
-            let result = ctx.carry_out(action.as_ref(), &probed).await;
+            let result = ctx.carry_out(action, &probed).await;
             // Written, or never needed (all owed restarts were on the host already).
             if !ctx.restart_intent_pending() {
                 persisted.extend(self.owed_restarts(i));
@@ -199,7 +199,7 @@ impl HostRun<'_> {
                             if *kind == EdgeKind::Notify {
                                 notified.insert(to);
                                 if let Some(service) =
-                                    plan.nodes[to].action.as_ref().and_then(|a| a.restarts())
+                                    plan.nodes[to].action().and_then(|a| a.restarts())
                                 {
                                     restarts.request(service);
                                 }
@@ -239,12 +239,12 @@ impl HostRun<'_> {
     /// handlers it notifies.
     fn owed_restarts(&self, i: usize) -> BTreeSet<String> {
         let plan = self.plan;
-        let own = plan.nodes[i].action.as_ref().and_then(|a| a.owes_restart());
+        let own = plan.nodes[i].action().and_then(|a| a.owes_restart());
         let notified = plan
             .graph
             .dependents(i)
             .filter(|(_, kind)| **kind == EdgeKind::Notify)
-            .filter_map(|(to, _)| plan.nodes[to].action.as_ref()?.restarts());
+            .filter_map(|(to, _)| plan.nodes[to].action()?.restarts());
         own.into_iter()
             .chain(notified)
             .map(|s| s.trim_end_matches(".service").to_string())
@@ -361,8 +361,8 @@ impl HostRun<'_> {
         let mut batches: [Batch; 2] = [Batch::new(), Batch::new()];
         for i in nodes {
             let node = &self.plan.nodes[i];
-            if let Some(action) = &node.action {
-                batches[usize::from(node.become_root)].add(i, &action.probe());
+            if let Some(action) = node.action() {
+                batches[usize::from(node.become_root)].add(Key::Node(i), &action.probe());
             }
         }
         let mut results = HashMap::new();
@@ -387,7 +387,12 @@ impl HostRun<'_> {
                     out.stderr_text()
                 )));
             }
-            results.extend(batch.split(&out.stdout_text()));
+            results.extend(batch.split(&out.stdout_text()).into_iter().filter_map(
+                |(key, probed)| match key {
+                    Key::Node(i) => Some((i, probed)),
+                    Key::Facts | Key::PendingRestarts => None,
+                },
+            ));
         }
         Ok(results)
     }

@@ -65,7 +65,7 @@ pub async fn first_read(
         .copied()
         .filter(|&i| {
             let n = &plan.nodes[i];
-            n.action.is_some() && n.skip_reason.is_none() && !n.is_handler
+            n.action().is_some() && !n.is_handler
         })
         .collect();
     // One privilege level per exec: the one most tasks use (facts read the same either way).
@@ -75,15 +75,15 @@ pub async fn first_read(
         .count();
     let become_root = become_count * 2 > prefetchable.len();
     let mut batch = batch::Batch::new();
-    batch.add(batch::FACTS_KEY, FACTS);
-    batch.add(batch::PENDING_RESTARTS_KEY, &host::pending_restarts_probe());
+    batch.add(batch::Key::Facts, FACTS);
+    batch.add(batch::Key::PendingRestarts, &host::pending_restarts_probe());
     let mut texts = HashMap::new();
     for &i in &prefetchable {
         if plan.nodes[i].become_root == become_root
-            && let Some(action) = &plan.nodes[i].action
+            && let Some(action) = plan.nodes[i].action()
         {
             let probe = action.probe();
-            batch.add(i, &probe);
+            batch.add(batch::Key::Node(i), &probe);
             texts.insert(i, probe);
         }
     }
@@ -97,7 +97,7 @@ pub async fn first_read(
         })
         .await?;
     let mut results = batch.split(&out.stdout_text());
-    let Some(facts) = results.remove(&batch::FACTS_KEY) else {
+    let Some(facts) = results.remove(&batch::Key::Facts) else {
         return Err(TransportError::Io(format!(
             "reading the host's facts failed (exit {}): {}",
             out.status,
@@ -105,7 +105,7 @@ pub async fn first_read(
         )));
     };
     let pending_restarts = results
-        .remove(&batch::PENDING_RESTARTS_KEY)
+        .remove(&batch::Key::PendingRestarts)
         .map(|p| {
             p.stdout
                 .lines()
@@ -116,7 +116,10 @@ pub async fn first_read(
         .unwrap_or_default();
     let probes = results
         .into_iter()
-        .filter_map(|(i, probed)| texts.remove(&i).map(|text| (i, (text, probed))))
+        .filter_map(|(key, probed)| match key {
+            batch::Key::Node(i) => texts.remove(&i).map(|text| (i, (text, probed))),
+            batch::Key::Facts | batch::Key::PendingRestarts => None,
+        })
         .collect();
     Ok((
         facts_value(&facts.stdout),

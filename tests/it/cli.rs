@@ -1,0 +1,864 @@
+//! Acceptance tests of the command line: the real binary on playbooks and inventories
+//! in temp dirs. No hosts, no SSH: every run here stops before connecting (the one host
+//! of the inventory is 127.0.0.1 port 1, so a run that got through would fail at once
+//! with exit 1 rather than touch anything).
+//!
+//! Every kind of user mistake exits 3, says nothing on stdout, and its stderr is
+//! snapshotted (tests/cli/snapshots): the message, its location and its hint are the
+//! user interface.
+
+use crate::run::Run;
+use std::process::{Command, Stdio};
+
+mod vault;
+
+mod ansible_roles;
+
+const INVENTORY: &str = "\
+all:
+  hosts:
+    web1: { ansible_host: 127.0.0.1, ansible_port: 1 }
+  children:
+    web:
+      hosts: { web1: {} }
+";
+
+/// A playbook folder: `inventory.yml` and whatever the test writes beside it.
+struct Folder {
+    dir: tempfile::TempDir,
+}
+
+impl Folder {
+    fn new() -> Folder {
+        let folder = Folder {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        folder.file("inventory.yml", INVENTORY);
+        folder
+    }
+
+    /// A folder with `site.yml`.
+    fn with_playbook(yaml: &str) -> Folder {
+        let folder = Folder::new();
+        folder.file("site.yml", yaml);
+        folder
+    }
+
+    fn file(&self, relative: &str, content: &str) -> &Folder {
+        let path = self.dir.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("parent dir");
+        }
+        std::fs::write(path, content).expect("write");
+        self
+    }
+
+    /// `converge ARGS` in the folder, without colors, with a HOME and XDG_RUNTIME_DIR of its
+    /// own (the run lock's place depends on neither).
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], "")
+    }
+
+    /// `converge ARGS` as [`Folder::run`], with more environment and a standard input.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("FORCE_COLOR")
+            .env_remove("CONVERGE_VAULT_PASSWORD_FILE")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run converge");
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes()).expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("wait for converge");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: self.normalise(&String::from_utf8_lossy(&out.stdout)),
+            stderr: self.normalise(&String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+
+    /// The temp dir's path, wherever it shows, as `[DIR]`.
+    fn normalise(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        let path = self.dir.path();
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        for p in [canonical.as_path(), path] {
+            text = text.replace(&p.display().to_string(), "[DIR]");
+        }
+        text
+    }
+}
+
+/// `converge ARGS` in a folder holding `site.yml` (and `files`): bad input, so exit 3,
+/// nothing on stdout, the same error from `converge apply ARGS`; `diff` and `validate`
+/// refuse it too. Returns the stderr to snapshot.
+fn bad_input(playbook: &str, files: &[(&str, &str)], args: &[&str]) -> String {
+    let folder = Folder::with_playbook(playbook);
+    for (path, content) in files {
+        folder.file(path, content);
+    }
+    let run = folder.run(args);
+    assert_eq!(run.code, 3, "{}", run.context());
+    assert_eq!(run.stdout, "", "{}", run.context());
+    assert!(!run.stderr.trim().is_empty(), "{}", run.context());
+    assert!(
+        !run.stderr.contains("panicked"),
+        "a panic is not an error message:\n{}",
+        run.context()
+    );
+    let explicit: Vec<&str> = ["apply"].iter().chain(args).copied().collect();
+    assert_eq!(
+        folder.run(&explicit),
+        run,
+        "`converge {}` and `converge {}` differ",
+        args.join(" "),
+        explicit.join(" ")
+    );
+    for command in ["diff", "validate"] {
+        // validate takes no run options; only the ones it knows are passed on.
+        let mut with: Vec<&str> = vec![command];
+        let mut rest = args.iter();
+        while let Some(&a) = rest.next() {
+            let takes_value = matches!(
+                a,
+                "-i" | "-l" | "-e" | "--vault-id" | "--vault-password-file"
+            );
+            if command == "validate" && a.starts_with('-') && !takes_value && a != "--frobnicate" {
+                continue;
+            }
+            with.push(a);
+            if takes_value {
+                with.extend(rest.next().copied());
+            }
+        }
+        let other = folder.run(&with);
+        assert_eq!(
+            other.code,
+            3,
+            "converge {}: {}",
+            with.join(" "),
+            other.context()
+        );
+    }
+    run.stderr
+}
+
+/// A play on `all` with `tasks` (already indented as list items under `tasks:`).
+fn play(tasks: &str) -> String {
+    format!("- name: site\n  hosts: all\n  tasks:\n{tasks}")
+}
+
+// ---------------------------------------------------------------- parse errors
+
+#[test]
+fn yaml_syntax_error() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf, content: [oops\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_play_key() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  taks:\n    - file: { path: /etc/app.conf }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_module_suggests_the_closest() {
+    let stderr = bad_input(
+        &play("    - name: config\n      fiel: { path: /etc/app.conf, content: \"x\\n\" }\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `file`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_task_key_suggests_the_closest() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf }\n      wehn: ready\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `when`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn two_modules_in_one_task() {
+    let stderr = bad_input(
+        &play(
+            "    - name: layout\n      dir: { path: /opt/app }\n      file: { path: /opt/app/a }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn wrong_parameter_type() {
+    let stderr = bad_input(
+        &play("    - name: account\n      user: { name: app, system: maybe }\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn parameters_are_a_mapping() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: /etc/app.conf\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(
+        !stderr.contains("FileParams"),
+        "a Rust type name:\n{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unknown_parameter() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf, mdoe: \"0644\" }\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn missing_required_parameter() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { content: \"x\\n\", mode: \"0644\" }\n"),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn unquoted_mode() {
+    let stderr = bad_input(
+        &play("    - name: config\n      file: { path: /etc/app.conf, content: x, mode: 0644 }\n"),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("site.yml:5:54:"), "{stderr}");
+    assert!(stderr.contains(r#"mode: "0644""#), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+// ---------------------------------------------------------------- variables and templates
+
+#[test]
+fn undefined_variable_in_a_parameter() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo }\n  tasks:\n    - name: config\n      \
+         file: { path: \"/etc/{{ app }}/{{ envrionment }}.conf\", content: x }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn undefined_variable_in_when() {
+    let stderr = bad_input(
+        &play(
+            "    - name: tls\n      file: { path: /etc/tls.conf, content: x }\n      when: enable_tls\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn undefined_variable_in_vars() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars:\n    app: demo\n    home: \"/opt/{{ ap }}\"\n  \
+         tasks:\n    - name: home\n      dir: { path: \"{{ home }}\" }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn undefined_variable_in_a_template_file() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo }\n  tasks:\n    - name: config\n      \
+         template: { src: templates/app.conf.hbs, dest: /etc/app.conf }\n",
+        &[("templates/app.conf.hbs", "name={{app}}\nport={{ port }}\n")],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("templates/app.conf.hbs:2:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn template_syntax_error() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo, tls: true }\n  tasks:\n    - name: config\n      \
+         template: { src: templates/app.conf.hbs, dest: /etc/app.conf }\n",
+        &[(
+            "templates/app.conf.hbs",
+            "name={{app}}\n{{#if tls}}\nlisten=443\n",
+        )],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn template_syntax_error_in_a_parameter() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { app: demo }\n  tasks:\n    - name: config\n      \
+         file: { path: \"/etc/{{app}.conf\", content: x }\n",
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_secret_never_shows_in_an_error() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars_files: [vars/secret.yml]\n  secrets: [db_password]\n  \
+         tasks:\n    - name: config\n      file: { path: /etc/app.conf, content: x, mode: \"{{db_password}}\" }\n",
+        &[("vars/secret.yml", "db_password: hunter2-s3cret\n")],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_secret_next_to_a_mistake_is_hidden_in_the_snippet() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [pw]\n  vars: { pw: hunter2, app: demo }\n  \
+         vras: { x: 1 }\n  tasks: []\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("app: demo"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_secret_in_any_form_is_hidden_in_an_error() {
+    // A field of a structured secret, through a helper, in the message; the secret
+    // in the vars file next to the mistake, in the snippet.
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars_files: [vars/db.yml]\n  secrets: [db]\n  tasks:\n    \
+         - file: { path: /etc/app.conf, content: x, mode: \"{{upper db.password}}\" }\n",
+        &[(
+            "vars/db.yml",
+            "db:\n  user: billing_rw\n  password: s3cr3t-pw\n",
+        )],
+        &["site.yml"],
+    );
+    assert!(!stderr.to_lowercase().contains("s3cr3t"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [pw]\n  vars:\n    pw: \"it's-hunter2\"\n    \
+         url: \"http://{{nope}}/\"\n  tasks: []\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    insta::assert_snapshot!("a_secret_next_to_an_undefined_variable", stderr);
+}
+
+#[test]
+fn a_secret_in_a_unit_environment_is_refused() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars: { db_password: hunter2 }\n  secrets: [db_password]\n  \
+         tasks:\n    - systemd_unit:\n        name: app\n        exec_start: /usr/bin/true\n        \
+         environment:\n          MODE: release\n          DB_PASSWORD: \"{{db_password}}\"\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("site.yml:11:11:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+// ---------------------------------------------------------------- ordering
+
+#[test]
+fn requires_an_unknown_task() {
+    let stderr = bad_input(
+        &play(
+            "    - name: migrate\n      command: \"echo migrate\"\n      requires: [instal]\n    \
+             - name: install\n      command: \"echo install\"\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `install`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn notify_names_a_task_that_is_not_a_handler() {
+    let stderr = bad_input(
+        &play(
+            "    - name: config\n      file: { path: /etc/app.conf, content: x }\n      \
+             notify: reload app\n    - name: reload app\n      service: { name: app, state: reloaded }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_dependency_cycle_is_spelled_out() {
+    let stderr = bad_input(
+        &play(
+            "    - name: layout\n      dir: { path: /opt/app }\n      requires: account\n    \
+             - name: account\n      user: { name: app }\n      requires: config\n    \
+             - name: config\n      file: { path: /opt/app/app.conf, content: x }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    for task in ["`layout`", "`account`", "`config`"] {
+        assert!(stderr.contains(task), "{stderr}");
+    }
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn duplicate_task_names() {
+    let stderr = bad_input(
+        &play(
+            "    - name: config\n      file: { path: /etc/a.conf, content: x }\n    \
+             - name: config\n      file: { path: /etc/b.conf, content: x }\n",
+        ),
+        &[],
+        &["site.yml"],
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+// ---------------------------------------------------------------- command line, vars files, inventory
+
+const GOOD: &str = "- name: site\n  hosts: all\n  tasks:\n    - name: config\n      \
+                    file: { path: /etc/app.conf, content: \"x\\n\" }\n";
+
+#[test]
+fn extra_var_without_equals() {
+    let stderr = bad_input(GOOD, &[], &["site.yml", "-e", "version"]);
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn missing_vars_file() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  vars_files: [vars/prod.yml]\n  tasks:\n    - name: config\n      \
+         file: { path: /etc/app.conf, content: x }\n",
+        &[],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("site.yml:3:16:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn inventory_unknown_key_in_a_group() {
+    let stderr = bad_input(
+        GOOD,
+        &[(
+            "inventory.yml",
+            "all:\n  children:\n    web:\n      hots: { web1: { ansible_host: 127.0.0.1 } }\n",
+        )],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("inventory.yml:4:7:"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_limit_that_matches_no_host() {
+    let stderr = bad_input(GOOD, &[], &["site.yml", "-l", "db*"]);
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_usage_error_exits_3_not_2() {
+    let stderr = bad_input(GOOD, &[], &["site.yml", "--frobnicate"]);
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn errors_go_to_stderr_even_with_json() {
+    let folder = Folder::with_playbook(&play("    - fiel: { path: /etc/a }\n"));
+    let run = folder.run(&["site.yml", "--json"]);
+    assert_eq!(run.code, 3, "{}", run.context());
+    assert_eq!(run.stdout, "", "{}", run.context());
+    assert!(
+        run.stderr.contains("did you mean `file`?"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn a_missing_playbook() {
+    let folder = Folder::new();
+    let run = folder.run(&["nosuch.yml"]);
+    assert_eq!(run.code, 3, "{}", run.context());
+    assert_eq!(folder.run(&["apply", "nosuch.yml"]), run);
+    insta::assert_snapshot!(run.stderr);
+}
+
+// ---------------------------------------------------------------- help, version, validate, graph
+
+#[test]
+fn help_lists_every_exit_code() {
+    let folder = Folder::new();
+    for args in [&["--help"][..], &["apply", "--help"], &["diff", "--help"]] {
+        let run = folder.run(args);
+        assert_eq!(run.code, 0, "{}", run.context());
+        for code in ["0", "1", "2", "3", "4", "130"] {
+            assert!(
+                run.stdout
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "converge {}: no line for exit code {code}:\n{}",
+                args.join(" "),
+                run.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn version() {
+    let run = Folder::new().run(&["--version"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert_eq!(
+        run.stdout.trim(),
+        format!("converge {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn validate_a_good_playbook() {
+    let folder = Folder::with_playbook(GOOD);
+    let run = folder.run(&["validate", "site.yml"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert!(run.stdout.contains("ok"), "{}", run.context());
+    assert_eq!(run.stderr, "", "{}", run.context());
+}
+
+#[test]
+fn a_play_on_a_group_the_inventory_lacks_is_warned_about() {
+    let folder = Folder::with_playbook(&GOOD.replace("hosts: all", "hosts: wbe"));
+    let run = folder.run(&["validate", "site.yml"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert!(
+        run.stderr
+            .contains("warning: site.yml:2:10: play `site`: `wbe` names no host or group"),
+        "{}",
+        run.context()
+    );
+}
+
+const GRAPHED: &str = r#"- name: app
+  hosts: web
+  vars: { app: myapp }
+  tasks:
+    - name: config
+      file: { path: "/opt/{{app}}/config.yaml", content: "port: 8080\n", owner: "{{app}}", mode: "0640" }
+      notify: restart app
+    - name: layout
+      dir: { path: "/opt/{{app}}", mode: "0755" }
+    - name: service account
+      user: { name: "{{app}}", system: true }
+    - name: releases
+      dir: { path: "/opt/{{app}}/releases/{{item}}" }
+      loop: [v1, v2]
+    - name: migrate
+      command: "/opt/{{app}}/migrate"
+      requires: config
+    - name: debian only
+      file: { path: /etc/apt/apt.conf.d/99app, content: "x\n" }
+      when: (eq facts.os.id "debian")
+  handlers:
+    - name: restart app
+      service: { name: "{{app}}", state: restarted }
+"#;
+
+#[test]
+fn graph_as_text() {
+    let folder = Folder::with_playbook(GRAPHED);
+    let run = folder.run(&["graph", "site.yml"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    let position = |name: &str| {
+        run.stdout
+            .lines()
+            .position(|l| l.contains(&format!(". {name}")))
+            .unwrap_or_else(|| panic!("no {name}:\n{}", run.stdout))
+    };
+    // Implicit edges reorder the list: the dir and the user come before the file.
+    assert!(position("layout") < position("config"));
+    assert!(position("service account") < position("config"));
+    assert!(position("config") < position("migrate"));
+    assert!(position("config") < position("restart app"));
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn graph_as_dot() {
+    let folder = Folder::with_playbook(GRAPHED);
+    let run = folder.run(&["graph", "site.yml", "--format", "dot"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert!(run.stdout.starts_with("digraph "), "{}", run.stdout);
+    insta::assert_snapshot!(run.stdout);
+}
+
+#[test]
+fn default_subcommand_is_apply() {
+    // Same error for a bad playbook, same usage error for a bad flag.
+    let folder = Folder::with_playbook(&play("    - fiel: { path: /etc/a }\n"));
+    for args in [
+        &["site.yml"][..],
+        &["site.yml", "-q"],
+        &["site.yml", "--nope"],
+    ] {
+        let explicit: Vec<&str> = ["apply"].iter().chain(args).copied().collect();
+        let implicit = folder.run(args);
+        assert_eq!(implicit.code, 3, "{}", implicit.context());
+        assert_eq!(implicit, folder.run(&explicit));
+    }
+}
+
+/// The same playbook in another environment: cron (no XDG_RUNTIME_DIR, another HOME) while a
+/// login run (XDG_RUNTIME_DIR, HOME) holds the lock. The place of the lock depends on the uid
+/// only, so the second run exits 4 at once and names the holder; when the holder is killed
+/// with -9, the lock is free again.
+#[test]
+fn a_run_holding_the_lock_makes_the_next_exit_4_whatever_its_environment() {
+    // Accepts connections and never speaks SSH: the first run waits in its handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = silent.local_addr().expect("addr").port().to_string();
+    let folder = Folder::with_playbook(
+        "- hosts: all\n  tasks:\n    - file: { path: /nonexistent/x, content: x }\n",
+    );
+    folder.file(
+        "inventory.yml",
+        &format!("all:\n  hosts:\n    web1: {{ ansible_host: 127.0.0.1, ansible_port: {port} }}\n"),
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .args(["site.yml", "--timeout", "30"])
+        .current_dir(folder.dir.path())
+        .env("HOME", folder.dir.path())
+        .env("XDG_RUNTIME_DIR", folder.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("first run");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let cron_home = tempfile::tempdir().expect("another home");
+    let as_cron = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_converge"))
+            .args(args)
+            .current_dir(folder.dir.path())
+            .env("HOME", cron_home.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run converge");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let started = std::time::Instant::now();
+    let second = as_cron(&["diff", "site.yml", "--timeout", "1"]);
+    assert_eq!(second.code, 4, "{}", second.context());
+    assert!(
+        second
+            .stderr
+            .contains("another converge run holds the lock"),
+        "{}",
+        second.context()
+    );
+    // The holder as it wrote itself: user@controller, its pid, since when.
+    let holder = format!("@{}, pid {}, since ", hostname(), first.id());
+    assert!(second.stderr.contains(&holder), "{}", second.context());
+    assert!(started.elapsed().as_secs() < 5, "exit 4 must come at once");
+    // The login run is refused too while it is held (same file from either side).
+    let login = folder.run(&["diff", "site.yml", "--timeout", "1"]);
+    assert_eq!(login.code, 4, "{}", login.context());
+    first.kill().expect("kill -9 the first run");
+    first.wait().expect("wait");
+    // Killed with -9: the lock went with the process.
+    let third = as_cron(&["diff", "site.yml", "--timeout", "1"]);
+    assert_ne!(third.code, 4, "{}", third.context());
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}
+
+/// A link planted where the lock file goes is not followed: the run refuses, exits 1
+/// before connecting, and the file the link points to is left as it was.
+#[test]
+fn a_link_planted_at_the_lock_is_refused_and_not_followed() {
+    let folder = Folder::with_playbook(&play("    - file: { path: /etc/a, content: a }\n"));
+    let victim = folder.dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    let at = converge::lock::lock_path(
+        &folder.dir.path().join("site.yml"),
+        &folder.dir.path().join("inventory.yml"),
+    )
+    .expect("lock path");
+    // A first run makes the lock's directory and file (it stops at the unreachable host);
+    // the file is then replaced by the link.
+    assert_eq!(folder.run(&["diff", "site.yml", "--timeout", "1"]).code, 1);
+    std::fs::remove_file(&at).expect("the first run's lock file");
+    std::os::unix::fs::symlink(&victim, &at).expect("plant the link");
+    let run = folder.run(&["site.yml"]);
+    // Removed before asserting, so a failure leaves nothing planted behind.
+    let _ = std::fs::remove_file(&at);
+    assert_eq!(run.code, 1, "{}", run.context());
+    assert!(
+        run.stderr.contains("without following a link"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+}
+
+/// Ctrl-C in the terminal signals the whole foreground process group. With the local
+/// connection the task's children must not get it: converge lets the task in flight
+/// finish, then exits 130.
+#[test]
+fn ctrl_c_lets_the_local_task_in_flight_finish_and_exits_130() {
+    use std::os::unix::process::CommandExt;
+    let folder = Folder::new();
+    let started = folder.dir.path().join("started");
+    let finished = folder.dir.path().join("finished");
+    folder.file(
+        "inventory.yml",
+        "all:\n  hosts:\n    here: { ansible_connection: local }\n",
+    );
+    folder.file(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n    - command: \"touch {} && sleep 2 && touch {}\"\n",
+            started.display(),
+            finished.display()
+        ),
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_converge"))
+        .arg("site.yml")
+        .current_dir(folder.dir.path())
+        .env("HOME", folder.dir.path())
+        .env("XDG_RUNTIME_DIR", folder.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        // A group of its own stands for the terminal's foreground process group.
+        .process_group(0)
+        .spawn()
+        .expect("start converge");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let group = libc::pid_t::try_from(run.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGINT) }, 0);
+    let out = run.wait_with_output().expect("wait for converge");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        finished.exists(),
+        "the task in flight was cut short\n{stderr}"
+    );
+}
+
+#[test]
+fn a_role_that_does_not_exist() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  roles:\n    - role: gin_servce\n",
+        &[("roles/gin_service/tasks/main.yml", "")],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("did you mean `gin_service`?"), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_mistake_in_a_role_is_located_in_the_roles_file() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  roles: [app]\n",
+        &[
+            ("roles/app/tasks/main.yml", "- import_tasks: config.yml\n"),
+            (
+                "roles/app/tasks/config.yml",
+                "- name: config\n  template: { src: app.conf.hbs, dest: /etc/app.conf }\n",
+            ),
+            ("roles/app/templates/app.conf.hbs", "port: {{port}}\n"),
+        ],
+        &["site.yml"],
+    );
+    assert!(
+        stderr.contains("roles/app/tasks/config.yml:2:20: template: `src`: app.conf.hbs:1:7"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_secret_role_parameter_next_to_a_mistake_is_hidden() {
+    let stderr = bad_input(
+        "- name: site\n  hosts: all\n  secrets: [db_password]\n  roles:\n    - role: ap\n      \
+         db_password: hunter2\n",
+        &[("roles/app/tasks/main.yml", "")],
+        &["site.yml"],
+    );
+    assert!(stderr.contains("no role `ap`"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
