@@ -28,23 +28,17 @@ impl<'a> From<&'a Value> for Scope<'a> {
 }
 
 impl Scope<'_> {
-    /// The context `template` renders against, and the `hostvars` the `hostvar` helper
-    /// reads while it renders.
-    fn prepare(self, template: &str) -> Result<(Context, Option<Arc<Value>>), RenderError> {
-        let shared = match self.magic {
-            Some(magic) => magic
+    /// What `template` needs of the shared variables (nothing, without them).
+    fn shared(self, template: &str) -> Result<ForTemplate, RenderError> {
+        match self.magic {
+            Some(magic) => Ok(magic
                 .for_template(template, self.vars)
-                .map_err(RenderErrorReason::Other)?,
-            None => ForTemplate {
+                .map_err(RenderErrorReason::Other)?),
+            None => Ok(ForTemplate {
                 context: None,
                 hostvars: None,
-            },
-        };
-        let context = match shared.context {
-            Some(owned) => Context::from(owned),
-            None => Context::wraps(self.vars)?,
-        };
-        Ok((context, shared.hostvars))
+            }),
+        }
     }
 }
 
@@ -120,8 +114,12 @@ impl Engine {
     }
 
     fn render(&self, template: &str, scope: Scope<'_>) -> Result<String, RenderError> {
-        let (context, hostvars) = scope.prepare(template)?;
-        let _hostvars = HostvarsInScope::enter(hostvars);
+        let shared = scope.shared(template)?;
+        let context = match shared.context {
+            Some(owned) => Context::from(owned),
+            None => Context::wraps(scope.vars)?,
+        };
+        let _hostvars = HostvarsInScope::enter(shared.hostvars);
         self.registry
             .render_template_with_context(template, &context)
     }
@@ -149,8 +147,8 @@ impl Engine {
         if let Some(caps) = SINGLE_EXPRESSION.captures(template) {
             let path = &caps[1];
             if !is_helper(path) {
-                let context = scope.prepare(template).map_err(|e| describe(&e))?.0;
-                return lookup(context.data(), path)
+                let shared = scope.shared(template).map_err(|e| describe(&e))?;
+                return lookup(shared.context.as_ref().unwrap_or(scope.vars), path)
                     .cloned()
                     .ok_or_else(|| format!("undefined variable `{path}`"));
             }
