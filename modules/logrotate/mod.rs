@@ -116,20 +116,45 @@ impl Module for Logrotate {
 
 fn build(params: &Params<'_>) -> InputResult<LogrotateAction> {
     let p: LogrotateParams = params.parse()?;
-    let valid_name = !p.name.starts_with('.')
-        && is_account(&p.name)
-        && !TABOO.iter().any(|t| p.name.ends_with(t))
-        && !p.name.contains(".rhn-cfg-tmp-");
+    check_file_name(params, &p.name)?;
+    let paths = log_paths(params, &p.paths)?;
+    let mut needs: Vec<Resource> = p.paths.iter().map(|p| Resource::Path(p.clone())).collect();
+    needs.push(Resource::Package("logrotate".into()));
+    let directives = directives(params, &p, &mut needs)?;
+    let postrotate = postrotate_lines(params, p.postrotate.as_deref())?;
+    let ctx = json!({"paths": paths, "directives": directives, "postrotate": postrotate});
+    let content = engine()
+        .render_text(include_str!("logrotate.hbs"), &ctx)
+        .map_err(|e| params.error_at("name", format!("rendering logrotate.hbs: {e}")))?;
+    Ok(LogrotateAction {
+        path: format!("/etc/logrotate.d/{}", p.name),
+        name: p.name,
+        content,
+        needs,
+    })
+}
+
+/// The stanza's file name: one logrotate reads (it skips backups and hidden files).
+fn check_file_name(params: &Params<'_>, name: &str) -> InputResult<()> {
+    let valid_name = !name.starts_with('.')
+        && is_account(name)
+        && !TABOO.iter().any(|t| name.ends_with(t))
+        && !name.contains(".rhn-cfg-tmp-");
     if !valid_name {
         return Err(params
-                .error_at("name", format!("`{}` cannot name a file in /etc/logrotate.d", p.name))
+                .error_at("name", format!("`{}` cannot name a file in /etc/logrotate.d", name))
                 .help("letters, digits and `._-`, not hidden, and no extension logrotate skips (.bak, .swp, .dpkg-old, ~, ...)"));
     }
-    if p.paths.is_empty() {
+    Ok(())
+}
+
+/// The log paths as the stanza lists them (quoted when they hold spaces).
+fn log_paths(params: &Params<'_>, log_paths: &[String]) -> InputResult<Vec<String>> {
+    if log_paths.is_empty() {
         return Err(params.error_at("paths", "give at least one log path"));
     }
     let mut paths = Vec::new();
-    for path in &p.paths {
+    for path in log_paths {
         if !path.starts_with('/') || path.contains(['"', '\n', '\r', '{', '}', '\'']) {
             return Err(params
                 .error_at("paths", format!("`{path}` is not an absolute log path"))
@@ -141,8 +166,15 @@ fn build(params: &Params<'_>) -> InputResult<LogrotateAction> {
             path.clone()
         });
     }
-    let mut needs: Vec<Resource> = p.paths.iter().map(|p| Resource::Path(p.clone())).collect();
-    needs.push(Resource::Package("logrotate".into()));
+    Ok(paths)
+}
+
+/// The directives, in the order written; the accounts they name go into `needs`.
+fn directives(
+    params: &Params<'_>,
+    p: &LogrotateParams,
+    needs: &mut Vec<Resource>,
+) -> InputResult<Vec<String>> {
     let mut directives = Vec::new();
     if let Some(f) = p.frequency {
         directives.push(format!("{f:?}").to_lowercase());
@@ -196,7 +228,12 @@ fn build(params: &Params<'_>) -> InputResult<LogrotateAction> {
         needs.extend(account_needs(&words));
         directives.push(format!("su {}", words.join(" ")));
     }
-    let postrotate: Vec<String> = match &p.postrotate {
+    Ok(directives)
+}
+
+/// The postrotate script, indented inside the stanza; a line `endscript` would end it.
+fn postrotate_lines(params: &Params<'_>, script: Option<&str>) -> InputResult<Vec<String>> {
+    Ok(match script {
         Some(script) => {
             if script.lines().any(|l| l.trim() == "endscript") {
                 return Err(params.error_at(
@@ -216,16 +253,6 @@ fn build(params: &Params<'_>) -> InputResult<LogrotateAction> {
                 .collect()
         }
         None => Vec::new(),
-    };
-    let ctx = json!({"paths": paths, "directives": directives, "postrotate": postrotate});
-    let content = engine()
-        .render_text(include_str!("logrotate.hbs"), &ctx)
-        .map_err(|e| params.error_at("name", format!("rendering logrotate.hbs: {e}")))?;
-    Ok(LogrotateAction {
-        path: format!("/etc/logrotate.d/{}", p.name),
-        name: p.name,
-        content,
-        needs,
     })
 }
 

@@ -277,87 +277,22 @@ struct Site {
 impl Site {
     fn from_params(params: &Params<'_>) -> InputResult<Site> {
         let p: VhostParams = params.parse()?;
-        let valid_name = !p.name.starts_with('.')
-            && !p.name.ends_with('~')
-            && p.name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !valid_name {
-            return Err(params
-                .error_at("name", format!("`{}` cannot name a site", p.name))
-                .help("letters, digits and `._-`, not hidden: it names sites-available/NAME"));
-        }
+        check_site_name(params, &p.name)?;
         let Some(ServerName(main_name)) = p.server_name.first().cloned() else {
             return Err(params.error_at("server_name", "give at least one server name"));
         };
-        for (key, value) in [
-            ("acme_webroot", p.acme_webroot.as_deref()),
-            ("upstream", p.upstream.as_deref()),
-        ] {
-            if let Some(v) = value.filter(|v| !is_token(v)) {
-                return Err(params.error_at(
-                    key,
-                    format!("`{v}` must be one word without `;{{}}#` or quotes"),
-                ));
-            }
-        }
+        check_words(params, &p)?;
         let acme_webroot = p
             .acme_webroot
             .clone()
             .map_or_else(|| "/var/www/letsencrypt".into(), String::from);
         let locations = locations(&p, params)?;
         let tls = p.tls.clone();
-        if let Some(Tls::Files { cert, key }) = &tls {
-            for (what, path) in [("cert", cert), ("key", key)] {
-                if !path.starts_with('/') || !is_token(path) {
-                    return Err(
-                        params.error_at("tls", format!("{what} `{path}` must be an absolute path"))
-                    );
-                }
-            }
-        }
-        if tls.is_none() && p.redirect_http {
-            return Err(params.error_at("redirect_http", "redirects to HTTPS need tls"));
-        }
+        let (listen_http, listen_https) = check_tls_and_ports(params, &p)?;
         let hsts = p.hsts.as_ref().and_then(Hsts::header);
-        if tls.is_none() && hsts.is_some() {
-            return Err(params.error_at("hsts", "HSTS is sent over HTTPS only: it needs tls"));
-        }
-        let listen_http = p.listen_http.unwrap_or(80);
-        let listen_https = p.listen_https.unwrap_or(443);
-        if listen_http == 0 || listen_https == 0 || (tls.is_some() && listen_http == listen_https) {
-            return Err(params.error_at(
-                "listen_http",
-                "the HTTP and HTTPS ports must be distinct and not 0",
-            ));
-        }
-        let cert_files = match &tls {
-            Some(Tls::Certbot) => Some((
-                format!("/etc/letsencrypt/live/{main_name}/fullchain.pem"),
-                format!("/etc/letsencrypt/live/{main_name}/privkey.pem"),
-            )),
-            Some(Tls::Files { cert, key }) => Some((cert.clone(), key.clone())),
-            None => None,
-        };
-        let redirect = (tls.is_some() && p.redirect_http).then(|| {
-            if listen_https == 443 {
-                "https://$host$request_uri".to_string()
-            } else {
-                format!("https://$host:{listen_https}$request_uri")
-            }
-        });
-        let extra: Vec<String> = p
-            .extra
-            .iter()
-            .flat_map(|e| e.lines())
-            .map(|l| {
-                if l.trim().is_empty() {
-                    String::new()
-                } else {
-                    format!("    {l}")
-                }
-            })
-            .collect();
+        let cert_files = cert_files(tls.as_ref(), &main_name);
+        let redirect = (tls.is_some() && p.redirect_http).then(|| https_redirect(listen_https));
+        let extra = indented(p.extra.as_deref());
         let mut ctx = json!({
             "server_names": p.server_name.iter().map(|n| n.0.as_str()).collect::<Vec<_>>().join(" "),
             "listen_http": listen_http,
@@ -397,6 +332,103 @@ impl Site {
             full,
         })
     }
+}
+
+/// The site's file name under sites-available: not hidden, no backup nginx would skip.
+fn check_site_name(params: &Params<'_>, name: &str) -> InputResult<()> {
+    let valid_name = !name.starts_with('.')
+        && !name.ends_with('~')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid_name {
+        return Err(params
+            .error_at("name", format!("`{name}` cannot name a site"))
+            .help("letters, digits and `._-`, not hidden: it names sites-available/NAME"));
+    }
+    Ok(())
+}
+
+/// Values that go into the configuration as one word.
+fn check_words(params: &Params<'_>, p: &VhostParams) -> InputResult<()> {
+    for (key, value) in [
+        ("acme_webroot", p.acme_webroot.as_deref()),
+        ("upstream", p.upstream.as_deref()),
+    ] {
+        if let Some(v) = value.filter(|v| !is_token(v)) {
+            return Err(params.error_at(
+                key,
+                format!("`{v}` must be one word without `;{{}}#` or quotes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// TLS files are absolute paths; redirects and HSTS need TLS; the ports differ. Returns
+/// the HTTP and HTTPS ports.
+fn check_tls_and_ports(params: &Params<'_>, p: &VhostParams) -> InputResult<(u16, u16)> {
+    let tls = &p.tls;
+    if let Some(Tls::Files { cert, key }) = &tls {
+        for (what, path) in [("cert", cert), ("key", key)] {
+            if !path.starts_with('/') || !is_token(path) {
+                return Err(
+                    params.error_at("tls", format!("{what} `{path}` must be an absolute path"))
+                );
+            }
+        }
+    }
+    if tls.is_none() && p.redirect_http {
+        return Err(params.error_at("redirect_http", "redirects to HTTPS need tls"));
+    }
+    if tls.is_none() && p.hsts.as_ref().and_then(Hsts::header).is_some() {
+        return Err(params.error_at("hsts", "HSTS is sent over HTTPS only: it needs tls"));
+    }
+    let listen_http = p.listen_http.unwrap_or(80);
+    let listen_https = p.listen_https.unwrap_or(443);
+    if listen_http == 0 || listen_https == 0 || (tls.is_some() && listen_http == listen_https) {
+        return Err(params.error_at(
+            "listen_http",
+            "the HTTP and HTTPS ports must be distinct and not 0",
+        ));
+    }
+    Ok((listen_http, listen_https))
+}
+
+/// The certificate and key the HTTPS part serves.
+fn cert_files(tls: Option<&Tls>, main_name: &str) -> Option<(String, String)> {
+    match tls {
+        Some(Tls::Certbot) => Some((
+            format!("/etc/letsencrypt/live/{main_name}/fullchain.pem"),
+            format!("/etc/letsencrypt/live/{main_name}/privkey.pem"),
+        )),
+        Some(Tls::Files { cert, key }) => Some((cert.clone(), key.clone())),
+        None => None,
+    }
+}
+
+/// Where plain HTTP is sent.
+fn https_redirect(listen_https: u16) -> String {
+    if listen_https == 443 {
+        "https://$host$request_uri".to_string()
+    } else {
+        format!("https://$host:{listen_https}$request_uri")
+    }
+}
+
+/// The user's extra lines, indented inside the server block.
+fn indented(extra: Option<&str>) -> Vec<String> {
+    extra
+        .iter()
+        .flat_map(|e| e.lines())
+        .map(|l| {
+            if l.trim().is_empty() {
+                String::new()
+            } else {
+                format!("    {l}")
+            }
+        })
+        .collect()
 }
 
 /// The locations as the template wants them: the upstream as `/`, then the user's.

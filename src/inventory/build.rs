@@ -1,10 +1,10 @@
 //! Groups and hosts collected from any inventory format, then finished the same way:
 //! depths, `ungrouped`, and each host's groups in Ansible's order.
 
-use super::names::check_name;
-use super::{ALL, BUILT_IN_GROUPS, Group, Host, Inventory};
-use crate::error::{InputError, InputResult};
-use crate::node::Node;
+use super::names::{check_name, expand_range};
+use super::{ALL, BUILT_IN_GROUPS, Group, Host, Inventory, Vars};
+use crate::error::{InputError, InputResult, Span};
+use crate::node::{Kind, Node};
 use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,11 +42,54 @@ impl Builder {
         Ok(index)
     }
 
-    pub(super) fn add_child(&mut self, parent: usize, child: usize, key: &Node) {
+    pub(super) fn add_child(&mut self, parent: usize, child: usize, at: &Span) {
         let children = &mut self.groups[parent].children;
         if !children.iter().any(|(c, _)| *c == child) {
-            children.push((child, key.span.clone()));
+            children.push((child, at.clone()));
         }
+    }
+
+    /// List the hosts `pattern` names (`web[1:3]`) in `group`, `key` being where it is
+    /// written. A `port` written after the pattern counts only where a host is first
+    /// listed, as in Ansible.
+    pub(super) fn add_hosts(
+        &mut self,
+        group: usize,
+        pattern: &str,
+        key: &Node,
+        port: Option<&Node>,
+    ) -> InputResult<Vec<usize>> {
+        let mut listed = Vec::new();
+        for name in expand_range(pattern, key)? {
+            let (index, created) = self.add_host(group, &name, key)?;
+            if let Some(port) = port.filter(|_| created) {
+                set_var(&mut self.hosts[index].vars, "ansible_port", port.clone());
+            }
+            listed.push(index);
+        }
+        Ok(listed)
+    }
+
+    /// List host `name` in `group`, creating it at its first listing (`key`). Returns
+    /// the host and whether this listing created it.
+    fn add_host(&mut self, group: usize, name: &str, key: &Node) -> InputResult<(usize, bool)> {
+        check_name("host", name, key)?;
+        let created = !self.host_index.contains_key(name);
+        let index = *self.host_index.entry(name.to_string()).or_insert_with(|| {
+            self.hosts.push(Host {
+                name: name.to_string(),
+                span: key.span.clone(),
+                groups: Vec::new(),
+                vars: Vars::new(),
+                file_vars: Vars::new(),
+            });
+            self.hosts.len() - 1
+        });
+        let members = &mut self.groups[group].hosts;
+        if !members.contains(&index) {
+            members.push(index);
+        }
+        Ok((index, created))
     }
 
     pub(super) fn finish(mut self, path: PathBuf) -> InputResult<Inventory> {
@@ -72,9 +115,13 @@ impl Builder {
                 self.hosts[host].groups.push(name.to_string());
             }
         }
+        for group in self.groups.values_mut() {
+            group.priority = take_priority(&mut group.vars)?;
+        }
         for host in &mut self.hosts {
-            host.groups.sort_by(|a, b| {
-                (self.groups[a.as_str()].depth, a).cmp(&(self.groups[b.as_str()].depth, b))
+            host.groups.sort_by_cached_key(|name| {
+                let group = &self.groups[name.as_str()];
+                (group.depth, group.priority, name.clone())
             });
         }
         Ok(Inventory {
@@ -143,6 +190,8 @@ impl Builder {
                 depth: 1,
                 ..Group::new(None)
             });
+        // A host listed in `ungrouped` and in another group is only in the other.
+        ungrouped.hosts.retain(|host| !grouped[*host]);
         for (host, _) in grouped.iter().enumerate().filter(|(_, g)| !**g) {
             if !ungrouped.hosts.contains(&host) {
                 ungrouped.hosts.push(host);
@@ -162,6 +211,32 @@ impl Builder {
             self.members(*child, seen, hosts);
         }
     }
+}
+
+/// Set a variable; one set again keeps its place and takes the new value.
+pub(super) fn set_var(vars: &mut Vars, name: &str, value: Node) {
+    match vars.iter_mut().find(|(n, _)| n == name) {
+        Some(slot) => slot.1 = value,
+        None => vars.push((name.to_string(), value)),
+    }
+}
+
+/// Ansible takes `ansible_group_priority` out of a group's inventory vars: it is no
+/// variable, only a tie-break between groups of the same depth (higher wins).
+fn take_priority(vars: &mut Vars) -> InputResult<i64> {
+    let Some(at) = vars.iter().position(|(n, _)| n == "ansible_group_priority") else {
+        return Ok(1);
+    };
+    let (_, node) = vars.remove(at);
+    let priority = match &node.kind {
+        Kind::Int(p) => Some(*p),
+        Kind::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    priority.ok_or_else(|| {
+        node.error("`ansible_group_priority` must be a whole number")
+            .help("among groups at the same depth, the higher priority wins: `ansible_group_priority: 10`")
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

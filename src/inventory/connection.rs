@@ -1,6 +1,6 @@
 //! How to reach a host: the connection variables (`ansible_host`, `ansible_user`, ...).
 
-use super::{Host, Inventory, Vars};
+use super::{Host, Inventory};
 use crate::error::{InputError, InputResult};
 use crate::node::{Kind, Node};
 use crate::playbook::template::engine;
@@ -182,20 +182,7 @@ impl Inventory {
         name: &str,
         value: &Value,
     ) -> Option<(bool, &'a Node)> {
-        let find = |vars: &'a Vars| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-        let own = find(&host.file_vars).or_else(|| find(&host.vars));
-        let node = match own {
-            Some(node) => (true, node),
-            None => host
-                .groups
-                .iter()
-                .rev()
-                .find_map(|g| {
-                    let group = &self.groups[g.as_str()];
-                    find(&group.file_vars).or_else(|| find(&group.vars))
-                })
-                .map(|node| (false, node))?,
-        };
+        let node = self.winning_definition(host, name)?;
         let templated = matches!(&node.1.kind, Kind::Str(s) if s.contains("{{"));
         (templated || node.1.to_value() == *value).then_some(node)
     }

@@ -1,5 +1,5 @@
-//! Inventories: hosts, the groups they belong to and their variables, in the YAML
-//! format of Ansible's inventories, with `host_vars/` and `group_vars/` beside the file.
+//! Inventories: hosts, the groups they belong to and their variables, in Ansible's YAML
+//! and INI formats, with `host_vars/` and `group_vars/` beside the file.
 //!
 //! Everything stays a [`Node`], so that a bad value found much later (a port out of
 //! range in a group's vars) can still be pointed at.
@@ -10,8 +10,10 @@
 
 mod build;
 mod connection;
+mod ini;
 mod names;
 mod pattern;
+mod python_literal;
 #[cfg(test)]
 mod tests;
 mod vars_files;
@@ -23,7 +25,7 @@ use vars_files::{read_source, read_vars_files};
 use yaml::{INVENTORY_HELP, entries};
 
 use crate::error::{InputError, InputResult, SourceFile, Span};
-use crate::node::{self, Node};
+use crate::node::{self, Kind, Node};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,7 +47,8 @@ pub struct Host {
     /// Where the host is first listed.
     pub span: Span,
     /// Every group the host is in, directly or through child groups: by depth below
-    /// `all` (so parents before children), then by name, which is Ansible's order.
+    /// `all` (so parents before children), then by `ansible_group_priority`, then by
+    /// name, which is Ansible's order.
     pub groups: Vec<String>,
     /// Merged over every place the host is listed, later listings winning.
     vars: Vars,
@@ -65,6 +68,8 @@ struct Group {
     file_vars: Vars,
     /// Longest path from `all`, as Ansible computes it for variable precedence.
     depth: usize,
+    /// `ansible_group_priority`: orders groups of the same depth, lower first.
+    priority: i64,
 }
 
 impl Group {
@@ -76,6 +81,7 @@ impl Group {
             vars: Vars::new(),
             file_vars: Vars::new(),
             depth: 0,
+            priority: 1,
         }
     }
 }
@@ -112,15 +118,26 @@ impl Inventory {
     }
 
     /// An inventory from its text alone, without `group_vars/` and `host_vars/`.
+    ///
+    /// INI or YAML, told apart as Ansible's plugins tell them: a file YAML cannot read
+    /// as a mapping is read as INI, unless its name says it is YAML.
     pub fn parse(file: &Arc<SourceFile>) -> InputResult<Inventory> {
-        if let Some(error) = ini_header(file) {
-            return Err(error);
+        let extension = Path::new(&file.name)
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let named_yaml = extension
+            .as_deref()
+            .is_some_and(|e| ["yml", "yaml", "json"].contains(&e));
+        if extension.as_deref() == Some("ini") || ini::starts_with_section(&file.text) {
+            return ini::parse(file);
         }
-        let root = node::parse(file)?;
-        if root.as_str().is_ok_and(|s| s.contains('=')) {
-            return Err(root
-                .error("this looks like an INI inventory; converge reads YAML inventories")
-                .help(INI_HELP));
+        let root = match node::parse(file) {
+            Ok(root) => root,
+            Err(_) if !named_yaml => return ini::parse(file),
+            Err(error) => return Err(error),
+        };
+        if !named_yaml && !matches!(root.kind, Kind::Map(_) | Kind::Null) {
+            return ini::parse(file);
         }
         let mut builder = Builder::new();
         let top = entries(
@@ -135,7 +152,7 @@ impl Inventory {
                 ALL
             } else {
                 let group = builder.group(name, key)?;
-                builder.add_child(ALL, group, key);
+                builder.add_child(ALL, group, &key.span);
                 group
             };
             builder.group_body(group, body)?;
@@ -181,20 +198,30 @@ impl Inventory {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// The host's variables as written, lowest precedence first: for each of its groups
-    /// from `all` to the most specific, the inventory's `vars` then `group_vars/GROUP.yml`;
-    /// then the host's own inventory variables, then `host_vars/HOST.yml`.
-    /// Empty layers are included: there are always two per group, then two for the host.
+    /// The host's variables as written, lowest precedence first, in Ansible's order:
+    /// the inventory file's group vars (`all` first, then by depth, priority and name),
+    /// then the `group_vars/` files in the same order, then the host's inventory vars,
+    /// then `host_vars/HOST`. So `group_vars/all.yml` beats a child group's `vars:` in
+    /// the inventory file, as in Ansible.
+    /// Empty layers are included: two per group, then two for the host.
     pub fn var_layers<'a>(&'a self, host: &'a Host) -> Vec<&'a [(String, Node)]> {
-        let mut layers = Vec::with_capacity(2 * host.groups.len() + 2);
-        for name in &host.groups {
-            let group = &self.groups[name.as_str()];
-            layers.push(group.vars.as_slice());
-            layers.push(group.file_vars.as_slice());
-        }
-        layers.push(host.vars.as_slice());
-        layers.push(host.file_vars.as_slice());
-        layers
+        let groups = || host.groups.iter().map(|name| &self.groups[name.as_str()]);
+        groups()
+            .map(|group| group.vars.as_slice())
+            .chain(groups().map(|group| group.file_vars.as_slice()))
+            .chain([host.vars.as_slice(), host.file_vars.as_slice()])
+            .collect()
+    }
+
+    /// Where the winning definition of `name` for `host` is written, and whether it is
+    /// the host's own (inventory entry or `host_vars/`) rather than a group's.
+    fn winning_definition<'a>(&'a self, host: &'a Host, name: &str) -> Option<(bool, &'a Node)> {
+        let layers = self.var_layers(host);
+        let own_from = layers.len() - 2;
+        layers.iter().enumerate().rev().find_map(|(i, layer)| {
+            let (_, node) = layer.iter().find(|(n, _)| n == name)?;
+            Some((i >= own_from, node))
+        })
     }
 
     /// The hosts a `--limit` pattern allows, in inventory order. A limit naming something
@@ -233,38 +260,6 @@ impl Inventory {
             shortened(&hosts)
         )
     }
-}
-
-const INI_HELP: &str = "convert it once with \
-     `ansible-inventory -i FILE --list --yaml > inventory.yml`";
-
-/// Ansible's INI inventories start with a `[group]` header, which YAML would read as a list.
-fn ini_header(file: &Arc<SourceFile>) -> Option<InputError> {
-    let (offset, line) = file
-        .text
-        .split_inclusive('\n')
-        .scan(0, |offset, line| {
-            let start = *offset;
-            *offset += line.len();
-            Some((start, line))
-        })
-        .find(|(_, line)| {
-            let line = line.trim();
-            !line.is_empty() && !line.starts_with('#') && !line.starts_with(';')
-        })?;
-    let header = line.trim();
-    let is_header = header.starts_with('[')
-        && header.ends_with(']')
-        && !header.contains([',', ' ', '{', '"', '\'']);
-    is_header.then(|| {
-        let span = Span {
-            file: file.clone(),
-            offset: offset + line.find('[').unwrap_or(0),
-            len: header.len(),
-        };
-        span.error("this looks like an INI inventory; converge reads YAML inventories")
-            .help(INI_HELP)
-    })
 }
 
 fn shortened(names: &[&str]) -> String {

@@ -1,8 +1,11 @@
 //! Host and group names: what they may contain, and host ranges (`web[1:3]`).
 
-use crate::error::InputResult;
-use crate::node::Node;
+use crate::error::{InputResult, Span};
+use crate::node::{Kind, Node};
+use regex::Regex;
 use std::net::Ipv6Addr;
+use std::ops::Range;
+use std::sync::LazyLock;
 
 const RANGE_HELP: &str = "a host range is `[START:END]` or `[START:END:STEP]`, numbers or \
      single letters: `web[1:3]`, `db-[a:c]`, `node[01:10:2]`";
@@ -18,9 +21,9 @@ pub(super) fn check_name(kind: &str, name: &str, key: &Node) -> InputResult<()> 
         return Ok(());
     }
     if kind == "host" && name.contains(':') {
-        return Err(key.error(format!("host name `{name}` contains `:`")).help(
-            "a port cannot be written in the host name: write `web1: { ansible_port: 2222 }`",
-        ));
+        return Err(key
+            .error(format!("host name `{name}` contains `:`"))
+            .help("a port goes after the host as digits, `web1:2222`, or in `ansible_port`"));
     }
     let bad = name
         .chars()
@@ -33,6 +36,32 @@ pub(super) fn check_name(kind: &str, name: &str, key: &Node) -> InputResult<()> 
                  so a {kind} name cannot contain them"
             ))),
         None => Ok(()),
+    }
+}
+
+/// A port after a host: `[::1]:22`, or `db[1:3]:2222` (brackets there are ranges).
+static HOST_PORT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:\[(?P<bracketed>.+)\]|(?P<host>(?:[^:\[\]]|\[[^\]]*\])*)):(?P<port>[0-9]+)$")
+        .expect("the host and port pattern is valid")
+});
+
+/// Where the host and the port are in `web1:2222`, `db[1:3]:2222` or `[::1]:22`, the
+/// ways Ansible lets a port follow a host in both inventory formats.
+pub(super) fn split_port(name: &str) -> Option<(Range<usize>, Range<usize>)> {
+    let found = HOST_PORT.captures(name)?;
+    let host = found.name("bracketed").or_else(|| found.name("host"))?;
+    Some((host.range(), found.name("port")?.range()))
+}
+
+/// The `ansible_port` a port after a host sets.
+pub(super) fn port_node(port: &str, span: Span) -> Node {
+    let kind = port
+        .parse()
+        .map_or_else(|_| Kind::Str(port.to_string()), Kind::Int);
+    Node {
+        kind,
+        span,
+        vaulted: false,
     }
 }
 

@@ -25,7 +25,7 @@ fn select(inventory: &Inventory, pattern: &str) -> Vec<String> {
 }
 
 /// What the caller does: merge the layers, later winning, without templates.
-fn flat(inventory: &Inventory, host: &str) -> Value {
+pub(super) fn flat(inventory: &Inventory, host: &str) -> Value {
     let host = inventory.host(host).unwrap();
     let mut vars = serde_json::Map::new();
     for layer in inventory.var_layers(host) {
@@ -243,6 +243,16 @@ fn bad_patterns_are_located_errors() {
 }
 
 #[test]
+fn a_port_may_follow_the_host_as_in_ansible() {
+    let inventory =
+        parse("all:\n  hosts:\n    web[1:2]:2222: { a: 1 }\n    web1:2200:\n    '[::1]:22':\n")
+            .unwrap();
+    assert_eq!(flat(&inventory, "web1")["ansible_port"], 2222);
+    assert_eq!(flat(&inventory, "web2")["a"], 1);
+    assert_eq!(flat(&inventory, "::1")["ansible_port"], 22);
+}
+
+#[test]
 fn ipv6_hosts_are_not_split_on_colons() {
     let inventory = parse("all:\n  hosts:\n    '2001:db8::1':\n    web1:\n").unwrap();
     assert_eq!(select(&inventory, "2001:db8::1"), ["2001:db8::1"]);
@@ -326,18 +336,10 @@ fn structural_mistakes_are_located() {
             "inv.yml:2:12: host name `web 1` contains ` `",
         ),
         (
-            "all:\n  hosts: { 'web1:22': }\n",
-            "inv.yml:2:12: host name `web1:22` contains `:`",
+            "all:\n  hosts: { 'web1:': }\n",
+            "inv.yml:2:12: host name `web1:` contains `:`",
         ),
         ("web*: {}\n", "inv.yml:1:1: group name `web*` contains `*`"),
-        (
-            "[web]\nweb1\n",
-            "inv.yml:1:1: this looks like an INI inventory",
-        ),
-        (
-            "web1 ansible_host=10.0.0.1\n",
-            "inv.yml:1:1: this looks like an INI inventory",
-        ),
     ];
     for (text, expected) in cases {
         let err = parse(text).unwrap_err();
@@ -399,12 +401,16 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
       vars: { b: inv-prod, c: inv-prod }
       children:
         web:
-          vars: { c: inv-web, d: inv-web }
+          vars: { c: inv-web, d: inv-web, g: inv-web }
           hosts:
             web1: { d: inv-host, e: inv-host }
 ",
     );
-    write(root, "group_vars/all.yml", "a: file-all\nb: file-all\n");
+    write(
+        root,
+        "group_vars/all.yml",
+        "a: file-all\nb: file-all\ng: file-all\n",
+    );
     write(root, "group_vars/prod.yaml", "b: file-prod\n");
     write(
         root,
@@ -413,13 +419,17 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
     );
     write(root, "group_vars/web/20-more.yml", "f: second\n");
     write(root, "group_vars/web/notes.txt", "not: read\n");
+    write(root, "group_vars/web/30-backup~", "not: read\n");
+    write(root, "group_vars/web/conf.d/x.yml", "not: read\n");
     write(root, "host_vars/web1.yml", "e: file-host\n");
     write(root, "host_vars/ghost.yml", "- not even a mapping\n");
     let inventory = Inventory::load(&root.join("inventory.yml")).unwrap();
     let vars = flat(&inventory, "web1");
-    // all.yml over all's inventory vars; a child group (even from the inventory)
-    // over a parent's file; the host over groups; host_vars over the host's entry.
+    // As in Ansible: every group_vars file (all.yml included) over every group's vars
+    // in the inventory file; a child's file over its parent's; the host over groups;
+    // host_vars over the host's entry.
     assert_eq!(vars["a"], "file-all");
+    assert_eq!(vars["g"], "file-all");
     assert_eq!(vars["b"], "file-prod");
     assert_eq!(vars["c"], "file-web");
     assert_eq!(vars["d"], "inv-host");
@@ -428,12 +438,67 @@ fn vars_files_beside_the_inventory_take_their_place_in_the_layers() {
     assert!(vars.get("not").is_none());
     let host = inventory.host("web1").unwrap();
     let layers = inventory.var_layers(host);
+    assert_eq!(layers.len(), 2 * host.groups.len() + 2);
     let e = &layers.last().unwrap()[0].1;
     assert!(
         e.span.position().ends_with("host_vars/web1.yml:1:4"),
         "{}",
         e.span.position()
     );
+    let (own, g) = inventory.winning_definition(host, "g").unwrap();
+    assert!(!own);
+    assert!(g.span.position().ends_with("group_vars/all.yml:3:4"));
+}
+
+#[test]
+fn group_priority_orders_groups_of_the_same_depth() {
+    let inventory = parse(
+        "all:
+  children:
+    alpha:
+      vars: { v: alpha, ansible_group_priority: 10 }
+      hosts: { h1: }
+    beta:
+      vars: { v: beta }
+      hosts: { h1: }
+    gamma:
+      vars: { v: gamma, ansible_group_priority: '0' }
+      hosts: { h2: }
+    delta:
+      vars: { v: delta }
+      hosts: { h2: }
+",
+    )
+    .unwrap();
+    assert_eq!(
+        inventory.host("h1").unwrap().groups,
+        ["all", "beta", "alpha"]
+    );
+    assert_eq!(flat(&inventory, "h1")["v"], "alpha");
+    assert_eq!(flat(&inventory, "h2")["v"], "delta");
+    assert!(
+        flat(&inventory, "h1")
+            .get("ansible_group_priority")
+            .is_none()
+    );
+    let err = parse("all:\n  children:\n    g:\n      vars: { ansible_group_priority: high }\n")
+        .unwrap_err();
+    assert!(
+        err.message
+            .starts_with("inv.yml:4:39: `ansible_group_priority` must be a whole number"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn a_host_in_a_group_leaves_ungrouped() {
+    let inventory = parse(
+        "all:\n  children:\n    ungrouped: { hosts: { h1: , h2: } }\n    web: { hosts: { h1: } }\n",
+    )
+    .unwrap();
+    assert_eq!(select(&inventory, "ungrouped"), ["h2"]);
+    assert_eq!(inventory.host("h1").unwrap().groups, ["all", "web"]);
 }
 
 #[test]

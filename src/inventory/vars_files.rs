@@ -58,15 +58,20 @@ fn vars_dir_files(dir: &Path, files: &mut Vec<PathBuf>) -> InputResult<()> {
         .map_err(unreadable)?;
     paths.sort();
     for path in paths {
-        let hidden = path
-            .file_name()
-            .is_none_or(|n| n.to_string_lossy().starts_with('.'));
+        // Hidden files and editor backups are skipped, and folders with an extension
+        // are not entered, as Ansible does.
+        let skipped = path.file_name().is_none_or(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with('.') || n.ends_with('~')
+        });
         let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
-        if hidden {
+        if skipped {
             continue;
         }
         if path.is_dir() {
-            vars_dir_files(&path, files)?;
+            if ext.is_none() {
+                vars_dir_files(&path, files)?;
+            }
         } else if ext.is_none_or(|e| ["yml", "yaml", "json"].contains(&e.as_str())) {
             files.push(path);
         }

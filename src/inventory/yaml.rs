@@ -1,8 +1,8 @@
 //! The YAML inventory format: groups with `hosts`, `vars` and `children`.
 
-use super::build::Builder;
-use super::names::{check_name, expand_range};
-use super::{Host, Vars};
+use super::Vars;
+use super::build::{Builder, set_var};
+use super::names::{port_node, split_port};
 use crate::error::{InputError, InputResult};
 use crate::node::{Kind, Node};
 
@@ -50,10 +50,7 @@ pub(super) fn entries<'a>(
 /// Add a `vars` mapping to `vars`; a name set again replaces the earlier value.
 pub(super) fn merge_vars(vars: &mut Vars, node: &Node, expected: &str) -> InputResult<()> {
     for (name, _, value) in entries(node, expected, VARS_HELP, "a variable name")? {
-        match vars.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value.clone(),
-            None => vars.push((name.to_string(), value.clone())),
-        }
+        set_var(vars, name, value.clone());
     }
     Ok(())
 }
@@ -79,7 +76,7 @@ impl Builder {
                         entries(value, &expected, CHILDREN_HELP, "a group name")?
                     {
                         let child_group = self.group(child, child_key)?;
-                        self.add_child(group, child_group, child_key);
+                        self.add_child(group, child_group, &child_key.span);
                         self.group_body(child_group, child_body)?;
                     }
                 }
@@ -100,23 +97,15 @@ impl Builder {
                     ))
                     .help(HOST_HELP));
             }
-            for name in expand_range(written, key)? {
-                check_name("host", &name, key)?;
-                let index = *self.host_index.entry(name.clone()).or_insert_with(|| {
-                    self.hosts.push(Host {
-                        name: name.clone(),
-                        span: key.span.clone(),
-                        groups: Vec::new(),
-                        vars: Vars::new(),
-                        file_vars: Vars::new(),
-                    });
-                    self.hosts.len() - 1
-                });
-                let members = &mut self.groups[group].hosts;
-                if !members.contains(&index) {
-                    members.push(index);
-                }
-                let expected = format!("host `{name}` must be a mapping of its variables");
+            let (pattern, port) = match split_port(written) {
+                Some((host, port)) => (
+                    &written[host],
+                    Some(port_node(&written[port], key.span.clone())),
+                ),
+                None => (written, None),
+            };
+            let expected = format!("host `{written}` must be a mapping of its variables");
+            for index in self.add_hosts(group, pattern, key, port.as_ref())? {
                 merge_vars(&mut self.hosts[index].vars, vars, &expected)?;
             }
         }

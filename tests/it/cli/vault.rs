@@ -5,19 +5,8 @@
 //! without its password, or with a wrong one, is bad input (exit 3) before any host.
 
 use super::{Folder, bad_input};
-use std::path::PathBuf;
+use crate::support::peers::venv;
 use std::process::{Command, Stdio};
-
-/// The pinned Ansible's venv.
-fn venv() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/peers.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run peers.sh");
-    assert!(out.status.success(), "peers.sh failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// `ansible-vault ARGS` (or another tool of the venv) in the folder; its stdout.
 fn ansible(folder: &Folder, tool: &str, args: &[&str], stdin: &str) -> String {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, real SSH, real Debian hosts in containers.
 //! Run serially (nextest test group `hosts`): each test boots its own hosts.
 
+mod ansible_inventory;
 mod apt;
 mod certbot;
 mod command;

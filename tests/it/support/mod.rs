@@ -2,4 +2,5 @@
 
 pub mod hosts;
 pub mod pebble;
+pub mod peers;
 pub mod sshd;
