@@ -4,8 +4,8 @@
 //! variables it sees into a JSON file per host; the two must be identical.
 
 use super::Folder;
+use crate::support::peers::venv;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
 
 const INVENTORY: &str = "\
@@ -126,19 +126,6 @@ const HOSTVARS_J2: &str = "{ {% for h in groups['all'] %}{% if not loop.first %}
 const HOSTVARS_HBS: &str = "{ {{#each groups.all}}{{#if @index}}, {{/if}}\
     \"{{this}}\": [{{json (lookup (lookup ../hostvars this) \"ansible_host\")}}, \
     {{json (hostvar this \"v_group_host\")}}]{{/each}} }\n";
-
-fn venv() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/peers.sh"))
-        .output()
-        .expect("run peers.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 fn folder() -> Folder {
     let folder = Folder::new();
