@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 /// included, an empty group too), `ansible_play_hosts` (`play_hosts`), and `hostvars`,
 /// resolved on first use: each host's inventory variables and `-e`, as Ansible's
 /// `hostvars` holds them (play vars belong to the play, not the host), but for the
-/// play's `secrets`: a template reading another host's secret through `hostvars` would
-/// show it in a diff.
+/// play's `secrets`, vaulted values and what they flow into: a template reading another
+/// host's secret through `hostvars` would show it in a diff.
 pub fn play_magic<'a>(
     inventory: &'a Inventory,
     play_hosts: &[&Host],
@@ -36,15 +36,14 @@ fn hostvars(inventory: &Inventory, extra: &Layer, secrets: &[String]) -> Result<
         let mut layers = inventory.var_layers(host);
         layers.push(extra);
         let base = host_magic(&host.name, &host.groups);
-        let resolved = vars::resolve(&layers, &base, &[], None)
+        let vars::Resolved { vars, taint } = vars::resolve(&layers, &base, secrets, None)
             .map_err(|e| format!("hostvars of {}: {}", host.name, e.message))?;
+        // What a secret or a vaulted value flowed into stays with its own host.
+        let shareable = vars
+            .into_iter()
+            .filter(|(name, _)| !taint.reads_secret(&format!("{{{{{name}}}}}")));
         let mut vars = base;
-        vars.extend(
-            resolved
-                .vars
-                .into_iter()
-                .filter(|(name, _)| !secrets.contains(name)),
-        );
+        vars.extend(shareable);
         all.insert(host.name.clone(), Value::Object(vars));
     }
     Ok(Value::Object(all))
@@ -60,7 +59,7 @@ mod tests {
     fn hostvars_hold_inventory_variables_but_not_the_plays_secrets() {
         let inventory = Inventory::parse(&SourceFile::new(
             "inventory.yml",
-            "all:\n  vars: { db_password: hunter2 }\n  children:\n    web:\n      hosts:\n        \
+            "all:\n  vars: { db_password: hunter2, dsn: \"db://{{db_password}}\" }\n  children:\n    web:\n      hosts:\n        \
              web1.example.com: { ansible_host: 10.0.0.1, url: \"http://{{ansible_host}}\" }\n    \
              db:\n      hosts: { db1: {}, web1.example.com: {} }\n",
         ))
@@ -80,6 +79,7 @@ mod tests {
         assert_eq!(web1["inventory_hostname_short"], "web1");
         assert_eq!(web1["group_names"], json!(["db", "web"]));
         assert!(web1.get("db_password").is_none(), "{web1}");
+        assert!(web1.get("dsn").is_none(), "{web1}");
         assert_eq!(context["groups"]["db"], json!(["db1", "web1.example.com"]));
         assert_eq!(context["groups"]["ungrouped"], json!([]));
         assert_eq!(context["ansible_play_hosts"], json!(["web1.example.com"]));
