@@ -497,7 +497,8 @@ mod tests {
             value: n.to_value(),
             node: &n,
             playbook_dir: Path::new("."),
-            vars: &Value::Null,
+            role_dir: None,
+            vars: (&Value::Null).into(),
             taint: crate::playbook::taint::Taint::none(),
             play_modules: &[],
         };

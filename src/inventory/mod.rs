@@ -165,6 +165,35 @@ impl Inventory {
         &self.hosts
     }
 
+    /// Every group with its hosts, as Ansible's `groups` lists them: the group's own
+    /// hosts in listing order, then its children's, level by level; `all` first.
+    pub fn group_hosts(&self) -> impl Iterator<Item = (&str, Vec<&str>)> {
+        self.groups.iter().enumerate().map(|(index, (name, _))| {
+            let mut level = vec![index];
+            let mut seen = vec![false; self.groups.len()];
+            seen[index] = true;
+            let mut hosts: Vec<&str> = Vec::new();
+            while !level.is_empty() {
+                let mut next = Vec::new();
+                for &group in &level {
+                    for &host in &self.groups[group].hosts {
+                        let host = self.hosts[host].name.as_str();
+                        if !hosts.contains(&host) {
+                            hosts.push(host);
+                        }
+                    }
+                    for (child, _) in &self.groups[group].children {
+                        if !std::mem::replace(&mut seen[*child], true) {
+                            next.push(*child);
+                        }
+                    }
+                }
+                level = next;
+            }
+            (name.as_str(), hosts)
+        })
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }

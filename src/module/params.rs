@@ -3,6 +3,7 @@
 use crate::error::{InputError, InputResult};
 use crate::node::{Node, PathStep};
 use crate::playbook::taint::Taint;
+use crate::playbook::template::Scope;
 use regex::Regex;
 use serde::de::{DeserializeOwned, Error as _, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -17,10 +18,13 @@ pub struct Params<'a> {
     pub value: Value,
     /// Where the parameters were written, to locate errors.
     pub node: &'a Node,
-    /// The playbook's folder: relative `src` paths start here.
+    /// The playbook's folder: relative `src` paths start here...
     pub playbook_dir: &'a Path,
-    /// Every variable of the host (facts, item, vars), for modules that render templates.
-    pub vars: &'a Value,
+    /// ...after the folder of the task's role, when it has one.
+    pub role_dir: Option<&'a Path>,
+    /// Every variable of the host (facts, item, vars) and the magic variables shared by
+    /// the play's hosts, for modules that render templates.
+    pub vars: Scope<'a>,
     /// Which of those variables hold a secret, and where the parameters do.
     pub taint: &'a Taint,
     /// The modules of every task in the play, for checks that span tasks.
@@ -99,9 +103,22 @@ impl Params<'_> {
             .error(format!("{}: `{where_}`: {}", self.module, message.into()))
     }
 
-    /// A local path relative to the playbook's folder.
+    /// A local path: in a role's task, the first that exists of the role's
+    /// `templates/` (for `template` and `systemd_unit`'s template) or `files/`, the
+    /// role's folder, then the playbook's folder, as Ansible looks them up.
     pub fn local_path(&self, path: &str) -> PathBuf {
-        self.playbook_dir.join(path)
+        let in_playbook = self.playbook_dir.join(path);
+        let Some(role) = self.role_dir else {
+            return in_playbook;
+        };
+        let sub = match self.module {
+            "template" | "systemd_unit" => "templates",
+            _ => "files",
+        };
+        [role.join(sub).join(path), role.join(path)]
+            .into_iter()
+            .find(|candidate| candidate.exists())
+            .unwrap_or(in_playbook)
     }
 }
 
@@ -339,11 +356,59 @@ mod tests {
             value: n.to_value(),
             node: &n,
             playbook_dir: Path::new("."),
-            vars: &Value::Null,
+            role_dir: None,
+            vars: (&Value::Null).into(),
             taint: Taint::none(),
             play_modules: &[],
         };
         params.parse::<P>()
+    }
+
+    #[test]
+    fn a_roles_files_come_before_the_playbooks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (playbook, role) = (dir.path(), dir.path().join("roles/app"));
+        for file in [
+            "roles/app/templates/app.conf.hbs",
+            "roles/app/files/app.bin",
+            "roles/app/notes.txt",
+            "app.conf.hbs",
+            "shared.txt",
+        ] {
+            let path = playbook.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        let n = node::parse(&SourceFile::new("t.yml", "{}")).unwrap();
+        let at = |module, role_dir| Params {
+            module,
+            value: Value::Null,
+            node: &n,
+            playbook_dir: playbook,
+            role_dir,
+            vars: (&Value::Null).into(),
+            taint: Taint::none(),
+            play_modules: &[],
+        };
+        let in_role = Some(role.as_path());
+        let template = at("template", in_role);
+        assert_eq!(
+            template.local_path("app.conf.hbs"),
+            role.join("templates/app.conf.hbs")
+        );
+        assert_eq!(template.local_path("notes.txt"), role.join("notes.txt"));
+        assert_eq!(
+            template.local_path("shared.txt"),
+            playbook.join("shared.txt")
+        );
+        assert_eq!(
+            at("file", in_role).local_path("app.bin"),
+            role.join("files/app.bin")
+        );
+        assert_eq!(
+            at("template", None).local_path("app.conf.hbs"),
+            playbook.join("app.conf.hbs")
+        );
     }
 
     #[test]
@@ -402,7 +467,8 @@ mod tests {
                 value: n.to_value(),
                 node: &n,
                 playbook_dir: Path::new("."),
-                vars: &Value::Null,
+                role_dir: None,
+                vars: (&Value::Null).into(),
                 taint: Taint::none(),
                 play_modules: &[],
             };
@@ -439,7 +505,8 @@ mod tests {
             value: top.to_value(),
             node: &top,
             playbook_dir: Path::new("."),
-            vars: &Value::Null,
+            role_dir: None,
+            vars: (&Value::Null).into(),
             taint: Taint::none(),
             play_modules: &[],
         };

@@ -85,7 +85,8 @@ impl TestParams {
             value: self.node.to_value(),
             node: &self.node,
             playbook_dir: &self.dir,
-            vars: &self.vars,
+            role_dir: None,
+            vars: (&self.vars).into(),
             taint: crate::playbook::taint::Taint::none(),
             play_modules: self.play_modules,
         }

@@ -5,10 +5,11 @@ use super::{HostPlan, NodeState, PlanNode};
 use crate::error::{InputError, InputResult};
 use crate::module::Params;
 use crate::node::{Kind, Node};
+use crate::playbook::magic::{Magic, short_name};
 use crate::playbook::taint::Taint;
-use crate::playbook::template::engine;
+use crate::playbook::template::{Scope, engine};
 use crate::playbook::vars::{self, Layer};
-use crate::playbook::{Become, Play, Playbook, TaskDef, closest};
+use crate::playbook::{Become, Origin, Play, Playbook, TaskDef, closest};
 use crate::transport::RunAs;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -31,8 +32,55 @@ impl Selection {
 /// A host's variable layers, lowest precedence first, before the play's own.
 pub struct HostVars<'a> {
     pub host: &'a str,
+    /// Every group the host is in (`all` included), for `group_names`.
+    pub groups: &'a [String],
     pub inventory: Vec<&'a [(String, Node)]>,
     pub extra: &'a Layer,
+    /// `groups`, `hostvars`, `ansible_play_hosts`: shared by the play's hosts.
+    pub magic: Option<&'a Magic<'a>>,
+}
+
+/// The magic variables of one host: `inventory_hostname`, `inventory_hostname_short`,
+/// and `group_names` (its groups but `all`, sorted, as Ansible gives them).
+pub fn host_magic(host: &str, groups: &[String]) -> Map<String, Value> {
+    let mut names: Vec<&String> = groups.iter().filter(|g| *g != "all").collect();
+    names.sort();
+    let mut vars = Map::new();
+    vars.insert("inventory_hostname".into(), host.into());
+    vars.insert("inventory_hostname_short".into(), short_name(host).into());
+    vars.insert(
+        "group_names".into(),
+        names
+            .into_iter()
+            .map(|g| Value::String(g.clone()))
+            .collect(),
+    );
+    vars
+}
+
+/// The variable layers of the tasks from `origin`, lowest precedence first, in
+/// Ansible's order: role defaults (every role's, then the task's own role's), the
+/// inventory, play vars, vars_files, role vars (likewise, then the role entry's
+/// `vars:`), `import_tasks` vars, the role entry's parameters, `-e`.
+fn origin_layers<'a>(
+    play: &'a Play,
+    origin: &'a Origin,
+    host: &HostVars<'a>,
+) -> Vec<&'a [(String, Node)]> {
+    let own = origin.role.map(|r| &play.roles[r]);
+    let mut layers: Vec<&[(String, Node)]> = Vec::new();
+    layers.extend(play.roles.iter().map(|r| r.defaults.as_slice()));
+    layers.extend(own.map(|r| r.defaults.as_slice()));
+    layers.extend(host.inventory.iter().copied());
+    layers.push(&play.vars);
+    layers.extend(play.vars_files.iter().map(Vec::as_slice));
+    layers.extend(play.roles.iter().map(|r| r.vars.as_slice()));
+    layers.extend(own.map(|r| r.vars.as_slice()));
+    layers.extend(own.map(|r| r.entry_vars.as_slice()));
+    layers.extend(origin.import_vars.iter().map(Vec::as_slice));
+    layers.extend(own.map(|r| r.params.as_slice()));
+    layers.push(host.extra);
+    layers
 }
 
 /// Whether facts are known (after the first round trip) or not (validate, graph, and
@@ -60,15 +108,11 @@ fn mentions_facts(node: &Node) -> bool {
 }
 
 fn task_mentions_facts(t: &TaskDef) -> bool {
-    [
-        Some(&t.params),
-        t.when.as_ref(),
-        t.loop_items.as_ref(),
-        t.name.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(mentions_facts)
+    [Some(&t.params), t.loop_items.as_ref(), t.name.as_ref()]
+        .into_iter()
+        .flatten()
+        .chain(&t.when)
+        .any(mentions_facts)
 }
 
 fn item_text(item: &Value) -> String {
@@ -91,16 +135,8 @@ pub fn build(
         Expansion::WithFacts(f) => f.clone(),
         Expansion::WithoutFacts => placeholder_facts(),
     };
-    let mut base = Map::new();
-    base.insert(
-        "inventory_hostname".into(),
-        Value::String(host.host.to_string()),
-    );
+    let mut base = host_magic(host.host, host.groups);
     base.insert("facts".into(), facts);
-    let mut layers: Vec<&[(String, Node)]> = host.inventory.clone();
-    layers.push(&play.vars);
-    layers.extend(play.vars_files.iter().map(Vec::as_slice));
-    layers.push(host.extra);
     // The become password is a secret whether or not the play lists it.
     let secret_names: Vec<String> = play
         .secrets
@@ -108,19 +144,38 @@ pub fn build(
         .cloned()
         .chain(crate::inventory::SECRET_VARS.map(String::from))
         .collect();
-    let vars::Resolved { vars: ctx, taint } = vars::resolve(&layers, &base, &secret_names)?;
-    let nodes = plan_nodes(playbook, play, &ctx, &taint, facts_known, selection);
+    let scopes = play
+        .origins
+        .iter()
+        .map(|origin| {
+            vars::resolve(
+                &origin_layers(play, origin, host),
+                &base,
+                &secret_names,
+                host.magic,
+            )
+        })
+        .collect::<InputResult<Vec<_>>>()?;
+    let nodes = plan_nodes(playbook, play, &scopes, host.magic, facts_known, selection);
     // Everything a secret turned into while the tasks were expanded, to hide it in
     // errors (a value rendered from a secret can end up in a message) and all output.
-    let secrets = taint.secrets();
-    let (nodes, graph, order) = nodes.map_err(|e| e.redact(&secrets, taint.spans()))?;
+    let mut secrets = Vec::new();
+    let mut spans = Vec::new();
+    for scope in &scopes {
+        secrets.extend(scope.taint.secrets());
+        spans.extend_from_slice(scope.taint.spans());
+    }
+    secrets.sort();
+    secrets.dedup();
+    let (nodes, graph, order) = nodes.map_err(|e| e.redact(&secrets, &spans))?;
+    let play_scope = scopes.into_iter().next().expect("origin 0 is the play's");
     Ok(HostPlan {
         host: host.host.to_string(),
         nodes,
         graph,
         order,
         secrets,
-        vars: Value::Object(ctx),
+        vars: Value::Object(play_scope.vars),
     })
 }
 
@@ -128,8 +183,8 @@ pub fn build(
 fn plan_nodes(
     playbook: &Playbook,
     play: &Play,
-    ctx: &Map<String, Value>,
-    taint: &Taint,
+    scopes: &[vars::Resolved],
+    magic: Option<&Magic<'_>>,
     facts_known: bool,
     selection: &Selection,
 ) -> InputResult<(Vec<PlanNode>, Graph, Vec<usize>)> {
@@ -139,7 +194,16 @@ fn plan_nodes(
     let mut errors = Vec::new();
     for (index, def) in defs.iter().enumerate() {
         let unresolved = !facts_known && task_mentions_facts(def);
-        match expand_task(playbook, play, def, index, ctx, taint, unresolved) {
+        let vars::Resolved { vars, taint } = &scopes[def.origin];
+        let task = Task {
+            playbook,
+            play,
+            def,
+            index,
+            unresolved,
+            magic,
+        };
+        match task.expand(vars, taint) {
             Ok((name, task_nodes)) => {
                 task_names.push(name);
                 if def.is_handler || selection.selects(def) {
@@ -163,71 +227,75 @@ fn plan_nodes(
     Ok((nodes, graph, order))
 }
 
-fn expand_task(
-    playbook: &Playbook,
-    play: &Play,
-    def: &TaskDef,
-    index: usize,
-    ctx: &Map<String, Value>,
-    taint: &Taint,
-    unresolved: bool,
-) -> InputResult<(String, Vec<PlanNode>)> {
-    let base = Value::Object(ctx.clone());
-    // Where in the list the loop's items hold a secret (`[]`: everywhere).
-    let loop_taint = def
-        .loop_items
-        .as_ref()
-        .map(|node| taint.derive(node))
-        .unwrap_or_default();
-    let items: Vec<Option<Value>> = match &def.loop_items {
-        None => vec![None],
-        Some(node) => {
-            let value = engine().render_node(node, &base)?;
-            taint.record(node, &value, &base);
-            match value {
-                Value::Array(items) => items.into_iter().map(Some).collect(),
-                _ if unresolved => vec![None],
-                other => {
-                    return Err(node
-                        .error(format!("loop needs a list, this is {other}"))
-                        .help(
-                            "write `loop: [a, b]` or name a list variable: \
-                             `loop: \"{{ names }}\"`",
-                        ));
+impl Task<'_> {
+    /// The task's name and nodes, one item after the other.
+    fn expand(
+        &self,
+        ctx: &Map<String, Value>,
+        taint: &Taint,
+    ) -> InputResult<(String, Vec<PlanNode>)> {
+        let def = self.def;
+        let base = Value::Object(ctx.clone());
+        // Where in the list the loop's items hold a secret (`[]`: everywhere).
+        let loop_taint = def
+            .loop_items
+            .as_ref()
+            .map(|node| taint.derive(node))
+            .unwrap_or_default();
+        let items: Vec<Option<Value>> = match &def.loop_items {
+            None => vec![None],
+            Some(node) => {
+                let value = engine().render_node(node, self.scope(&base))?;
+                taint.record(node, &value, &base);
+                match value {
+                    Value::Array(items) => items.into_iter().map(Some).collect(),
+                    _ if self.unresolved => vec![None],
+                    other => {
+                        return Err(node
+                            .error(format!("loop needs a list, this is {other}"))
+                            .help(
+                                "write `loop: [a, b]` or name a list variable: \
+                                 `loop: \"{{ names }}\"`",
+                            ));
+                    }
                 }
             }
+        };
+        let mut task_name = None;
+        let mut nodes = Vec::new();
+        for (position, item) in items.into_iter().enumerate() {
+            let item_ctx = match &item {
+                Some(item) => {
+                    let mut item_ctx = ctx.clone();
+                    item_ctx.insert("item".into(), item.clone());
+                    Value::Object(item_ctx)
+                }
+                None => base.clone(),
+            };
+            let item_taint = taint.with_item(item_paths(&loop_taint, position));
+            if let Some(item) = &item {
+                item_taint.record_vars(&serde_json::json!({ "item": item }));
+            }
+            let expanded = self.expand_item(item, &item_ctx, &item_taint);
+            // What the item's secrets turned into must be hidden even in its error.
+            taint.absorb(item_taint);
+            let (name, item_nodes) = expanded?;
+            task_name.get_or_insert(name);
+            nodes.extend(item_nodes);
         }
-    };
-    let task = Task {
-        playbook,
-        play,
-        def,
-        index,
-        unresolved,
-    };
-    let mut task_name = None;
-    let mut nodes = Vec::new();
-    for (position, item) in items.into_iter().enumerate() {
-        let mut item_ctx = ctx.clone();
-        if let Some(item) = &item {
-            item_ctx.insert("item".into(), item.clone());
-        }
-        let item_ctx = Value::Object(item_ctx);
-        let item_taint = taint.with_item(item_paths(&loop_taint, position));
-        if let Some(item) = &item {
-            item_taint.record_vars(&serde_json::json!({ "item": item }));
-        }
-        let expanded = task.expand_item(item, &item_ctx, &item_taint);
-        // What the item's secrets turned into must be hidden even in its error.
-        taint.absorb(item_taint);
-        let (name, item_nodes) = expanded?;
-        task_name.get_or_insert(name);
-        nodes.extend(item_nodes);
+        Ok((
+            task_name.unwrap_or_else(|| def.module.name().to_string()),
+            nodes,
+        ))
     }
-    Ok((
-        task_name.unwrap_or_else(|| def.module.name().to_string()),
-        nodes,
-    ))
+
+    /// What the task's templates render against: `vars` and the play's shared variables.
+    fn scope<'s>(&'s self, vars: &'s Value) -> Scope<'s> {
+        Scope {
+            vars,
+            magic: self.magic,
+        }
+    }
 }
 
 /// The secret paths inside loop item `position`, from those inside the list.
@@ -259,6 +327,7 @@ struct Task<'a> {
     def: &'a TaskDef,
     index: usize,
     unresolved: bool,
+    magic: Option<&'a Magic<'a>>,
 }
 
 impl Task<'_> {
@@ -275,24 +344,20 @@ impl Task<'_> {
             def,
             index,
             unresolved,
+            magic: _,
         } = *self;
-        let name = task_display_name(def, item_ctx, taint)?;
+        let scope = self.scope(item_ctx);
+        let name = task_display_name(def, scope, taint)?;
         let shown = match &item {
             Some(i) if def.name.is_some() || def.module.key_param().is_none() => {
                 format!("{name} [{}]", item_text(i))
             }
             _ => name.clone(),
         };
-        let when_false = match &def.when {
-            Some(when) if !unresolved => {
-                let expression = when.scalar_text()?;
-                let truthy = engine().truthy(&expression, item_ctx).map_err(|e| {
-                    let help = crate::playbook::template::template_help(&e);
-                    when.error(format!("when: {e}")).help(help)
-                })?;
-                (!truthy).then(|| format!("when: {expression} is false"))
-            }
-            _ => None,
+        let when_false = if unresolved {
+            None
+        } else {
+            self.first_false_when(scope)?
         };
         let run_as = run_as(&def.privilege, &play.privilege, item_ctx);
         let node_for = |state, phase: Option<&str>| PlanNode {
@@ -314,14 +379,16 @@ impl Task<'_> {
         if let Some(reason) = when_false {
             return Ok((name, vec![node_for(NodeState::Skipped(reason), None)]));
         }
-        let value = engine().render_node(&def.params, item_ctx)?;
+        let value = engine().render_node(&def.params, scope)?;
         taint.record(&def.params, &value, item_ctx);
+        let origin = &play.origins[def.origin];
         let params = Params {
             module: def.module.name(),
             value,
             node: &def.params,
             playbook_dir: &playbook.dir,
-            vars: item_ctx,
+            role_dir: origin.role.map(|r| play.roles[r].dir.as_path()),
+            vars: scope,
             taint,
             play_modules: &play_modules(play),
         };
@@ -338,6 +405,24 @@ impl Task<'_> {
     }
 }
 
+impl Task<'_> {
+    /// Why the task is skipped: the first of its `when:` (the role's and imports'
+    /// first) that is false.
+    fn first_false_when(&self, scope: Scope<'_>) -> InputResult<Option<String>> {
+        for when in &self.def.when {
+            let expression = when.scalar_text()?;
+            let truthy = engine().truthy(&expression, scope).map_err(|e| {
+                let help = crate::playbook::template::template_help(&e);
+                when.error(format!("when: {e}")).help(help)
+            })?;
+            if !truthy {
+                return Ok(Some(format!("when: {expression} is false")));
+            }
+        }
+        Ok(None)
+    }
+}
+
 fn play_modules(play: &Play) -> Vec<&'static str> {
     play.tasks
         .iter()
@@ -347,7 +432,7 @@ fn play_modules(play: &Play) -> Vec<&'static str> {
 }
 
 /// The task's name: its `name:`, or `MODULE KEY` (e.g. `dir /opt/myapp`).
-fn task_display_name(def: &TaskDef, ctx: &Value, taint: &Taint) -> InputResult<String> {
+fn task_display_name(def: &TaskDef, ctx: Scope<'_>, taint: &Taint) -> InputResult<String> {
     if let Some(name) = &def.name {
         let text = name.scalar_text()?;
         taint.record_text(&text, ctx);
@@ -367,7 +452,7 @@ fn task_display_name(def: &TaskDef, ctx: &Value, taint: &Taint) -> InputResult<S
     Ok(match key {
         Some(node) => {
             let value = engine().render_node(node, ctx)?;
-            taint.record(node, &value, ctx);
+            taint.record(node, &value, ctx.vars);
             let text = match value {
                 Value::Array(items) => items.iter().map(item_text).collect::<Vec<_>>().join(","),
                 other => item_text(&other),
@@ -511,8 +596,10 @@ mod tests {
         let extra = Vec::new();
         let host = HostVars {
             host: "h",
+            groups: &[],
             inventory: Vec::new(),
             extra: &extra,
+            magic: None,
         };
         build(
             &playbook,
@@ -521,6 +608,56 @@ mod tests {
             Expansion::WithoutFacts,
             &Selection::default(),
         )
+    }
+
+    #[test]
+    fn role_variables_sit_where_ansible_puts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in [
+            (
+                "site.yml",
+                "- hosts: all\n  vars: { b: play, c: play }\n  roles:\n    - role: app\n      \
+                 d: param\n  tasks:\n    - name: \"play {{a}} {{b}} {{c}}\"\n      command: \"true\"\n",
+            ),
+            ("roles/app/defaults/main.yml", "a: default\nb: default\n"),
+            ("roles/app/vars/main.yml", "c: rolevars\nd: rolevars\n"),
+            (
+                "roles/app/tasks/main.yml",
+                "- name: \"role {{a}} {{b}} {{c}} {{d}} {{inventory_hostname_short}} {{json group_names}}\"\n  \
+                 command: \"true\"\n",
+            ),
+        ] {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let playbook = Playbook::load(&dir.path().join("site.yml")).unwrap();
+        let inventory = crate::playbook::vars::extra_vars(&["a=inventory".to_string()]).unwrap();
+        let extra = Vec::new();
+        let groups = ["all".to_string(), "web".to_string(), "db".to_string()];
+        let host = HostVars {
+            host: "web1.example.com",
+            groups: &groups,
+            inventory: vec![&inventory],
+            extra: &extra,
+            magic: None,
+        };
+        let plan = build(
+            &playbook,
+            &playbook.plays[0],
+            &host,
+            Expansion::WithoutFacts,
+            &Selection::default(),
+        )
+        .unwrap();
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "role inventory play rolevars param web1 [\"db\",\"web\"]",
+                "play inventory play rolevars",
+            ]
+        );
     }
 
     /// Every edge as `FROM -> TO (WHY)`, sorted.

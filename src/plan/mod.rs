@@ -3,10 +3,12 @@
 
 mod dag;
 mod expand;
+mod magic;
 mod render;
 
 pub use dag::{EdgeKind, Graph};
 pub use expand::{Expansion, HostVars, Selection, build};
+pub use magic::play_magic;
 pub use render::{render_dot, render_text};
 
 use crate::error::Span;

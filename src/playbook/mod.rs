@@ -1,8 +1,13 @@
 //! Playbooks: what the user wrote, loaded with locations, checked before anything runs.
 
+pub mod magic;
+mod roles;
 pub mod taint;
 pub mod template;
 pub mod vars;
+
+pub use roles::{Origin, Role};
+use roles::{TaskLoader, TaskPlace};
 
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use crate::node::{self, Kind, Node};
@@ -29,6 +34,11 @@ pub struct Play {
     /// Each `vars_files` entry, loaded.
     pub vars_files: Vec<Vec<(String, Node)>>,
     pub secrets: Vec<String>,
+    /// The roles of `roles:`, in order; their tasks come first in `tasks`.
+    pub roles: Vec<Role>,
+    /// Where tasks' variables come from (role, `import_tasks` vars); `TaskDef::origin`
+    /// indexes it, and 0 is the play itself.
+    pub origins: Vec<Origin>,
     pub tasks: Vec<TaskDef>,
     pub handlers: Vec<TaskDef>,
     /// `serial`, `max_fail_percentage`, `batch_pause`.
@@ -44,7 +54,8 @@ pub struct TaskDef {
     /// The module key, to point at it.
     pub module_key: Node,
     pub params: Node,
-    pub when: Option<Node>,
+    /// The task's `when:`, after those of the role entry and imports it came through.
+    pub when: Vec<Node>,
     pub loop_items: Option<Node>,
     pub notify: Vec<(String, Span)>,
     pub requires: Vec<(String, Span)>,
@@ -56,6 +67,8 @@ pub struct TaskDef {
     /// `timeout:` for each command the task runs on the host.
     pub timeout: Option<std::time::Duration>,
     pub is_handler: bool,
+    /// Index into the play's `origins`.
+    pub origin: usize,
     pub span: Span,
 }
 
@@ -101,6 +114,7 @@ const PLAY_KEYS: &[&str] = &[
     "serial",
     "max_fail_percentage",
     "batch_pause",
+    "roles",
     "tasks",
     "handlers",
 ];
@@ -131,6 +145,15 @@ pub fn load_yaml(path: &Path) -> InputResult<Node> {
     ))
 }
 
+/// Read a YAML file the playbook names at `at`: a file that cannot be read is an
+/// error located there, with `help`.
+fn load_named_yaml(path: &Path, at: &Span, help: &str) -> InputResult<Node> {
+    load_yaml(path).map_err(|e| match e.span {
+        None => at.error(e.message).help(help),
+        Some(_) => e,
+    })
+}
+
 /// The closest known word, for "did you mean" hints.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
@@ -141,7 +164,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
-fn unknown_key(key: &Node, known: &[&str], what: &str) -> InputError {
+pub(crate) fn unknown_key(key: &Node, known: &[&str], what: &str) -> InputError {
     let word = key.scalar_text().unwrap_or_default();
     let mut err = key
         .error(format!("unknown {what} key `{word}`"))
@@ -196,6 +219,8 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
         vars: Vec::new(),
         vars_files: Vec::new(),
         secrets: Vec::new(),
+        roles: Vec::new(),
+        origins: vec![Origin::default()],
         tasks: Vec::new(),
         handlers: Vec::new(),
         rollout: Default::default(),
@@ -203,6 +228,9 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
     };
     let mut has_hosts = false;
     let mut errors = Vec::new();
+    let (mut role_tasks, mut role_handlers) = (Vec::new(), Vec::new());
+    // Variables written in role entries, to hide secrets even when their role failed.
+    let mut role_entry_vars = Vec::new();
     for (key, key_node, value) in node.entries()? {
         let result: InputResult<()> = (|| {
             match key {
@@ -226,15 +254,11 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "vars" => play.vars = owned_entries(value)?,
                 "vars_files" => {
                     for (file, span) in value.string_list()? {
-                        let path = dir.join(&file);
-                        let loaded = load_yaml(&path).map_err(|e| {
-                            if e.span.is_none() {
-                                span.error(e.message)
-                                    .help("vars_files are relative to the playbook's folder")
-                            } else {
-                                e
-                            }
-                        })?;
+                        let loaded = load_named_yaml(
+                            &dir.join(&file),
+                            &span,
+                            "vars_files are relative to the playbook's folder",
+                        )?;
                         play.vars_files.push(owned_entries(&loaded)?);
                     }
                 }
@@ -244,8 +268,25 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
                 "serial" => play.rollout.serial = Some(value.clone()),
                 "max_fail_percentage" => play.rollout.max_fail_percentage = Some(value.clone()),
                 "batch_pause" => play.rollout.batch_pause = Some(value.clone()),
-                "tasks" => play.tasks = load_tasks(value, false, &mut errors),
-                "handlers" => play.handlers = load_tasks(value, true, &mut errors),
+                "roles" => {
+                    let mut loader = TaskLoader::new(&mut play.origins, &mut errors);
+                    for entry in value.as_seq()? {
+                        role_entry_vars.extend(roles::written_variables(entry));
+                        if let Some(role) = loader.role(entry, dir, play.roles.len()) {
+                            role_tasks.extend(role.tasks);
+                            role_handlers.extend(role.handlers);
+                            play.roles.push(role.role);
+                        }
+                    }
+                }
+                "tasks" => {
+                    let mut loader = TaskLoader::new(&mut play.origins, &mut errors);
+                    play.tasks = loader.tasks(value, &TaskPlace::play(dir, false));
+                }
+                "handlers" => {
+                    let mut loader = TaskLoader::new(&mut play.origins, &mut errors);
+                    play.handlers = loader.tasks(value, &TaskPlace::play(dir, true));
+                }
                 _ => return Err(unknown_key(key_node, PLAY_KEYS, "play")),
             }
             Ok(())
@@ -266,23 +307,30 @@ fn load_play(node: &Node, dir: &Path) -> InputResult<Play> {
     if play.name.is_empty() {
         play.name = play.hosts.0.clone();
     }
+    // Ansible runs the roles' tasks before the play's own.
+    role_tasks.append(&mut play.tasks);
+    play.tasks = role_tasks;
+    play.handlers.append(&mut role_handlers);
     match InputError::combine(errors) {
-        Some(e) => Err(hide_secrets(&play, e)),
+        Some(e) => Err(hide_secrets(&play, &role_entry_vars, e)),
         None => Ok(play),
     }
 }
 
 /// A mistake next to `vars: { pw: ... }` would show the secret in its snippet (and a
 /// message may quote it): hide what the play's secrets, and its vaulted vars, are
-/// written as.
-fn hide_secrets(play: &Play, error: InputError) -> InputError {
+/// written as (in the play, its vars files, and its roles).
+fn hide_secrets(play: &Play, role_entry_vars: &[(String, Node)], error: InputError) -> InputError {
     let is_secret = |name: &String, node: &Node| {
         play.secrets.contains(name) || !node.vaulted_paths().is_empty()
     };
+    let role_files = play.roles.iter().flat_map(|r| [&r.defaults, &r.vars]);
     let written: Vec<&(String, Node)> = play
         .vars
         .iter()
         .chain(play.vars_files.iter().flatten())
+        .chain(role_files.flatten())
+        .chain(role_entry_vars)
         .filter(|(name, node)| is_secret(name, node))
         .collect();
     let names: Vec<String> = written.iter().map(|(name, _)| name.clone()).collect();
@@ -297,7 +345,7 @@ fn hide_secrets(play: &Play, error: InputError) -> InputError {
     error.redact(&taint.secrets(), taint.spans())
 }
 
-fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
+pub(crate) fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
     Ok(node
         .entries()?
         .into_iter()
@@ -305,24 +353,10 @@ fn owned_entries(node: &Node) -> InputResult<Vec<(String, Node)>> {
         .collect())
 }
 
-fn load_tasks(node: &Node, is_handler: bool, errors: &mut Vec<InputError>) -> Vec<TaskDef> {
-    let items = match node.as_seq() {
-        Ok(items) => items,
-        Err(e) => {
-            errors.push(e.help("tasks are a list: start each with `- `"));
-            return Vec::new();
-        }
-    };
-    items
-        .iter()
-        .filter_map(|t| load_task(t, is_handler).map_err(|e| errors.push(e)).ok())
-        .collect()
-}
-
-fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
+pub(crate) fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
     let mut name = None;
     let mut module: Option<(&'static dyn crate::module::Module, Node, Node)> = None;
-    let mut when = None;
+    let mut when = Vec::new();
     let mut loop_items = None;
     let mut notify = Vec::new();
     let mut requires = Vec::new();
@@ -337,7 +371,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
     {
         match key {
             "name" => name = Some(value.clone()),
-            "when" => when = Some(value.clone()),
+            "when" => when.push(value.clone()),
             "loop" => loop_items = Some(value.clone()),
             "notify" => notify = value.string_list()?,
             "requires" => requires = value.string_list()?,
@@ -369,8 +403,10 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
                     module = Some((m, key_node.clone(), value.clone()));
                 }
                 None => {
-                    let known: Vec<&str> =
-                        registry::names().chain(TASK_KEYS.iter().copied()).collect();
+                    let known: Vec<&str> = registry::names()
+                        .chain(TASK_KEYS.iter().copied())
+                        .chain(["import_tasks"])
+                        .collect();
                     let mut err = key_node
                         .error(format!("unknown module or task key `{key}`"))
                         .label("unknown module");
@@ -407,6 +443,7 @@ fn load_task(node: &Node, is_handler: bool) -> InputResult<TaskDef> {
         never_changed,
         timeout,
         is_handler,
+        origin: 0,
         span: node.span.clone(),
     })
 }

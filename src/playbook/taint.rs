@@ -7,7 +7,7 @@
 //! output) yields a tainted value, and what that value renders to joins the secrets
 //! that every output hides.
 
-use super::template::{SINGLE_EXPRESSION, engine, is_helper, lookup};
+use super::template::{SINGLE_EXPRESSION, Scope, engine, is_helper, lookup};
 use crate::error::Span;
 use crate::node::{Kind, Node};
 use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement};
@@ -189,7 +189,8 @@ impl Taint {
     /// Record what each part of `template` that reads a secret renders to (each
     /// `{{...}}` or block on its own, so the text around it stays readable: a task
     /// named `seed {{upper pw}}` shows as `seed <secret>`). Whether there was any.
-    pub fn record_text(&self, template: &str, ctx: &Value) -> bool {
+    pub fn record_text<'a>(&self, template: &str, scope: impl Into<Scope<'a>>) -> bool {
+        let ctx = scope.into();
         let mut any = false;
         for part in parts(template) {
             if !self.reads_secret(part) {

@@ -2,6 +2,7 @@
 //! helper arguments and `#if`, where handlebars-rust is lenient), no HTML escaping,
 //! typed single-expression values, and the helpers of the spec.
 
+use super::magic::{ForTemplate, Magic};
 use crate::error::InputError;
 use crate::node::{Kind, Node};
 use handlebars::{
@@ -9,7 +10,59 @@ use handlebars::{
     RenderError, RenderErrorReason, Renderable, ScopedJson, TemplateErrorReason,
 };
 use serde_json::Value;
-use std::sync::LazyLock;
+use std::cell::RefCell;
+use std::sync::{Arc, LazyLock};
+
+/// What a template is rendered against: a host's variables, and the magic variables
+/// every host of the play shares (added only to templates that name them).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub vars: &'a Value,
+    pub magic: Option<&'a Magic<'a>>,
+}
+
+impl<'a> From<&'a Value> for Scope<'a> {
+    fn from(vars: &'a Value) -> Scope<'a> {
+        Scope { vars, magic: None }
+    }
+}
+
+impl Scope<'_> {
+    /// What `template` needs of the shared variables (nothing, without them).
+    fn shared(self, template: &str) -> Result<ForTemplate, RenderError> {
+        match self.magic {
+            Some(magic) => Ok(magic
+                .for_template(template, self.vars)
+                .map_err(RenderErrorReason::Other)?),
+            None => Ok(ForTemplate {
+                context: None,
+                hostvars: None,
+            }),
+        }
+    }
+}
+
+thread_local! {
+    /// `hostvars` for the `hostvar` helper, while a template that calls it renders:
+    /// handlebars gives helpers nothing but the context, and copying every host's
+    /// variables into each host's context is what the helper exists to avoid.
+    static HOSTVARS: RefCell<Option<Arc<Value>>> = const { RefCell::new(None) };
+}
+
+/// Sets [`HOSTVARS`] for one render, and puts back what was there.
+struct HostvarsInScope(Option<Arc<Value>>);
+
+impl HostvarsInScope {
+    fn enter(hostvars: Option<Arc<Value>>) -> HostvarsInScope {
+        HostvarsInScope(HOSTVARS.replace(hostvars))
+    }
+}
+
+impl Drop for HostvarsInScope {
+    fn drop(&mut self) {
+        HOSTVARS.set(self.0.take());
+    }
+}
 
 pub struct Engine {
     registry: Handlebars<'static>,
@@ -43,23 +96,41 @@ impl Engine {
             registry.register_helper(name, Box::new(ValueHelper { name, f: *f }));
         }
         registry.register_helper("default", Box::new(DefaultHelper));
+        registry.register_helper("hostvar", Box::new(HostvarHelper));
         Engine { registry }
     }
 
     /// Render a template to text.
-    pub fn render_text(&self, template: &str, ctx: &Value) -> Result<String, String> {
+    pub fn render_text<'a>(
+        &self,
+        template: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<String, String> {
         if !template.contains("{{") {
             return Ok(template.to_string());
         }
-        self.registry
-            .render_template(template, ctx)
+        self.render(template, scope.into())
             .map_err(|e| describe(&e))
     }
 
-    /// Render a template file; a failure says where in the file handlebars found it.
-    pub fn render_file(&self, template: &str, ctx: &Value) -> Result<String, RenderFailure> {
+    fn render(&self, template: &str, scope: Scope<'_>) -> Result<String, RenderError> {
+        let shared = scope.shared(template)?;
+        let context = match shared.context {
+            Some(owned) => Context::from(owned),
+            None => Context::wraps(scope.vars)?,
+        };
+        let _hostvars = HostvarsInScope::enter(shared.hostvars);
         self.registry
-            .render_template(template, ctx)
+            .render_template_with_context(template, &context)
+    }
+
+    /// Render a template file; a failure says where in the file handlebars found it.
+    pub fn render_file<'a>(
+        &self,
+        template: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<String, RenderFailure> {
+        self.render(template, scope.into())
             .map_err(|e| RenderFailure {
                 message: describe(&e),
                 position: position(&e),
@@ -67,11 +138,17 @@ impl Engine {
     }
 
     /// Render a value: exactly one `{{path}}` keeps the type of what it names.
-    pub fn render_typed(&self, template: &str, ctx: &Value) -> Result<Value, String> {
+    pub fn render_typed<'a>(
+        &self,
+        template: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<Value, String> {
+        let scope = scope.into();
         if let Some(caps) = SINGLE_EXPRESSION.captures(template) {
             let path = &caps[1];
             if !is_helper(path) {
-                return lookup(ctx, path)
+                let shared = scope.shared(template).map_err(|e| describe(&e))?;
+                return lookup(shared.context.as_ref().unwrap_or(scope.vars), path)
                     .cloned()
                     .ok_or_else(|| format!("undefined variable `{path}`"));
             }
@@ -80,20 +157,29 @@ impl Engine {
             && is_helper(caps[1].split_whitespace().next().unwrap_or(""))
         {
             // The helper's value, through `json`, instead of its text.
-            let json = self.render_text(&format!("{{{{json ({})}}}}", &caps[1]), ctx)?;
+            let json = self.render_text(&format!("{{{{json ({})}}}}", &caps[1]), scope)?;
             return serde_json::from_str(&json).map_err(|e| format!("template error: {e}"));
         }
-        self.render_text(template, ctx).map(Value::String)
+        self.render_text(template, scope).map(Value::String)
     }
 
     /// Evaluate a `when:` expression (handlebars without braces).
-    pub fn truthy(&self, expression: &str, ctx: &Value) -> Result<bool, String> {
-        let rendered = self.render_text(&format!("{{{{#if {expression}}}}}1{{{{/if}}}}"), ctx)?;
+    pub fn truthy<'a>(
+        &self,
+        expression: &str,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<bool, String> {
+        let rendered = self.render_text(&format!("{{{{#if {expression}}}}}1{{{{/if}}}}"), scope)?;
         Ok(rendered == "1")
     }
 
     /// Render every string inside a node, keeping the node's shape.
-    pub fn render_node(&self, node: &Node, ctx: &Value) -> Result<Value, InputError> {
+    pub fn render_node<'a>(
+        &self,
+        node: &Node,
+        scope: impl Into<Scope<'a>>,
+    ) -> Result<Value, InputError> {
+        let ctx = scope.into();
         Ok(match &node.kind {
             Kind::Str(s) => self.render_typed(s, ctx).map_err(|e| {
                 let help = template_help(&e);
@@ -134,7 +220,7 @@ fn position(error: &RenderError) -> Option<(usize, usize)> {
 }
 
 pub(super) fn is_helper(name: &str) -> bool {
-    name == "default" || VALUE_HELPERS.iter().any(|(n, _)| *n == name)
+    name == "default" || name == "hostvar" || VALUE_HELPERS.iter().any(|(n, _)| *n == name)
 }
 
 /// The hint for a template error, by what went wrong.
@@ -143,7 +229,7 @@ pub fn template_help(message: &str) -> &'static str {
         "close every `{{` with `}}`, and every block with its end: \
          `{{#if x}}...{{/if}}`, `{{#each xs}}...{{/each}}`"
     } else if message.contains("unknown helper") {
-        "the helpers are default, join, upper, lower, json, quote, env, \
+        "the helpers are default, join, upper, lower, json, quote, env, hostvar, \
          and eq ne gt gte lt lte and or not"
     } else {
         "define the variable in vars, vars_files, the inventory or with -e, \
@@ -279,6 +365,39 @@ impl HelperDef for DefaultHelper {
         } else {
             value.value().clone()
         }))
+    }
+}
+
+/// `{{hostvar HOST "NAME"}}`: a variable of another host (`hostvars`), strictly.
+struct HostvarHelper;
+
+impl HelperDef for HostvarHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let fail = |message: String| RenderErrorReason::Other(format!("hostvar: {message}"));
+        let [host, name] = params(h)?[..] else {
+            return Err(
+                fail("takes a host and a variable name: (hostvar HOST \"NAME\")".into()).into(),
+            );
+        };
+        let (host, name) = (text(host), text(name));
+        let value = HOSTVARS.with_borrow(|hostvars| {
+            let all = hostvars
+                .as_ref()
+                .ok_or_else(|| fail("other hosts are not known here".into()))?;
+            let vars = all
+                .get(&host)
+                .ok_or_else(|| fail(format!("`{host}` is not a host of the inventory")))?;
+            vars.get(&name)
+                .cloned()
+                .ok_or_else(|| fail(format!("host `{host}` has no variable `{name}`")))
+        })?;
+        Ok(ScopedJson::Derived(value))
     }
 }
 
@@ -463,6 +582,59 @@ mod tests {
         assert!(template_help(&undefined).contains("(default NAME VALUE)"));
         let helper = e.render_text("{{nohelper app}}", &ctx()).unwrap_err();
         assert!(template_help(&helper).contains("join"), "{helper}");
+    }
+
+    #[test]
+    fn other_hosts_variables_through_hostvars() {
+        let magic = Magic::new(
+            json!({"web": ["w1", "w2"]}).as_object().unwrap().clone(),
+            vec!["w1".into(), "w2".into()],
+            Box::new(|| {
+                Ok(json!({"w1": {"ansible_host": "10.0.0.1"}, "w2": {"ansible_host": "10.0.0.2"}}))
+            }),
+        );
+        let vars = ctx();
+        let scope = Scope {
+            vars: &vars,
+            magic: Some(&magic),
+        };
+        let e = engine();
+        let upstream = "{{#each groups.web}}server {{lookup (lookup ../hostvars this) \"ansible_host\"}}:{{../port}};{{/each}}";
+        assert_eq!(
+            e.render_text(upstream, scope).unwrap(),
+            "server 10.0.0.1:8080;server 10.0.0.2:8080;"
+        );
+        assert_eq!(
+            e.render_text(
+                "{{#each ansible_play_hosts}}{{hostvar this \"ansible_host\"}} {{/each}}",
+                scope
+            )
+            .unwrap(),
+            "10.0.0.1 10.0.0.2 "
+        );
+        assert_eq!(
+            e.render_typed("{{groups.web}}", scope).unwrap(),
+            json!(["w1", "w2"])
+        );
+        for (template, error) in [
+            (
+                "{{hostvar \"w3\" \"ansible_host\"}}",
+                "`w3` is not a host of the inventory",
+            ),
+            (
+                "{{hostvar \"w1\" \"port\"}}",
+                "host `w1` has no variable `port`",
+            ),
+            (
+                "{{lookup (lookup hostvars \"w1\") \"port\"}}",
+                "undefined variable",
+            ),
+        ] {
+            let err = e.render_text(template, scope).unwrap_err();
+            assert!(err.contains(error), "{template}: {err}");
+        }
+        // Without the play's shared variables (a module's own template), they are undefined.
+        assert!(e.render_text("{{groups.web}}", &vars).is_err());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A host's variables: the layers of the spec's precedence, with templates in values
 //! resolved against each other.
 
+use super::magic::Magic;
 use super::taint::Taint;
-use super::template::engine;
+use super::template::{Scope, engine};
 use crate::error::{InputError, InputResult, SourceFile, Span};
 use crate::node::{Kind, Node};
 use indexmap::IndexMap;
@@ -42,11 +43,13 @@ fn winners<'a>(layers: &[&'a [(String, Node)]]) -> IndexMap<&'a str, &'a Node> {
 /// render values that hold templates until they stop changing. A value whose template
 /// cannot be resolved is an error located at that value. The variables named in
 /// `secrets`, the vaulted values, and every variable whose template reads one of them
-/// (directly or through others), are tainted.
+/// (directly or through others), are tainted. Values may read the play's shared
+/// `magic` variables.
 pub fn resolve(
     layers: &[&[(String, Node)]],
     base: &Map<String, Value>,
     secrets: &[String],
+    magic: Option<&Magic<'_>>,
 ) -> InputResult<Resolved> {
     let winners = winners(layers);
     let spans = winners
@@ -63,7 +66,7 @@ pub fn resolve(
             taint.add_span(node.span.clone());
         }
     }
-    let vars = render_all(&winners, base).map_err(|e| e.redact(&[], taint.spans()))?;
+    let vars = render_all(&winners, base, magic).map_err(|e| e.redact(&[], taint.spans()))?;
     // Each pass follows one more level of variables that name tainted ones.
     loop {
         let mut spread = false;
@@ -88,6 +91,7 @@ pub fn resolve(
 fn render_all(
     winners: &IndexMap<&str, &Node>,
     base: &Map<String, Value>,
+    magic: Option<&Magic<'_>>,
 ) -> InputResult<Map<String, Value>> {
     let mut ctx = base.clone();
     for (name, node) in winners {
@@ -103,8 +107,13 @@ fn render_all(
         let mut changed = false;
         let snapshot = Value::Object(ctx.clone());
         for (name, node) in &templated {
-            if let Ok(value) = engine().render_node(node, &snapshot)
-                && ctx.get(*name) != Some(&value)
+            if let Ok(value) = engine().render_node(
+                node,
+                Scope {
+                    vars: &snapshot,
+                    magic,
+                },
+            ) && ctx.get(*name) != Some(&value)
             {
                 ctx.insert(name.to_string(), value);
                 changed = true;
@@ -116,7 +125,13 @@ fn render_all(
     }
     let snapshot = Value::Object(ctx.clone());
     for (_, node) in &templated {
-        let value = engine().render_node(node, &snapshot)?;
+        let value = engine().render_node(
+            node,
+            Scope {
+                vars: &snapshot,
+                magic,
+            },
+        )?;
         if value.to_string().contains("{{") {
             return Err(node
                 .error("this variable refers to itself, directly or through others")
@@ -185,7 +200,7 @@ mod tests {
         let high = layer(
             "app: myapp\nhome: \"/opt/{{app}}\"\nlog: \"{{home}}/log\"\nports: \"{{port}}\"\n",
         );
-        let ctx = resolve(&[&low[..], &high[..]], &Map::new(), &[])
+        let ctx = resolve(&[&low[..], &high[..]], &Map::new(), &[], None)
             .unwrap()
             .vars;
         assert_eq!(ctx["home"], "/opt/myapp");
@@ -196,7 +211,7 @@ mod tests {
     #[test]
     fn undefined_variables_in_vars_are_located() {
         let l = layer("a: 1\nb: \"{{nope}}\"\n");
-        let err = resolve(&[&l[..]], &Map::new(), &[]).err().unwrap();
+        let err = resolve(&[&l[..]], &Map::new(), &[], None).err().unwrap();
         assert!(err.message.starts_with("v.yml:2:4:"), "{}", err.message);
         assert!(err.message.contains("undefined variable `nope`"));
     }
@@ -207,7 +222,7 @@ mod tests {
             "pw: hunter2\napp: demo\ndsn: \"db://{{app}}:{{pw}}\"\nalias: \"{{dsn}}\"\n\
              home: \"/opt/{{app}}\"\n",
         );
-        let resolved = resolve(&[&l[..]], &Map::new(), &["pw".to_string()]).unwrap();
+        let resolved = resolve(&[&l[..]], &Map::new(), &["pw".to_string()], None).unwrap();
         let taint = &resolved.taint;
         assert!(taint.reads_secret("{{upper alias}}"));
         assert!(!taint.reads_secret("{{home}} {{app}}"));
@@ -228,7 +243,7 @@ mod tests {
         };
         entries[1].1.vaulted = true;
         l[1].1.vaulted = true;
-        let resolved = resolve(&[&l[..]], &Map::new(), &[]).unwrap();
+        let resolved = resolve(&[&l[..]], &Map::new(), &[], None).unwrap();
         let taint = &resolved.taint;
         assert!(taint.reads_secret("{{db.password}}"));
         assert!(!taint.reads_secret("{{db.user}}"));
@@ -239,7 +254,7 @@ mod tests {
     #[test]
     fn extra_vars_are_strings() {
         let l = extra_vars(&["version=1.10".to_string()]).unwrap();
-        let ctx = resolve(&[&l[..]], &Map::new(), &[]).unwrap().vars;
+        let ctx = resolve(&[&l[..]], &Map::new(), &[], None).unwrap().vars;
         assert_eq!(ctx["version"], "1.10");
         assert!(extra_vars(&["novalue".to_string()]).is_err());
     }

@@ -212,11 +212,14 @@ pub fn plans(
 ) -> InputResult<Vec<HostPlan>> {
     let mut plans = Vec::new();
     let mut errors = Vec::new();
+    let magic = plan::play_magic(inventory, hosts, &options.extra, &play.secrets);
     for host in hosts {
         let vars = HostVars {
             host: &host.name,
+            groups: &host.groups,
             inventory: inventory.var_layers(host),
             extra: &options.extra,
+            magic: Some(&magic),
         };
         let expansion = match facts.and_then(|f| f.get(&host.name)) {
             Some(f) => Expansion::WithFacts(f),

@@ -1,5 +1,6 @@
 # Sourced by tests/demo.sh and bench/site.sh: N throwaway hosts in the group `web`, pebble on
-# the bridge (real HTTP-01 through nginx), and playbooks/site.yml with its build in a work dir.
+# the bridge (real HTTP-01 through nginx), and playbooks/site.yml (and its role-based twin
+# site-roles.yml) with its build in a work dir.
 #   site_up RUN_ID N   sets: work, run_dir, acme, home; converge() and timed() use them
 # The caller's EXIT trap should call site_down.
 
@@ -12,7 +13,7 @@ site_up() {
     cargo build --release -p converge
     DEMO_VERSION=v1 cargo build --release -p demo-app
     work=$(mktemp -d)
-    cp -r playbooks/site.yml playbooks/templates playbooks/vars "$work"/
+    cp -r playbooks/site.yml playbooks/site-roles.yml playbooks/roles playbooks/templates playbooks/vars "$work"/
     mkdir -p "$work/build" && cp target/release/demo-app "$work/build/demo-v1"
     run_dir=$(tests/hosts/testhosts up "$run_id" "$n" ${CONVERGE_TESTHOSTS_SUBNET:+--subnet "$CONVERGE_TESTHOSTS_SUBNET"})
     acme=$(tests/hosts/testhosts pebble "$run_id" --real-http01)

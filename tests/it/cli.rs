@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 
 mod vault;
 
+mod ansible_roles;
+
 const INVENTORY: &str = "\
 all:
   hosts:
@@ -464,6 +466,57 @@ fn mistakes() -> Vec<Mistake> {
             says: &["inventory.yml:3:"],
             hides: &[],
         },
+        Mistake {
+            name: "a_serial_batch_that_is_not_a_whole_percentage",
+            playbook: "- name: site\n  hosts: all\n  serial: [1, \"15.5%\"]\n  tasks: []\n"
+                .to_string(),
+            files: &[],
+            args: &["site.yml"],
+            says: &["site.yml:3:15:"],
+            hides: &[],
+        },
+        Mistake {
+            name: "a_templated_batch_pause_is_checked_with_extra_vars_before_connecting",
+            playbook: "- name: site\n  hosts: all\n  serial: 1\n  batch_pause: \"{{pause}}\"\n  tasks: []\n"
+                .to_string(),
+            files: &[],
+            args: &["site.yml", "-e", "pause=soon"],
+            says: &["site.yml:4:16:"],
+            hides: &[],
+        },
+        Mistake {
+            name: "a_role_that_does_not_exist",
+            playbook: "- name: site\n  hosts: all\n  roles:\n    - role: gin_servce\n".to_string(),
+            files: &[("roles/gin_service/tasks/main.yml", "")],
+            args: &["site.yml"],
+            says: &["did you mean `gin_service`?"],
+            hides: &[],
+        },
+        Mistake {
+            name: "a_mistake_in_a_role_is_located_in_the_roles_file",
+            playbook: "- name: site\n  hosts: all\n  roles: [app]\n".to_string(),
+            files: &[
+                ("roles/app/tasks/main.yml", "- import_tasks: config.yml\n"),
+                (
+                    "roles/app/tasks/config.yml",
+                    "- name: config\n  template: { src: app.conf.hbs, dest: /etc/app.conf }\n",
+                ),
+                ("roles/app/templates/app.conf.hbs", "port: {{port}}\n"),
+            ],
+            args: &["site.yml"],
+            says: &["roles/app/tasks/config.yml:2:20: template: `src`: app.conf.hbs:1:7"],
+            hides: &[],
+        },
+        Mistake {
+            name: "a_secret_role_parameter_next_to_a_mistake_is_hidden",
+            playbook: "- name: site\n  hosts: all\n  secrets: [db_password]\n  roles:\n    - role: ap\n      \
+                       db_password: hunter2\n"
+                .to_string(),
+            files: &[("roles/app/tasks/main.yml", "")],
+            args: &["site.yml"],
+            says: &["no role `ap`"],
+            hides: &["hunter2"],
+        },
     ]
 }
 
@@ -831,28 +884,4 @@ fn ctrl_c_lets_the_local_task_in_flight_finish_and_exits_130() {
         finished.exists(),
         "the task in flight was cut short\n{stderr}"
     );
-}
-
-// ---------------------------------------------------------------- rolling releases
-
-#[test]
-fn a_serial_batch_that_is_not_a_whole_percentage() {
-    let stderr = bad_input(
-        "- name: site\n  hosts: all\n  serial: [1, \"15.5%\"]\n  tasks: []\n",
-        &[],
-        &["site.yml"],
-    );
-    assert!(stderr.contains("site.yml:3:15:"), "{stderr}");
-    insta::assert_snapshot!(stderr);
-}
-
-#[test]
-fn a_templated_batch_pause_is_checked_with_extra_vars_before_connecting() {
-    let stderr = bad_input(
-        "- name: site\n  hosts: all\n  serial: 1\n  batch_pause: \"{{pause}}\"\n  tasks: []\n",
-        &[],
-        &["site.yml", "-e", "pause=soon"],
-    );
-    assert!(stderr.contains("site.yml:4:16:"), "{stderr}");
-    insta::assert_snapshot!(stderr);
 }
