@@ -10,7 +10,7 @@ use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Findings, Kind};
 use crate::module::{
     Action, Command, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
-    one_or_many,
+    indented_lines, one_or_many,
 };
 use crate::playbook::template::engine;
 use serde::{Deserialize, Deserializer};
@@ -241,16 +241,7 @@ fn postrotate_lines(params: &Params<'_>, script: Option<&str>) -> InputResult<Ve
                     "a line `endscript` would end the script early",
                 ));
             }
-            script
-                .lines()
-                .map(|l| {
-                    if l.trim().is_empty() {
-                        String::new()
-                    } else {
-                        format!("        {l}")
-                    }
-                })
-                .collect()
+            indented_lines(script, "        ")
         }
         None => Vec::new(),
     })

@@ -13,7 +13,7 @@ use crate::error::InputResult;
 use crate::module::files::{self, DesiredFile, FileState, Kind};
 use crate::module::{
     Action, Command, Diff, Exec, Failure, FollowUp, HostPath, HostView, Invalid, Mode, Module,
-    Params, Plan, Probed, Resource, Resources, one_or_many,
+    Params, Plan, Probed, Resource, Resources, indented_lines, one_or_many,
 };
 use crate::node::PathStep;
 use crate::playbook::template::engine;
@@ -418,17 +418,7 @@ fn https_redirect(listen_https: u16) -> String {
 
 /// The user's extra lines, indented inside the server block.
 fn indented(extra: Option<&str>) -> Vec<String> {
-    extra
-        .iter()
-        .flat_map(|e| e.lines())
-        .map(|l| {
-            if l.trim().is_empty() {
-                String::new()
-            } else {
-                format!("    {l}")
-            }
-        })
-        .collect()
+    extra.map_or_else(Vec::new, |e| indented_lines(e, "    "))
 }
 
 /// The locations as the template wants them: the upstream as `/`, then the user's.

@@ -35,6 +35,20 @@ pub use watch::Watch;
 use crate::error::InputResult;
 use crate::transport::TransportError;
 
+/// The lines of `text` (a user's script or extra directives) indented by `indent` to sit
+/// inside a generated block; blank lines stay empty.
+pub fn indented_lines(text: &str, indent: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                String::new()
+            } else {
+                format!("{indent}{l}")
+            }
+        })
+        .collect()
+}
+
 /// A built-in module: parses its parameters; found by name in the registry.
 pub trait Module: Send + Sync {
     fn name(&self) -> &'static str;

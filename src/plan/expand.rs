@@ -7,7 +7,7 @@ use crate::module::Params;
 use crate::node::{Kind, Node};
 use crate::playbook::magic::{Magic, short_name};
 use crate::playbook::taint::Taint;
-use crate::playbook::template::{Scope, engine};
+use crate::playbook::template::{Scope, engine, names_used};
 use crate::playbook::vars::{self, Layer};
 use crate::playbook::{Become, Origin, Play, Playbook, TaskDef, closest};
 use crate::transport::RunAs;
@@ -98,9 +98,11 @@ fn placeholder_facts() -> Value {
     })
 }
 
+/// Whether a template in `node` reads `facts` (decided from each template's syntax tree;
+/// one that does not parse does not, so its error is reported before connecting).
 fn mentions_facts(node: &Node) -> bool {
     match &node.kind {
-        Kind::Str(s) => s.contains("facts"),
+        Kind::Str(s) => names_used(s).is_some_and(|names| names.contains("facts")),
         Kind::Seq(items) => items.iter().any(mentions_facts),
         Kind::Map(entries) => entries.iter().any(|(_, v)| mentions_facts(v)),
         _ => false,
@@ -108,11 +110,18 @@ fn mentions_facts(node: &Node) -> bool {
 }
 
 fn task_mentions_facts(t: &TaskDef) -> bool {
-    [Some(&t.params), t.loop_items.as_ref(), t.name.as_ref()]
-        .into_iter()
-        .flatten()
-        .chain(&t.when)
-        .any(mentions_facts)
+    // `when:` is a bare expression: read as the template `{{EXPRESSION}}`.
+    let when_reads_facts = t.when.iter().any(|when| match &when.kind {
+        Kind::Str(s) if !s.contains("{{") => {
+            names_used(&format!("{{{{{s}}}}}")).is_some_and(|names| names.contains("facts"))
+        }
+        _ => mentions_facts(when),
+    });
+    when_reads_facts
+        || [Some(&t.params), t.loop_items.as_ref(), t.name.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(mentions_facts)
 }
 
 fn item_text(item: &Value) -> String {

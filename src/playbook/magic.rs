@@ -5,19 +5,14 @@
 //! thousand copies of every host's variables. The `hostvar` helper reads the shared
 //! `hostvars` without copying it at all.
 
+use super::template::names_used;
 use serde_json::{Map, Value};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// The shared variables, by the name templates use.
 const NAMES: [&str; 3] = ["groups", "hostvars", "ansible_play_hosts"];
 /// The helper that reads `hostvars` (see template.rs).
 const HOSTVAR_HELPER: &str = "hostvar";
-
-/// Every word inside a template's `{{ ... }}`.
-static EXPRESSION: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"(?s)\{\{(.*?)\}\}").expect("static regex"));
-static WORD: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"[A-Za-z_][A-Za-z0-9_]*").expect("static regex"));
 
 /// Computes every host's inventory variables, on the first template that asks.
 type HostvarsFn<'a> = Box<dyn Fn() -> Result<Value, String> + 'a>;
@@ -55,8 +50,8 @@ impl<'a> Magic<'a> {
 
     /// What `template`, rendered against `vars`, needs of the shared variables.
     pub fn for_template(&self, template: &str, vars: &Value) -> Result<ForTemplate, String> {
-        let words = words_used(template);
-        let named: Vec<&str> = NAMES.into_iter().filter(|n| words.contains(n)).collect();
+        let words = names_used(template).unwrap_or_default();
+        let named: Vec<&str> = NAMES.into_iter().filter(|n| words.contains(*n)).collect();
         let context = if named.is_empty() {
             None
         } else {
@@ -74,7 +69,7 @@ impl<'a> Magic<'a> {
             }
             Some(Value::Object(context))
         };
-        let hostvars = match words.contains(&HOSTVAR_HELPER) {
+        let hostvars = match words.contains(HOSTVAR_HELPER) {
             true => Some(self.hostvars()?),
             false => None,
         };
@@ -86,24 +81,6 @@ impl<'a> Magic<'a> {
             .get_or_init(|| (self.make_hostvars)().map(Arc::new))
             .clone()
     }
-}
-
-/// The words inside a template's expressions (a superset of the names it reads: a
-/// word in a string literal counts too, which costs a copy, never a wrong value).
-fn words_used(template: &str) -> Vec<&str> {
-    let mut used = Vec::new();
-    if !template.contains("{{") {
-        return used;
-    }
-    for expression in EXPRESSION.captures_iter(template) {
-        let inner = expression.get(1).map_or("", |m| m.as_str());
-        for word in WORD.find_iter(inner) {
-            if !used.contains(&word.as_str()) {
-                used.push(word.as_str());
-            }
-        }
-    }
-    used
 }
 
 /// `web1.example.com` -> `web1`, as Ansible's `inventory_hostname_short`.

@@ -5,12 +5,15 @@
 use super::magic::{ForTemplate, Magic};
 use crate::error::InputError;
 use crate::node::{Kind, Node};
+use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
     RenderError, RenderErrorReason, Renderable, ScopedJson, TemplateErrorReason,
 };
+use handlebars::{Path, PathSeg};
 use serde_json::Value;
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
 
 /// What a template is rendered against: a host's variables, and the magic variables
@@ -234,6 +237,59 @@ pub fn template_help(message: &str) -> &'static str {
     } else {
         "define the variable in vars, vars_files, the inventory or with -e, \
          or write (default NAME VALUE) for an optional one"
+    }
+}
+
+/// Every name a template's expressions use, from its syntax tree: the first segment of
+/// each variable path (`facts` in `{{facts.os.id}}`, `hostvars` in `../hostvars`) and each
+/// helper's name. Text outside `{{ }}` and string literals never count, so
+/// `/opt/artifacts` uses no `facts`. None when the template does not parse.
+pub fn names_used(template: &str) -> Option<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    if template.contains("{{") {
+        let parsed = handlebars::template::Template::compile(template).ok()?;
+        names_in_template(&parsed, &mut names);
+    }
+    Some(names)
+}
+
+fn names_in_template(template: &handlebars::template::Template, names: &mut BTreeSet<String>) {
+    for element in &template.elements {
+        names_in_element(element, names);
+    }
+}
+
+fn names_in_element(element: &TemplateElement, names: &mut BTreeSet<String>) {
+    match element {
+        TemplateElement::Expression(helper)
+        | TemplateElement::HtmlExpression(helper)
+        | TemplateElement::HelperBlock(helper) => {
+            names_in_parameter(&helper.name, names);
+            for parameter in helper.params.iter().chain(helper.hash.values()) {
+                names_in_parameter(parameter, names);
+            }
+            for inner in [&helper.template, &helper.inverse].into_iter().flatten() {
+                names_in_template(inner, names);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn names_in_parameter(parameter: &Parameter, names: &mut BTreeSet<String>) {
+    match parameter {
+        Parameter::Name(name) => {
+            names.insert(name.clone());
+        }
+        Parameter::Path(Path::Relative((segments, _))) => {
+            let first = segments.iter().find_map(|segment| match segment {
+                PathSeg::Named(name) => Some(name.clone()),
+                _ => None,
+            });
+            names.extend(first);
+        }
+        Parameter::Subexpression(sub) => names_in_element(&sub.element, names),
+        _ => {}
     }
 }
 
@@ -635,6 +691,21 @@ mod tests {
         }
         // Without the play's shared variables (a module's own template), they are undefined.
         assert!(e.render_text("{{groups.web}}", &vars).is_err());
+    }
+
+    #[test]
+    fn names_used_come_from_the_syntax_tree() {
+        let names = |t: &str| names_used(t).unwrap().into_iter().collect::<Vec<_>>();
+        assert!(names("/opt/artifacts/{{app}}").iter().all(|n| n != "facts"));
+        assert!(names("{{upper \"facts\"}}").iter().all(|n| n != "facts"));
+        assert!(names("{{facts.os.id}}").contains(&"facts".to_string()));
+        assert_eq!(
+            names(
+                "{{#if (eq facts.arch \"x86_64\")}}{{#each groups.web}}{{hostvar this \"a\"}}{{../port}}{{/each}}{{/if}}"
+            ),
+            ["each", "eq", "facts", "groups", "hostvar", "if", "port"]
+        );
+        assert!(names_used("{{#if x}}").is_none());
     }
 
     #[test]

@@ -449,7 +449,13 @@ impl Tree {
                 dumped.insert(name.to_string(), value);
             }
             // What is not an inventory variable: magic variables, facts and the -e.
-            for name in ["inventory_hostname", "facts", "ansible_connection"] {
+            for name in [
+                "inventory_hostname",
+                "inventory_hostname_short",
+                "group_names",
+                "facts",
+                "ansible_connection",
+            ] {
                 dumped.remove(name);
             }
             vars.insert(host, dumped);
