@@ -146,13 +146,7 @@ pub fn build(
     };
     let mut base = host_magic(host.host, host.groups);
     base.insert("facts".into(), facts);
-    // The become password is a secret whether or not the play lists it.
-    let secret_names: Vec<String> = play
-        .secrets
-        .iter()
-        .cloned()
-        .chain(crate::inventory::SECRET_VARS.map(String::from))
-        .collect();
+    let secret_names = play.secret_names();
     let scopes = play
         .origins
         .iter()

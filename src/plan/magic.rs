@@ -60,12 +60,12 @@ mod tests {
         let inventory = Inventory::parse(&SourceFile::new(
             "inventory.yml",
             "all:\n  vars: { db_password: hunter2, dsn: \"db://{{db_password}}\" }\n  children:\n    web:\n      hosts:\n        \
-             web1.example.com: { ansible_host: 10.0.0.1, url: \"http://{{ansible_host}}\" }\n    \
+             web1.example.com: { ansible_host: 10.0.0.1, url: \"http://{{ansible_host}}\", ansible_become_password: pw1 }\n    \
              db:\n      hosts: { db1: {}, web1.example.com: {} }\n",
         ))
         .unwrap();
         let extra = crate::playbook::vars::extra_vars(&["v=2".to_string()]).unwrap();
-        let secrets = ["db_password".to_string()];
+        let secrets = ["db_password".to_string(), "ansible_become_password".to_string()];
         let web: Vec<&Host> = inventory.hosts().iter().take(1).collect();
         let magic = play_magic(&inventory, &web, &extra, &secrets);
         let context = magic
@@ -80,6 +80,7 @@ mod tests {
         assert_eq!(web1["group_names"], json!(["db", "web"]));
         assert!(web1.get("db_password").is_none(), "{web1}");
         assert!(web1.get("dsn").is_none(), "{web1}");
+        assert!(web1.get("ansible_become_password").is_none(), "{web1}");
         assert_eq!(context["groups"]["db"], json!(["db1", "web1.example.com"]));
         assert_eq!(context["groups"]["ungrouped"], json!([]));
         assert_eq!(context["ansible_play_hosts"], json!(["web1.example.com"]));

@@ -79,6 +79,18 @@ pub struct Become {
     pub user: Option<String>,
 }
 
+impl Play {
+    /// The variables whose values are secret in this play: its `secrets:`, and the
+    /// become password, whether or not the play lists it.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.secrets
+            .iter()
+            .cloned()
+            .chain(crate::inventory::SECRET_VARS.map(String::from))
+            .collect()
+    }
+}
+
 impl Become {
     /// Read `become` or, for any other key, `become_user`.
     fn read(&mut self, key: &str, value: &Node) -> InputResult<()> {

@@ -212,7 +212,8 @@ pub fn plans(
 ) -> InputResult<Vec<HostPlan>> {
     let mut plans = Vec::new();
     let mut errors = Vec::new();
-    let magic = plan::play_magic(inventory, hosts, &options.extra, &play.secrets);
+    let secret_names = play.secret_names();
+    let magic = plan::play_magic(inventory, hosts, &options.extra, &secret_names);
     for host in hosts {
         let vars = HostVars {
             host: &host.name,
