@@ -8,7 +8,7 @@
 mod state;
 
 use crate::error::InputResult;
-use crate::module::files::{self, DesiredFile, FileState};
+use crate::module::files::{self, DesiredFile, FileState, Source};
 use crate::module::{
     Action, Command, Diff, Failure, HostView, Module, Params, Plan, Probed, Resource, Resources,
     metadata_lines, one_or_many,
@@ -551,7 +551,7 @@ fn render(template: &str, ca_bundle: &str) -> String {
 fn plain_file<'a>(path: &'a str, content: &'a [u8]) -> DesiredFile<'a> {
     DesiredFile {
         path,
-        content,
+        content: Source::Bytes(content),
         mode: Some(crate::module::Mode(0o644)),
         owner: Some("root"),
         group: Some("root"),
@@ -654,7 +654,7 @@ impl Action for CertbotAction {
             let path = self.renewal_path("");
             let desired = DesiredFile {
                 path: &path,
-                content: text.as_bytes(),
+                content: Source::Bytes(text.as_bytes()),
                 mode: None,
                 owner: None,
                 group: None,

@@ -2,7 +2,7 @@
 //! symlink, or nothing at all; with owner, group and mode.
 
 use crate::error::InputResult;
-use crate::module::files::{self, FileState, Kind};
+use crate::module::files::{self, Content, FileState, Kind};
 use crate::module::{
     Account, Action, Command, Diff, Failure, HostPath, HostView, ManagedFile, Mode, Module, Params,
     Plan, Probed, Resource, Resources, State,
@@ -47,14 +47,14 @@ impl Module for File {
             None
         } else if let Some(src) = &p.src {
             let local = params.local_path(src);
-            let bytes = std::fs::read(&local).map_err(|e| {
+            let file = files::load_local(&local).map_err(|e| {
                 params
                     .error_at("src", format!("cannot read {}: {e}", local.display()))
                     .help("src is a file on this machine, relative to the playbook's folder")
             })?;
-            Some(bytes)
+            Some(Content::Local(file))
         } else {
-            p.content.map(String::into_bytes)
+            p.content.map(|text| Content::Bytes(text.into_bytes()))
         };
         if let Some(content) = content {
             let secret = params.taint.holds_at(params.node, &["content"]);

@@ -336,8 +336,7 @@ impl Action for LogrotateAction {
         }
         let desired = DesiredFile::system_config(&self.path, self.content.as_bytes(), host);
         let mut plan = Plan::with_diffs(files::diff(&state, &desired));
-        let content_changed =
-            state.kind != Kind::File || state.sha256 != Some(files::sha256_hex(desired.content));
+        let content_changed = desired.content_differs(&state);
         if content_changed {
             let installed = probed.field("logrotate").as_deref() == Some("yes");
             if installed {

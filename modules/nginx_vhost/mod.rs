@@ -10,7 +10,7 @@
 pub(crate) mod check;
 
 use crate::error::InputResult;
-use crate::module::files::{self, DesiredFile, FileState, Kind};
+use crate::module::files::{self, DesiredFile, FileState, Kind, Source};
 use crate::module::{
     Action, Command, Diff, Exec, Failure, FollowUp, HostPath, HostView, Invalid, Mode, Module,
     Params, Plan, Probed, Resource, Resources, indented_lines, one_or_many,
@@ -641,8 +641,7 @@ impl Action for VhostAction {
             ));
         }
         let file_diffs = files::diff(&seen.file, &desired);
-        let content_changed = seen.file.kind != Kind::File
-            || seen.file.sha256 != Some(files::sha256_hex(desired.content));
+        let content_changed = desired.content_differs(&seen.file);
         diffs.extend(file_diffs.iter().cloned());
         let link_diff = self.link_diff(&seen.link);
         let link_changed = link_diff.is_some();
@@ -815,7 +814,7 @@ impl VhostAction {
                         .and_then(|m| u32::from_str_radix(m, 8).ok());
                     let old = DesiredFile {
                         path: &site.available,
-                        content,
+                        content: Source::Bytes(content),
                         mode: Some(Mode(mode.unwrap_or(0o644))),
                         owner: seen.file.owner.as_deref(),
                         group: seen.file.group.as_deref(),

@@ -7,7 +7,7 @@
 //! ```
 
 use super::state::ReleaseState;
-use crate::module::files::{self, DesiredFile};
+use crate::module::files::{self, DesiredFile, Source};
 use crate::module::systemd::{self, UnitState};
 use crate::module::{Mode, Probed};
 use crate::quote::quote;
@@ -157,7 +157,7 @@ impl Layout<'_> {
         );
         let desired = DesiredFile {
             path: &path,
-            content: &[],
+            content: Source::Bytes(&[]),
             mode: Some(Mode(0o755)),
             owner: None,
             group: None,
@@ -177,7 +177,7 @@ impl Layout<'_> {
         let path = self.state_file();
         let desired = DesiredFile {
             path: &path,
-            content: &[],
+            content: Source::Bytes(&[]),
             mode: Some(Mode(0o644)),
             owner: None,
             group: None,

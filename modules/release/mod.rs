@@ -2,19 +2,18 @@
 //! upload (only when the checksum differs), switch `current` atomically, restart the
 //! service, check its health, and roll back to the previous release when it is unhealthy.
 
-mod artifact;
 mod layout;
 mod state;
 
 use crate::error::InputResult;
+use crate::module::files::{self, LocalFile};
 use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
 use crate::module::systemd::{self, yes_no};
 use crate::module::{
     self, Action, Command, Diff, Exec, Failure, FollowUp, HostView, Module, Params, Probed,
-    Resource, Resources, Watch, opt_number,
+    Resource, Resources, Stdin, Watch, opt_number,
 };
 use crate::transport::{Transport, TransportError};
-use artifact::Artifact;
 use async_trait::async_trait;
 use layout::{HostRelease, Layout, Live, Observed, choose_pruned};
 use serde::Deserialize;
@@ -94,7 +93,7 @@ impl Module for Release {
             .map(|h| HealthCheck::prepare(params, &["health"], h))
             .transpose()?;
         let local = params.local_path(&p.src);
-        let artifact = artifact::load(&local).map_err(|e| {
+        let artifact = files::load_local(&local).map_err(|e| {
             params
                 .error_at("src", format!("cannot read {}: {e}", local.display()))
                 .help("src is the built binary on this machine, relative to the playbook's folder")
@@ -141,7 +140,8 @@ struct ReleaseAction {
     service: Option<String>,
     health: Option<HealthCheck>,
     force: bool,
-    artifact: Arc<Artifact>,
+    /// The build, streamed to each host that needs it.
+    artifact: Arc<LocalFile>,
 }
 
 /// What this run does, decided from the probe alone (so check mode shows exactly it).
@@ -391,10 +391,10 @@ impl ReleaseAction {
         if plan.switch {
             script.push_str(&layout.switch_script(v));
         }
-        let stdin: &[u8] = if plan.upload {
-            &self.artifact.bytes
+        let stdin = if plan.upload {
+            Stdin::File(&self.artifact.path)
         } else {
-            &[]
+            Stdin::from(&[][..])
         };
         exec.run(Command::new(format!("deploying {v}"), script).with_stdin(stdin))
             .await?;

@@ -435,8 +435,7 @@ impl Action for UnitAction {
         }
         let desired = DesiredFile::system_config(&self.path, self.content.as_bytes(), host);
         let mut plan = Plan::with_diffs(files::diff(&file, &desired));
-        let content_changed =
-            file.kind != Kind::File || file.sha256 != Some(files::sha256_hex(desired.content));
+        let content_changed = desired.content_differs(&file);
         // A unit systemd does not know yet, or whose mask (a link to /dev/null at this
         // path) the new file replaces, is the one this task installs.
         let unit = systemd

@@ -2,6 +2,7 @@
 //! managed exactly like `file` with that content.
 
 use crate::error::InputResult;
+use crate::module::files::Content;
 use crate::module::{Account, Action, HostPath, ManagedFile, Mode, Module, Params};
 use crate::playbook::template::{engine, template_help};
 use serde::Deserialize;
@@ -56,7 +57,7 @@ impl Module for Template {
         let secret = params.taint.record_text(&text, params.vars);
         Ok(vec![Box::new(ManagedFile {
             path: p.dest.into(),
-            content: content.into_bytes(),
+            content: Content::Bytes(content.into_bytes()),
             owner: p.owner.map(String::from),
             group: p.group.map(String::from),
             mode: p.mode,

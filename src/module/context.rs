@@ -4,7 +4,7 @@
 use super::files::PreviousFile;
 use super::plan::{Command, Exec, HostView, Plan};
 use super::{Action, Diff, Failure, Outcome, Probed, Resource, Status};
-use crate::transport::{ExecOutput, Purpose, RunAs, Script, Transport};
+use crate::transport::{ExecOutput, Input, Purpose, RunAs, Script, Transport};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -242,7 +242,9 @@ impl<'a> Ctx<'a> {
         command: &Command<'_>,
         purpose: Purpose,
     ) -> Result<ExecOutput, Failure> {
-        let out = self.exec(&command.script, &command.stdin, purpose).await?;
+        let out = self
+            .exec(&command.script, command.stdin.input(), purpose)
+            .await?;
         command.judge(&out).map_err(Failure::Task)?;
         Ok(out)
     }
@@ -250,7 +252,7 @@ impl<'a> Ctx<'a> {
     async fn exec(
         &self,
         body: &str,
-        stdin: &[u8],
+        stdin: Input<'_>,
         purpose: Purpose,
     ) -> Result<ExecOutput, Failure> {
         let intent = if purpose == Purpose::Change {

@@ -1,13 +1,13 @@
 //! A regular file with given content: the action behind `file` (content or src) and
 //! `template`, so both diff and write a file the same way.
 
-use super::files::{self, DesiredFile, FileState, Kind};
+use super::files::{self, Content, DesiredFile, FileState, Kind};
 use super::{Action, Failure, HostView, Mode, Plan, Probed, Resources};
 
 #[derive(Debug)]
 pub struct ManagedFile {
     pub path: String,
-    pub content: Vec<u8>,
+    pub content: Content,
     pub owner: Option<String>,
     pub group: Option<String>,
     pub mode: Option<Mode>,
@@ -21,7 +21,7 @@ impl ManagedFile {
     fn desired(&self, secret: bool) -> DesiredFile<'_> {
         DesiredFile {
             path: &self.path,
-            content: &self.content,
+            content: self.content.source(),
             mode: self.mode,
             owner: self.owner.as_deref(),
             group: self.group.as_deref(),
@@ -45,7 +45,8 @@ impl Action for ManagedFile {
         if state.kind == Kind::Dir {
             return Err(Failure::new(format!("{} is a directory", self.path)));
         }
-        let desired = self.desired(self.secret || host.is_secret(&self.content));
+        let shown = self.content.source().shown();
+        let desired = self.desired(self.secret || shown.is_some_and(|c| host.is_secret(c)));
         let mut plan = Plan::with_diffs(files::diff(&state, &desired));
         if !plan.diffs.is_empty() {
             files::replace(&mut plan, &state, &desired);

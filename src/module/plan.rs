@@ -6,22 +6,60 @@
 //! the changes only when applying. A module never learns which mode runs, so check mode
 //! and apply mode cannot diverge.
 
-use super::files::PreviousFile;
+use super::files::{PreviousFile, Source};
 use super::{Diff, Failure, HostInfo, Resource, RestartBook};
-use crate::transport::{ExecOutput, Transport};
+use crate::transport::{ExecOutput, Input, Transport};
 use async_trait::async_trait;
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::path::Path;
 
 /// Reads a command's output: Ok, or why the task fails.
 pub type Verdict<'a> = Box<dyn Fn(&ExecOutput) -> Result<(), String> + Send + Sync + 'a>;
+
+/// What a command reads on its standard input.
+pub enum Stdin<'a> {
+    Bytes(Cow<'a, [u8]>),
+    /// A file on this machine, streamed (see [`files::LocalFile`](super::files::LocalFile)).
+    File(&'a Path),
+}
+
+impl Stdin<'_> {
+    pub fn input(&self) -> Input<'_> {
+        match self {
+            Stdin::Bytes(bytes) => Input::Bytes(bytes),
+            Stdin::File(path) => Input::File(path),
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Stdin<'a> {
+    fn from(bytes: &'a [u8]) -> Stdin<'a> {
+        Stdin::Bytes(Cow::Borrowed(bytes))
+    }
+}
+
+impl From<Vec<u8>> for Stdin<'_> {
+    fn from(bytes: Vec<u8>) -> Self {
+        Stdin::Bytes(Cow::Owned(bytes))
+    }
+}
+
+impl<'a> From<Source<'a>> for Stdin<'a> {
+    fn from(source: Source<'a>) -> Stdin<'a> {
+        match source {
+            Source::Bytes(bytes) => Stdin::from(bytes),
+            Source::Local(file) => Stdin::File(&file.path),
+        }
+    }
+}
 
 /// One command for the host, with what to call it when it fails.
 pub struct Command<'a> {
     /// Names the step in a failure message (`creating /opt/app failed (exit 1): ...`).
     pub what: String,
     pub script: String,
-    pub stdin: Cow<'a, [u8]>,
+    pub stdin: Stdin<'a>,
     /// None: the command must exit 0.
     pub verdict: Option<Verdict<'a>>,
 }
@@ -31,12 +69,12 @@ impl<'a> Command<'a> {
         Command {
             what: what.into(),
             script: script.into(),
-            stdin: Cow::Borrowed(&[]),
+            stdin: Stdin::Bytes(Cow::Borrowed(&[])),
             verdict: None,
         }
     }
 
-    pub fn with_stdin(mut self, stdin: impl Into<Cow<'a, [u8]>>) -> Command<'a> {
+    pub fn with_stdin(mut self, stdin: impl Into<Stdin<'a>>) -> Command<'a> {
         self.stdin = stdin.into();
         self
     }

@@ -11,7 +11,7 @@ use crate::error::SourceFile;
 use crate::node::{self, Node};
 use crate::quote::quote;
 use crate::transport::{
-    ExecOutput, LocalTransport, Purpose, RunAs, Script, Stream, Transport, TransportError,
+    ExecOutput, Input, LocalTransport, Purpose, RunAs, Script, Stream, Transport, TransportError,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -150,7 +150,7 @@ async fn probe_on(transport: &dyn Transport, action: &dyn Action) -> Probed {
     let out = transport
         .exec(Script {
             body: &body,
-            stdin: &[],
+            stdin: Input::NONE,
             run_as: &RunAs::Login,
             timeout: None,
             purpose: Purpose::Probe,
@@ -463,7 +463,7 @@ impl Transport for FakeHost {
             .expect("not poisoned")
             .push(script.body.to_string());
         if let Some(respond) = &self.respond {
-            return Ok(respond(script.body, script.stdin));
+            return Ok(respond(script.body, &script.stdin.read()));
         }
         let bin = self.path("bin");
         let body = format!(

@@ -65,7 +65,10 @@ mod tests {
         ))
         .unwrap();
         let extra = crate::playbook::vars::extra_vars(&["v=2".to_string()]).unwrap();
-        let secrets = ["db_password".to_string(), "ansible_become_password".to_string()];
+        let secrets = [
+            "db_password".to_string(),
+            "ansible_become_password".to_string(),
+        ];
         let web: Vec<&Host> = inventory.hosts().iter().take(1).collect();
         let magic = play_magic(&inventory, &web, &extra, &secrets);
         let context = magic

@@ -7,7 +7,7 @@ use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook,
 use crate::plan::{EdgeKind, HostPlan, NodeState};
 use crate::quote::quote;
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
-use crate::transport::{PROBE_TIMEOUT, Purpose, RunAs, Script, Transport, TransportError};
+use crate::transport::{Input, PROBE_TIMEOUT, Purpose, RunAs, Script, Transport, TransportError};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -90,30 +90,57 @@ pub async fn converge_host(
     (run.report, released)
 }
 
+/// Where the walk over a host's plan is.
+struct Walk {
+    done: HashMap<usize, Done>,
+    /// Handlers a changed task woke.
+    notified: HashSet<usize>,
+    restarts: RestartBook,
+    /// The owed restarts the host holds a record of.
+    persisted: BTreeSet<String>,
+    /// What changed tasks provided.
+    changed: HashSet<Resource>,
+    /// The state read for the nodes ahead.
+    probes: HashMap<usize, Probed>,
+    /// A change was made since `probes` were read: read again before the next node.
+    stale: bool,
+}
+
 impl HostRun<'_> {
     async fn walk(&mut self, prefetched: super::Prefetched) -> Result<(), TransportError> {
+        let mut walk = self.start(prefetched).await?;
+        for (position, &i) in self.plan.order.iter().enumerate() {
+            if self.settings.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            self.step(&mut walk, position, i).await?;
+        }
+        if !self.settings.interrupted.load(Ordering::SeqCst) {
+            self.flush_restarts(&mut walk.restarts).await?;
+            self.persist_restarts(&walk.restarts, &mut walk.persisted)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The walk's start: the restarts a run that died before doing them still owes, and
+    /// every task's state, from the first round trip where its probe is still the same.
+    async fn start(&self, prefetched: super::Prefetched) -> Result<Walk, TransportError> {
         let super::Prefetched {
             probes: mut prefetched,
             pending_restarts,
         } = prefetched;
         let plan = self.plan;
-        let mut done: HashMap<usize, Done> = HashMap::new();
-        let mut notified: HashSet<usize> = HashSet::new();
         let mut restarts = RestartBook::default();
-        // A restart asked for by a run that died before doing it is still owed.
         for service in &pending_restarts {
             restarts.request(service);
         }
-        let mut persisted: BTreeSet<String> = pending_restarts.into_iter().collect();
-        let mut changed: HashSet<Resource> = HashSet::new();
-        let runnable = |i: usize| plan.nodes[i].action().is_some();
-        // Reuse what the first round trip read when the probe is still the same.
         let mut probes: HashMap<usize, Probed> = HashMap::new();
         let mut missing = Vec::new();
         for &i in plan
             .order
             .iter()
-            .filter(|&&i| runnable(i) && !plan.nodes[i].is_handler)
+            .filter(|&&i| self.runnable(i) && !plan.nodes[i].is_handler)
         {
             let probe = plan.nodes[i].action().map(|a| a.probe());
             match prefetched.remove(&i) {
@@ -126,132 +153,160 @@ impl HostRun<'_> {
         if !missing.is_empty() {
             probes.extend(self.probe(missing.into_iter()).await?);
         }
-        let mut stale = false;
-        let total = plan.order.len();
-        for (position, &i) in plan.order.iter().enumerate() {
-            if self.settings.interrupted.load(Ordering::SeqCst) {
-                break;
-            }
-            let node = &plan.nodes[i];
-            if node.is_handler && !notified.contains(&i) {
-                continue;
-            }
-            self.settings.reporter.progress(
-                &plan.host,
-                position,
-                total,
-                &redact(&node.name, &plan.secrets),
-            );
-            let blocked_by = plan
-                .graph
-                .dependencies(i)
-                .filter(|(_, kind)| **kind != EdgeKind::Notify)
-                .find_map(|(d, _)| done.get(&d)?.blocks(d, |n| plan.nodes[n].name.as_str()));
-            if let Some((root, reason)) = blocked_by {
-                done.insert(i, Done::Blocked(root));
-                self.record(i, TaskStatus::Skipped, None, None, Some(reason), 0);
-                continue;
-            }
-            let action = match &node.state {
-                NodeState::Runs(action) => action.as_ref(),
-                NodeState::Skipped(reason) => {
-                    done.insert(i, Done::Ran);
-                    self.record(i, TaskStatus::Skipped, None, None, Some(reason.clone()), 0);
-                    continue;
-                }
-                NodeState::Unresolved => continue,
-            };
-            if stale || (node.is_handler && !probes.contains_key(&i)) {
-                let rest = plan.order[position..]
-                    .iter()
-                    .copied()
-                    .filter(|&j| runnable(j));
-                probes = self.probe(rest).await?;
-                stale = false;
-            }
-            let probed = probes.remove(&i).unwrap_or_default();
-            let started = Instant::now();
-            let mut ctx = Ctx::new(
-                !self.settings.check,
-                &self.info,
-                self.transport,
-                node.run_as.clone(),
-                &mut restarts,
-                &changed,
-            )
-            .with_timeout(node.timeout)
-            .with_restart_intent(self.restart_intent(i, &persisted))
-            .owing_restarts(self.owed_restarts(i));
-            let result = ctx.carry_out(action, &probed).await;
-            // Written, or never needed (all owed restarts were on the host already).
-            if !ctx.restart_intent_pending() {
-                persisted.extend(self.owed_restarts(i));
-            }
-            let elapsed = started.elapsed().as_millis() as u64;
-            match result {
-                Ok(outcome) => {
-                    done.insert(i, Done::Ran);
-                    let diff_text: String = outcome
-                        .diffs
-                        .iter()
-                        .map(|d| d.unified(&plan.host))
-                        .collect();
-                    let diff = (!diff_text.is_empty()).then_some(diff_text);
-                    let (status, skip) = match outcome.status {
-                        Status::Changed if node.never_changed => (TaskStatus::Ok, None),
-                        Status::Changed => (TaskStatus::Changed, None),
-                        Status::Ok => (TaskStatus::Ok, None),
-                        Status::Skipped(reason) => (TaskStatus::Skipped, Some(reason)),
-                    };
-                    if status == TaskStatus::Changed {
-                        for (to, kind) in plan.graph.dependents(i) {
-                            if *kind == EdgeKind::Notify {
-                                notified.insert(to);
-                                if let Some(service) =
-                                    plan.nodes[to].action().and_then(|a| a.restarts())
-                                {
-                                    restarts.request(service);
-                                }
-                            }
-                        }
-                        changed.extend(action.resources().provides);
-                        stale = !self.settings.check;
-                        if !self.settings.check
-                            && let Some(watch) = action.watch()
-                        {
-                            self.watched.push(Watched {
-                                task: redact(&node.name, &plan.secrets),
-                                module: node.module,
-                                run_as: node.run_as.clone(),
-                                watch,
-                            });
-                        }
-                    }
-                    self.record(i, status, diff, None, skip, elapsed);
-                    self.persist_restarts(&restarts, &mut persisted).await?;
-                }
-                Err(Failure::Task(message)) => {
-                    done.insert(i, Done::Failed);
-                    self.record(i, TaskStatus::Failed, None, Some(message), None, elapsed);
-                }
-                Err(Failure::Connection(e)) => {
-                    self.record(
-                        i,
-                        TaskStatus::Failed,
-                        None,
-                        Some(e.to_string()),
-                        None,
-                        elapsed,
-                    );
-                    return Err(e);
-                }
-            }
+        Ok(Walk {
+            done: HashMap::new(),
+            notified: HashSet::new(),
+            restarts,
+            persisted: pending_restarts.into_iter().collect(),
+            changed: HashSet::new(),
+            probes,
+            stale: false,
+        })
+    }
+
+    fn runnable(&self, i: usize) -> bool {
+        self.plan.nodes[i].action().is_some()
+    }
+
+    /// Node `i`, at `position` in the order: passed over (a handler nobody woke), skipped
+    /// (a task it needs failed, or its condition), or carried out.
+    async fn step(
+        &mut self,
+        walk: &mut Walk,
+        position: usize,
+        i: usize,
+    ) -> Result<(), TransportError> {
+        let plan = self.plan;
+        let node = &plan.nodes[i];
+        if node.is_handler && !walk.notified.contains(&i) {
+            return Ok(());
         }
-        if !self.settings.interrupted.load(Ordering::SeqCst) {
-            self.flush_restarts(&mut restarts).await?;
-            self.persist_restarts(&restarts, &mut persisted).await?;
+        let name = redact(&node.name, &plan.secrets);
+        let total = plan.order.len();
+        self.settings
+            .reporter
+            .progress(&plan.host, position, total, &name);
+        let blocked_by = plan
+            .graph
+            .dependencies(i)
+            .filter(|(_, kind)| **kind != EdgeKind::Notify)
+            .find_map(|(d, _)| {
+                walk.done
+                    .get(&d)?
+                    .blocks(d, |n| plan.nodes[n].name.as_str())
+            });
+        if let Some((root, reason)) = blocked_by {
+            walk.done.insert(i, Done::Blocked(root));
+            self.record(i, TaskStatus::Skipped, None, None, Some(reason), 0);
+            return Ok(());
+        }
+        let action = match &node.state {
+            NodeState::Runs(action) => action.as_ref(),
+            NodeState::Skipped(reason) => {
+                walk.done.insert(i, Done::Ran);
+                self.record(i, TaskStatus::Skipped, None, None, Some(reason.clone()), 0);
+                return Ok(());
+            }
+            NodeState::Unresolved => return Ok(()),
+        };
+        if walk.stale || (node.is_handler && !walk.probes.contains_key(&i)) {
+            let rest = plan.order[position..]
+                .iter()
+                .copied()
+                .filter(|&j| self.runnable(j));
+            walk.probes = self.probe(rest).await?;
+            walk.stale = false;
+        }
+        let probed = walk.probes.remove(&i).unwrap_or_default();
+        let started = Instant::now();
+        let (intent, owed) = (
+            self.restart_intent(i, &walk.persisted),
+            self.owed_restarts(i),
+        );
+        let mut ctx = Ctx::new(
+            !self.settings.check,
+            &self.info,
+            self.transport,
+            node.run_as.clone(),
+            &mut walk.restarts,
+            &walk.changed,
+        )
+        .with_timeout(node.timeout)
+        .with_restart_intent(intent)
+        .owing_restarts(owed.clone());
+        let result = ctx.carry_out(action, &probed).await;
+        // Written, or never needed (all owed restarts were on the host already).
+        if !ctx.restart_intent_pending() {
+            walk.persisted.extend(owed);
+        }
+        let elapsed = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(outcome) => {
+                walk.done.insert(i, Done::Ran);
+                self.finished(walk, i, action, outcome, elapsed).await?;
+            }
+            Err(Failure::Task(message)) => {
+                walk.done.insert(i, Done::Failed);
+                self.record(i, TaskStatus::Failed, None, Some(message), None, elapsed);
+            }
+            Err(Failure::Connection(e)) => {
+                let error = Some(e.to_string());
+                self.record(i, TaskStatus::Failed, None, error, None, elapsed);
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// Node `i` ran: its report; a change wakes its handlers (and their restarts), makes
+    /// the state read ahead stale, and is watched during a rollout's pauses.
+    async fn finished(
+        &mut self,
+        walk: &mut Walk,
+        i: usize,
+        action: &dyn crate::module::Action,
+        outcome: crate::module::Outcome,
+        elapsed: u64,
+    ) -> Result<(), TransportError> {
+        let plan = self.plan;
+        let node = &plan.nodes[i];
+        let diff_text: String = outcome
+            .diffs
+            .iter()
+            .map(|d| d.unified(&plan.host))
+            .collect();
+        let diff = (!diff_text.is_empty()).then_some(diff_text);
+        let (status, skip) = match outcome.status {
+            Status::Changed if node.never_changed => (TaskStatus::Ok, None),
+            Status::Changed => (TaskStatus::Changed, None),
+            Status::Ok => (TaskStatus::Ok, None),
+            Status::Skipped(reason) => (TaskStatus::Skipped, Some(reason)),
+        };
+        if status == TaskStatus::Changed {
+            for (to, kind) in plan.graph.dependents(i) {
+                if *kind == EdgeKind::Notify {
+                    walk.notified.insert(to);
+                    if let Some(service) = plan.nodes[to].action().and_then(|a| a.restarts()) {
+                        walk.restarts.request(service);
+                    }
+                }
+            }
+            walk.changed.extend(action.resources().provides);
+            walk.stale = !self.settings.check;
+            if !self.settings.check
+                && let Some(watch) = action.watch()
+            {
+                self.watched.push(Watched {
+                    task: redact(&node.name, &plan.secrets),
+                    module: node.module,
+                    run_as: node.run_as.clone(),
+                    watch,
+                });
+            }
+        }
+        self.record(i, status, diff, None, skip, elapsed);
+        self.persist_restarts(&walk.restarts, &mut walk.persisted)
+            .await
     }
 
     /// The services node `i` owes a restart to if it changes: its own, and those of the
@@ -311,7 +366,7 @@ impl HostRun<'_> {
         self.transport
             .exec(Script {
                 body: &script,
-                stdin: &[],
+                stdin: Input::NONE,
                 run_as: &RunAs::Root,
                 timeout: Some(PROBE_TIMEOUT),
                 purpose: Purpose::Change,
@@ -338,7 +393,7 @@ impl HostRun<'_> {
                     .transport
                     .exec(Script {
                         body: &systemd::systemctl("try-restart", &service),
-                        stdin: &[],
+                        stdin: Input::NONE,
                         run_as: &RunAs::Root,
                         timeout: None,
                         purpose: Purpose::Change,
@@ -396,7 +451,7 @@ impl HostRun<'_> {
                 .transport
                 .exec(Script {
                     body: batch.script(),
-                    stdin: &[],
+                    stdin: Input::NONE,
                     run_as,
                     timeout: Some(PROBE_TIMEOUT),
                     purpose: Purpose::Probe,

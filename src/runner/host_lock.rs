@@ -37,7 +37,8 @@ impl Drop for HostLock {
 }
 
 pub enum Taken {
-    Held(HostLock),
+    /// Shared by the hosts that are one machine (see `Dialer::lock`).
+    Held(std::sync::Arc<HostLock>),
     /// Another controller holds the host: `user@controller, pid N, since TIME`.
     Refused(String),
 }
@@ -83,7 +84,7 @@ pub async fn take(transport: &dyn Transport) -> Result<Taken, TransportError> {
                 }
             }
         });
-        return Ok(Taken::Held(HostLock { heartbeat }));
+        return Ok(Taken::Held(std::sync::Arc::new(HostLock { heartbeat })));
     }
     if let Some(holder) = answer.strip_prefix("held ") {
         return Ok(Taken::Refused(holder.trim().to_string()));

@@ -4,6 +4,7 @@
 
 mod batch;
 mod counted;
+mod dialer;
 mod host;
 mod host_lock;
 mod rollout;
@@ -14,33 +15,9 @@ use batch::{FACTS, facts_value};
 pub use host::converge_host;
 
 use crate::report::Reporter;
-use crate::transport::{
-    Bastions, BecomePassword, LocalTransport, RunAs, Session, SshOptions, SshTransport, Transport,
-    TransportError,
-};
+use crate::transport::{BecomePassword, Input, RunAs, Transport, TransportError};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-
-/// How to reach a host.
-#[derive(Debug, Clone)]
-pub enum Connection {
-    /// This machine, with the password sudo may ask for.
-    Local(Option<BecomePassword>),
-    Ssh(SshOptions),
-}
-
-impl Connection {
-    /// `read_only` (check mode) refuses every script meant to change the host.
-    pub async fn open(&self, read_only: bool) -> Result<Arc<counted::Counted>, TransportError> {
-        let inner: Arc<dyn Transport> = match self {
-            Connection::Local(password) => {
-                Arc::new(LocalTransport::new().with_become_password(password.clone()))
-            }
-            Connection::Ssh(options) => Arc::new(SshTransport::connect(options).await?),
-        };
-        Ok(Arc::new(counted::Counted::new(inner, read_only)))
-    }
-}
 
 /// Settings shared by every host of a run.
 pub struct RunSettings<'a> {
@@ -105,7 +82,7 @@ pub async fn first_read(
     let out = transport
         .exec(crate::transport::Script {
             body: batch.script(),
-            stdin: &[],
+            stdin: Input::NONE,
             run_as: &run_as,
             timeout: Some(crate::transport::PROBE_TIMEOUT),
             purpose: crate::transport::Purpose::Probe,
@@ -146,11 +123,14 @@ pub async fn first_read(
 }
 
 use crate::error::{InputError, InputResult};
-use crate::inventory::Inventory;
+use crate::inventory::{Connection, Inventory};
 use crate::plan::{self, Expansion, HostPlan, HostVars, Selection};
 use crate::playbook::vars::Layer;
 use crate::playbook::{Play, Playbook};
 use crate::report::{HostReport, Stopped};
+use dialer::Dialer;
+use host_lock::{HostLock, Taken};
+use indexmap::IndexMap;
 use rollout::Segment;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -253,37 +233,54 @@ pub struct RunResult {
 }
 
 /// A host we are connected to, with its facts, and in apply mode its lock.
-type Reached = (
-    Arc<counted::Counted>,
-    serde_json::Value,
-    Prefetched,
-    Option<host_lock::HostLock>,
-);
+struct Reached {
+    /// How it was reached, to reach it again during a watch window.
+    connection: Connection,
+    transport: Arc<counted::Counted>,
+    facts: serde_json::Value,
+    prefetched: Prefetched,
+    lock: Option<Arc<HostLock>>,
+}
 
 /// What connecting to a host came to, short of an error.
 enum Opened {
-    Reached(Reached),
+    Reached(Box<Reached>),
     /// Another controller holds the host (who, since when): nothing is done there.
     Locked(String),
 }
 
-/// Close every open connection; `verbose` says how many execs each took.
-async fn close_all(connections: HashMap<String, Result<Reached, String>>, verbose: bool) {
-    for (host, c) in connections {
-        // The lock goes after the connection, which ends its script on the host anyway.
-        if let Ok((transport, _, _, lock)) = c {
+/// The hosts of one segment: reached, or why not.
+#[derive(Default)]
+struct Reach {
+    hosts: HashMap<String, Result<Reached, String>>,
+    /// Hosts that failed a task or could not be reached (or were held by another run).
+    failed: Vec<String>,
+}
+
+impl Reach {
+    fn reached(&self, host: &str) -> Option<&Reached> {
+        self.hosts.get(host).and_then(|r| r.as_ref().ok())
+    }
+
+    /// Close every open connection; `verbose` says how many execs each took.
+    async fn close(self, verbose: bool) {
+        for (host, reached) in self.hosts {
+            // The lock goes after the connection, which ends its script on the host anyway.
+            let Ok(reached) = reached else {
+                continue;
+            };
             if verbose {
-                let plus = if lock.is_some() {
+                let plus = if reached.lock.is_some() {
                     ", plus the host lock's channel"
                 } else {
                     ""
                 };
                 eprintln!(
                     "{host}: {} exec(s) over one connection{plus}",
-                    transport.execs()
+                    reached.transport.execs()
                 );
             }
-            transport.close().await;
+            reached.transport.close().await;
         }
     }
 }
@@ -304,7 +301,34 @@ pub async fn run_playbook(
     options: &RunOptions,
     settings: &RunSettings<'_>,
 ) -> InputResult<RunResult> {
-    // Everything that needs no facts is checked for every play before connecting.
+    let targets = targets(playbook, inventory, options)?;
+    let mut reports = empty_reports(inventory, &targets);
+    let run = Run {
+        playbook,
+        inventory,
+        options,
+        settings,
+        targets,
+        forks: Semaphore::new(options.forks.max(1)),
+        dialer: Dialer::new(options),
+    };
+    let stopped = run.segments(&mut reports).await?;
+    if let Some(stop) = &stopped {
+        settings.reporter.stopped(stop);
+    }
+    Ok(RunResult {
+        hosts: reports.into_values().collect(),
+        stopped,
+    })
+}
+
+/// Every play's hosts, plans and rollout: everything that needs no facts is checked for
+/// every play before connecting.
+fn targets<'p>(
+    playbook: &'p Playbook,
+    inventory: &'p Inventory,
+    options: &RunOptions,
+) -> InputResult<Vec<Target<'p, 'p>>> {
     let mut targets: Vec<Target> = Vec::new();
     for play in &playbook.plays {
         let hosts = play_hosts(inventory, play, options.limit.as_deref())?;
@@ -316,88 +340,38 @@ pub async fn run_playbook(
         return Err(InputError::new("the limit matches no host of any play")
             .help("check -l against the inventory and the plays' hosts:"));
     }
-    let mut reports: indexmap::IndexMap<String, HostReport> = indexmap::IndexMap::new();
-    for host in inventory.hosts() {
-        if targets
-            .iter()
-            .any(|(_, hosts, _, _)| hosts.iter().any(|h| h.name == host.name))
-        {
-            reports.insert(
-                host.name.clone(),
-                HostReport {
-                    host: host.name.clone(),
-                    ..HostReport::default()
-                },
-            );
-        }
-    }
-    let forks = Semaphore::new(options.forks.max(1));
-    // One connection per bastion, shared by every host behind it, for the whole run.
-    let bastions = Arc::new(Bastions::default());
-    let shapes: Vec<rollout::PlayShape> = targets
+    Ok(targets)
+}
+
+/// An empty report for every host a play targets, in inventory order.
+fn empty_reports(inventory: &Inventory, targets: &[Target]) -> IndexMap<String, HostReport> {
+    inventory
+        .hosts()
         .iter()
-        .map(|(play, hosts, _, rollout)| (play.name.as_str(), hosts.len(), rollout))
-        .collect();
-    let plan = rollout::segments(&shapes, settings.check);
-    for note in &plan.notes {
-        settings.reporter.note(note);
-    }
-    let mut stopped: Option<Stopped> = None;
-    let mut released: Vec<WatchedHost> = Vec::new();
-    for segment in &plan.segments {
-        if stopped.is_none() && settings.interrupted.load(Ordering::SeqCst) {
-            stopped = Some(rollout::interrupted(&targets, segment));
-        }
-        if let Some(stop) = &stopped {
-            rollout::not_reached(&targets, segment, stop, &mut reports, settings);
-            continue;
-        }
-        let ran = run_segment(
-            playbook,
-            inventory,
-            options,
-            settings,
-            &targets,
-            segment,
-            &forks,
-            &bastions,
-            &mut reports,
-        )
-        .await?;
-        let Some(batch) = &segment.batch else {
-            continue;
-        };
-        if batch.number == 1 {
-            released.clear();
-        }
-        let (play, _, _, rollout) = &targets[batch.play];
-        let stop = |reason: String| Stopped {
-            play: play.name.clone(),
-            batch: batch.number,
-            batches: batch.of,
-            reason,
-        };
-        if rollout.stops(ran.failed.len(), batch.size) {
-            let reason = rollout::failure_reason(rollout, &ran.failed, batch.size);
-            stopped = Some(stop(reason));
-            continue;
-        }
-        released.extend(ran.released);
-        let pause = rollout.batch_pause.unwrap_or_default();
-        if batch.number == batch.of || pause.is_zero() || released.is_empty() {
-            continue;
-        }
-        let after = format!("batch {}/{} of play {}", batch.number, batch.of, play.name);
-        let end = watch::pause(&released, pause, &after, settings, &forks).await;
-        stopped = end.record(&mut reports).map(stop);
-    }
-    if let Some(stop) = &stopped {
-        settings.reporter.stopped(stop);
-    }
-    Ok(RunResult {
-        hosts: reports.into_values().collect(),
-        stopped,
-    })
+        .filter(|host| {
+            targets
+                .iter()
+                .any(|(_, hosts, _, _)| hosts.iter().any(|h| h.name == host.name))
+        })
+        .map(|host| {
+            let report = HostReport {
+                host: host.name.clone(),
+                ..HostReport::default()
+            };
+            (host.name.clone(), report)
+        })
+        .collect()
+}
+
+/// One run of a playbook: what its segments share.
+struct Run<'r, 's> {
+    playbook: &'r Playbook,
+    inventory: &'r Inventory,
+    options: &'r RunOptions,
+    settings: &'r RunSettings<'s>,
+    targets: Vec<Target<'r, 'r>>,
+    forks: Semaphore,
+    dialer: Dialer,
 }
 
 /// What one segment came to.
@@ -408,35 +382,109 @@ struct Ran {
     released: Vec<WatchedHost>,
 }
 
-/// Connect to the segment's hosts and render each of its plays with facts (a mistake
-/// found then stops the run before the segment changes anything), then run its plays.
-#[allow(clippy::too_many_arguments)]
-async fn run_segment(
-    playbook: &Playbook,
-    inventory: &Inventory,
-    options: &RunOptions,
-    settings: &RunSettings<'_>,
-    targets: &[Target<'_, '_>],
-    segment: &Segment,
-    forks: &Semaphore,
-    bastions: &Arc<Bastions<Session>>,
-    reports: &mut indexmap::IndexMap<String, HostReport>,
-) -> InputResult<Ran> {
-    let mut connections: HashMap<String, Result<Reached, String>> = HashMap::new();
-    let mut specs: HashMap<String, Connection> = HashMap::new();
-    let mut failed: Vec<String> = Vec::new();
-    let mut rendered = Vec::new();
-    for (play_index, range) in &segment.plays {
-        let (play, all_hosts, all_pre, _) = &targets[*play_index];
-        let (hosts, pre) = (&all_hosts[range.clone()], &all_pre[range.clone()]);
-        if let Some(batch) = &segment.batch {
-            let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-            settings
-                .reporter
-                .batch(&play.name, batch.number, batch.of, &names);
+impl Run<'_, '_> {
+    /// Run the segments in order, each batch followed by its watch window; where the
+    /// rollout stopped, if it did.
+    async fn segments(
+        &self,
+        reports: &mut IndexMap<String, HostReport>,
+    ) -> InputResult<Option<Stopped>> {
+        let shapes: Vec<rollout::PlayShape> = self
+            .targets
+            .iter()
+            .map(|(play, hosts, _, rollout)| (play.name.as_str(), hosts.len(), rollout))
+            .collect();
+        let plan = rollout::segments(&shapes, self.settings.check);
+        for note in &plan.notes {
+            self.settings.reporter.note(note);
         }
-        // Connect and gather facts on the hosts not reached yet, in parallel; a host
-        // given up earlier in the run is not tried again.
+        let mut stopped: Option<Stopped> = None;
+        let mut released: Vec<WatchedHost> = Vec::new();
+        for segment in &plan.segments {
+            if stopped.is_none() && self.settings.interrupted.load(Ordering::SeqCst) {
+                stopped = Some(rollout::interrupted(&self.targets, segment));
+            }
+            if let Some(stop) = &stopped {
+                rollout::not_reached(&self.targets, segment, stop, reports, self.settings);
+                continue;
+            }
+            let ran = self.segment(segment, reports).await?;
+            let Some(batch) = &segment.batch else {
+                continue;
+            };
+            if batch.number == 1 {
+                released.clear();
+            }
+            let (play, _, _, rollout) = &self.targets[batch.play];
+            let stop = |reason: String| Stopped {
+                play: play.name.clone(),
+                batch: batch.number,
+                batches: batch.of,
+                reason,
+            };
+            if rollout.stops(ran.failed.len(), batch.size) {
+                let reason = rollout::failure_reason(rollout, &ran.failed, batch.size);
+                stopped = Some(stop(reason));
+                continue;
+            }
+            released.extend(ran.released);
+            let pause = rollout.batch_pause.unwrap_or_default();
+            if batch.number == batch.of || pause.is_zero() || released.is_empty() {
+                continue;
+            }
+            let after = format!("batch {}/{} of play {}", batch.number, batch.of, play.name);
+            let (settings, forks, dialer) = (self.settings, &self.forks, &self.dialer);
+            let end = watch::pause(&released, pause, &after, settings, forks, dialer).await;
+            stopped = end.record(reports).map(stop);
+        }
+        Ok(stopped)
+    }
+
+    /// Connect to the segment's hosts and render each of its plays with facts (a mistake
+    /// found then stops the run before the segment changes anything), then run its plays.
+    async fn segment(
+        &self,
+        segment: &Segment,
+        reports: &mut IndexMap<String, HostReport>,
+    ) -> InputResult<Ran> {
+        let mut reach = Reach::default();
+        let mut rendered = Vec::new();
+        for (play_index, range) in &segment.plays {
+            let (play, all_hosts, all_pre, _) = &self.targets[*play_index];
+            let (hosts, pre) = (&all_hosts[range.clone()], &all_pre[range.clone()]);
+            if let Some(batch) = &segment.batch {
+                let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+                self.settings
+                    .reporter
+                    .batch(&play.name, batch.number, batch.of, &names);
+            }
+            let plans = match self.connect(hosts, pre, &mut reach, reports).await {
+                Ok(()) => self.render(play, hosts, &reach),
+                Err(e) => Err(e),
+            };
+            match plans {
+                Ok(plans) => rendered.push(plans),
+                Err(e) => {
+                    reach.close(false).await;
+                    return Err(e);
+                }
+            }
+        }
+        let released = self.converge(&rendered, &mut reach, reports).await;
+        let failed = std::mem::take(&mut reach.failed);
+        reach.close(self.options.verbose).await;
+        Ok(Ran { failed, released })
+    }
+
+    /// Connect and read facts on the hosts not reached yet, in parallel; a host given up
+    /// earlier in the run is not tried again.
+    async fn connect(
+        &self,
+        hosts: &[&crate::inventory::Host],
+        pre: &[HostPlan],
+        reach: &mut Reach,
+        reports: &mut IndexMap<String, HostReport>,
+    ) -> InputResult<()> {
         let mut pending = Vec::new();
         let mut warned = std::collections::HashSet::new();
         for (host, plan) in hosts.iter().zip(pre) {
@@ -444,165 +492,164 @@ async fn run_segment(
                 .get(&host.name)
                 .is_some_and(|r| r.unreachable.is_some() || r.locked.is_some());
             if given_up {
-                failed.push(host.name.clone());
+                reach.failed.push(host.name.clone());
             }
-            if given_up || connections.contains_key(&host.name) {
+            if given_up || reach.hosts.contains_key(&host.name) {
                 continue;
             }
-            let (connection, warnings) = inventory.connection(host, &plan.vars)?;
+            let (connection, warnings) = self.inventory.connection(host, &plan.vars)?;
             for w in warnings {
                 // The same ignored variable on many hosts is said once.
-                if !options.quiet && warned.insert(w.clone()) {
+                if !self.options.quiet && warned.insert(w.clone()) {
                     eprintln!("warning: {w}");
                 }
             }
-            // As in Ansible, the inventory's password wins over the prompted one.
-            let become_password = connection
-                .become_password
-                .clone()
-                .or_else(|| options.become_password.clone());
-            let spec = if connection.local {
-                Connection::Local(become_password)
-            } else {
-                Connection::Ssh(SshOptions {
-                    alias: host.name.clone(),
-                    address: connection.address.clone(),
-                    port: connection.port,
-                    user: connection.user.clone(),
-                    identity_file: connection.identity_file.clone(),
-                    connect_timeout: connection
-                        .timeout
-                        .map_or(options.timeout, Duration::from_secs),
-                    accept_new_host_keys: options.accept_new_host_keys,
-                    home: None,
-                    agent_socket: None,
-                    become_password,
-                    proxy_jump: connection.proxy_jump.clone(),
-                    bastions: bastions.clone(),
-                })
-            };
-            specs.insert(host.name.clone(), spec.clone());
-            let name = host.name.clone();
-            let check = settings.check;
-            pending.push(async move {
-                let _permit = forks.acquire().await;
-                let result = async {
-                    let transport = spec.open(check).await?;
-                    // Alongside the first read, which changes nothing, so that a rerun
-                    // waits for no extra round trip. Diff takes none (see host_lock).
-                    let lock = async {
-                        if check {
-                            Ok(None)
-                        } else {
-                            host_lock::take(transport.as_ref()).await.map(Some)
-                        }
-                    };
-                    let (read, lock) = tokio::join!(first_read(transport.as_ref(), plan), lock);
-                    // First: sudo's refusal reads clearer there than in the lock's error.
-                    let (facts, prefetched) = read?;
-                    let lock = match lock? {
-                        Some(host_lock::Taken::Refused(holder)) => {
-                            transport.close().await;
-                            return Ok(Opened::Locked(holder));
-                        }
-                        Some(host_lock::Taken::Held(lock)) => Some(lock),
-                        None => None,
-                    };
-                    Ok::<_, TransportError>(Opened::Reached((transport, facts, prefetched, lock)))
-                }
-                .await;
-                (name, result.map_err(|e| e.to_string()))
-            });
+            pending.push(self.open(&host.name, connection, plan));
         }
         for (name, result) in futures::future::join_all(pending).await {
             let result = match result {
-                Ok(Opened::Reached(reached)) => Ok(reached),
+                Ok(Opened::Reached(reached)) => Ok(*reached),
                 Ok(Opened::Locked(holder)) => {
-                    settings.reporter.locked(&name, &holder);
+                    self.settings.reporter.locked(&name, &holder);
                     if let Some(r) = reports.get_mut(&name) {
                         r.locked = Some(holder.clone());
                     }
                     Err(format!("locked by {holder}"))
                 }
                 Err(reason) => {
-                    settings.reporter.unreachable(&name, &reason);
+                    self.settings.reporter.unreachable(&name, &reason);
+                    if let Some(r) = reports.get_mut(&name) {
+                        r.unreachable.get_or_insert_with(|| reason.clone());
+                    }
                     Err(reason)
                 }
             };
             if result.is_err() {
-                failed.push(name.clone());
+                reach.failed.push(name.clone());
             }
-            connections.insert(name, result);
+            reach.hosts.insert(name, result);
         }
+        Ok(())
+    }
+
+    /// Open one host's connection and make the first read, taking the host lock alongside
+    /// in apply mode: the read changes nothing, so a rerun waits for no extra round trip.
+    /// Diff takes no lock (see host_lock).
+    async fn open(
+        &self,
+        host: &str,
+        connection: Connection,
+        plan: &HostPlan,
+    ) -> (String, Result<Opened, String>) {
+        let _permit = self.forks.acquire().await;
+        let check = self.settings.check;
+        let result = async {
+            let transport = self.dialer.open(host, &connection, check).await?;
+            let lock = async {
+                if check {
+                    Ok(None)
+                } else {
+                    self.dialer
+                        .lock(&connection, transport.as_ref())
+                        .await
+                        .map(Some)
+                }
+            };
+            let (read, lock) = tokio::join!(first_read(transport.as_ref(), plan), lock);
+            // First: sudo's refusal reads clearer there than in the lock's error.
+            let (facts, prefetched) = read?;
+            let lock = match lock? {
+                Some(Taken::Refused(holder)) => {
+                    transport.close().await;
+                    return Ok(Opened::Locked(holder));
+                }
+                Some(Taken::Held(lock)) => Some(lock),
+                None => None,
+            };
+            Ok::<_, TransportError>(Opened::Reached(Box::new(Reached {
+                connection,
+                transport,
+                facts,
+                prefetched,
+                lock,
+            })))
+        }
+        .await;
+        (host.to_string(), result.map_err(|e| e.to_string()))
+    }
+
+    /// A play's final plans, rendered with the facts of its hosts that were reached.
+    fn render(
+        &self,
+        play: &Play,
+        hosts: &[&crate::inventory::Host],
+        reach: &Reach,
+    ) -> InputResult<Vec<HostPlan>> {
         let reachable: Vec<&crate::inventory::Host> = hosts
             .iter()
             .copied()
-            .filter(|h| matches!(connections.get(&h.name), Some(Ok(_))))
+            .filter(|h| reach.reached(&h.name).is_some())
             .collect();
-        for host in hosts {
-            if let Some(Err(reason)) = connections.get(&host.name)
-                && let Some(r) = reports.get_mut(&host.name)
-                && r.locked.is_none()
-            {
-                r.unreachable.get_or_insert_with(|| reason.clone());
-            }
-        }
         let facts: HashMap<String, serde_json::Value> = reachable
             .iter()
-            .filter_map(|h| match connections.get(&h.name) {
-                Some(Ok((_, f, _, _))) => Some((h.name.clone(), f.clone())),
-                _ => None,
-            })
+            .filter_map(|h| Some((h.name.clone(), reach.reached(&h.name)?.facts.clone())))
             .collect();
-        match plans(playbook, play, inventory, &reachable, options, Some(&facts)) {
-            Ok(final_plans) => rendered.push(final_plans),
-            Err(e) => {
-                close_all(connections, false).await;
-                return Err(e);
-            }
-        }
+        let (playbook, inventory) = (self.playbook, self.inventory);
+        plans(
+            playbook,
+            play,
+            inventory,
+            &reachable,
+            self.options,
+            Some(&facts),
+        )
     }
-    let mut released = Vec::new();
-    for final_plans in &rendered {
-        let mut runs = Vec::new();
-        for plan in final_plans {
-            let Some(Ok((transport, facts, prefetched, _))) = connections.get_mut(&plan.host)
-            else {
-                continue;
-            };
-            let transport = transport.clone();
-            let facts = facts.clone();
-            // What the first round trip read serves only the first play.
-            let prefetched = std::mem::take(prefetched);
-            runs.push(async move {
-                let _permit = forks.acquire().await;
-                converge_host(plan, transport.as_ref(), facts, prefetched, settings).await
-            });
-        }
-        for (report, left) in futures::future::join_all(runs).await {
-            if report.unreachable.is_some() {
-                connections.insert(
-                    report.host.clone(),
-                    Err(report.unreachable.clone().unwrap_or_default()),
-                );
-            }
-            let recap = report.recap();
-            if (recap.failed > 0 || recap.unreachable) && !failed.contains(&report.host) {
-                failed.push(report.host.clone());
-            }
-            if let Some(connection) = specs.get(&report.host)
-                && !left.watched.is_empty()
-            {
-                released.push(WatchedHost {
-                    connection: connection.clone(),
-                    released: left,
+
+    /// Run the rendered plays in order, each on its hosts in parallel; what the hosts
+    /// left to watch.
+    async fn converge(
+        &self,
+        rendered: &[Vec<HostPlan>],
+        reach: &mut Reach,
+        reports: &mut IndexMap<String, HostReport>,
+    ) -> Vec<WatchedHost> {
+        let mut released = Vec::new();
+        for final_plans in rendered {
+            let mut runs = Vec::new();
+            for plan in final_plans {
+                let Some(Ok(host)) = reach.hosts.get_mut(&plan.host) else {
+                    continue;
+                };
+                let transport = host.transport.clone();
+                let facts = host.facts.clone();
+                // What the first round trip read serves only the first play.
+                let prefetched = std::mem::take(&mut host.prefetched);
+                runs.push(async move {
+                    let _permit = self.forks.acquire().await;
+                    converge_host(plan, transport.as_ref(), facts, prefetched, self.settings).await
                 });
             }
-            if let Some(r) = reports.get_mut(&report.host) {
-                r.absorb(report);
+            for (report, left) in futures::future::join_all(runs).await {
+                let recap = report.recap();
+                if (recap.failed > 0 || recap.unreachable) && !reach.failed.contains(&report.host) {
+                    reach.failed.push(report.host.clone());
+                }
+                if !left.watched.is_empty()
+                    && let Some(host) = reach.reached(&report.host)
+                {
+                    released.push(WatchedHost {
+                        connection: host.connection.clone(),
+                        released: left,
+                    });
+                }
+                if let Some(reason) = &report.unreachable {
+                    reach.hosts.insert(report.host.clone(), Err(reason.clone()));
+                }
+                if let Some(r) = reports.get_mut(&report.host) {
+                    r.absorb(report);
+                }
             }
         }
+        released
     }
-    close_all(connections, options.verbose).await;
-    Ok(Ran { failed, released })
 }

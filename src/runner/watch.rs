@@ -3,7 +3,10 @@
 //! is rolled back and stops the rollout. A check holds a connection only while it runs
 //! (at most `forks` at once), so a long pause over many hosts holds no connection idle.
 
-use super::{Connection, RunSettings, host_lock};
+use super::RunSettings;
+use super::dialer::Dialer;
+use super::host_lock::Taken;
+use crate::inventory::Connection;
 use crate::module::{Ctx, Failure, HostInfo, RestartBook, Watch};
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
 use crate::transport::{RunAs, Transport};
@@ -105,6 +108,7 @@ pub async fn pause(
     after: &str,
     settings: &RunSettings<'_>,
     forks: &Semaphore,
+    dialer: &Dialer,
 ) -> PauseEnd {
     let deadline = Instant::now() + pause;
     let watched: Vec<String> = hosts
@@ -131,7 +135,7 @@ pub async fn pause(
             return PauseEnd::Quiet;
         }
         let round = tokio::select! {
-            round = check_round(hosts, forks) => round,
+            round = check_round(hosts, forks, dialer) => round,
             () = interrupted(settings) => return PauseEnd::Interrupted,
         };
         let (mut failed, mut lost) = (Vec::new(), Vec::new());
@@ -141,7 +145,7 @@ pub async fn pause(
                 Checked::Healthy => {}
                 Checked::Failing(host, watched, why) => {
                     let name = host.released.info.name.clone();
-                    let task = roll_back(host, watched, &why, after).await;
+                    let task = roll_back(host, watched, &why, after, dialer).await;
                     settings.reporter.task(&name, &task);
                     failed.push((name, task));
                 }
@@ -170,14 +174,18 @@ async fn interrupted(settings: &RunSettings<'_>) {
 }
 
 /// Check every watched host once, `forks` at a time; in the hosts' order.
-async fn check_round<'h>(hosts: &'h [WatchedHost], forks: &Semaphore) -> Vec<Checked<'h>> {
+async fn check_round<'h>(
+    hosts: &'h [WatchedHost],
+    forks: &Semaphore,
+    dialer: &Dialer,
+) -> Vec<Checked<'h>> {
     let checks = hosts.iter().map(|host| async move {
         let _permit = forks.acquire().await;
         let info = &host.released.info;
         let lost = |e: crate::transport::TransportError| {
             Checked::Lost(info.name.clone(), redact(&e.to_string(), &info.secrets))
         };
-        let transport = match host.connection.open(true).await {
+        let transport = match dialer.open(&info.name, &host.connection, true).await {
             Ok(t) => t,
             Err(e) => return lost(e),
         };
@@ -202,17 +210,22 @@ async fn check_round<'h>(hosts: &'h [WatchedHost], forks: &Semaphore) -> Vec<Che
 }
 
 /// Roll `watched` back on `host` under the host lock; the failed task to report.
-async fn roll_back(host: &WatchedHost, watched: &Watched, why: &str, after: &str) -> TaskReport {
+async fn roll_back(
+    host: &WatchedHost,
+    watched: &Watched,
+    why: &str,
+    after: &str,
+    dialer: &Dialer,
+) -> TaskReport {
     let started = Instant::now();
     let info = &host.released.info;
     let outcome: Result<String, String> = async {
-        let transport = host
-            .connection
-            .open(false)
+        let transport = dialer
+            .open(&info.name, &host.connection, false)
             .await
             .map_err(|e| e.to_string())?;
-        let undone = match host_lock::take(transport.as_ref()).await {
-            Ok(host_lock::Taken::Held(_lock)) => {
+        let undone = match dialer.lock(&host.connection, transport.as_ref()).await {
+            Ok(Taken::Held(_lock)) => {
                 let mut restarts = RestartBook::default();
                 let changed = HashSet::new();
                 let ctx = Ctx::new(
@@ -229,7 +242,7 @@ async fn roll_back(host: &WatchedHost, watched: &Watched, why: &str, after: &str
                     .await
                     .map_err(|e: Failure| e.to_string())
             }
-            Ok(host_lock::Taken::Refused(holder)) => Err(format!(
+            Ok(Taken::Refused(holder)) => Err(format!(
                 "not rolled back: another converge run holds this host ({holder})"
             )),
             Err(e) => Err(e.to_string()),

@@ -65,20 +65,36 @@ impl Transport for LocalTransport {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TransportError::Io(format!("cannot start /bin/sh: {e}")))?;
-        let mut stdin = child.stdin.take();
-        let input = sudo.stdin(script.stdin);
+        let stdin = child.stdin.take();
+        let (prefix, input) = (sudo.prefix(), script.stdin);
         // Fed while the output is read, so a script that writes a lot before reading
         // all its input cannot deadlock on a full pipe.
-        let feed = tokio::spawn(async move {
-            if let Some(stdin) = stdin.as_mut() {
-                // A script that ignores stdin may exit before reading it all: not an error.
-                let _ = stdin.write_all(&input).await;
+        let feed = async move {
+            let Some(mut stdin) = stdin else {
+                return;
+            };
+            // A script that ignores stdin may exit before reading it all: not an error.
+            let _ = async {
+                stdin.write_all(&prefix).await?;
+                let mut chunks = input.chunks().await?;
+                while let Some(chunk) = chunks.next().await? {
+                    stdin.write_all(&chunk).await?;
+                }
+                Ok::<_, std::io::Error>(())
             }
-        });
+            .await;
+        };
         let group = child.id();
-        let out = match tokio::time::timeout(script.controller_deadline(), child.wait_with_output())
-            .await
-        {
+        let wait = tokio::time::timeout(script.controller_deadline(), child.wait_with_output());
+        tokio::pin!(feed, wait);
+        let mut feeding = true;
+        let waited = loop {
+            tokio::select! {
+                () = &mut feed, if feeding => feeding = false,
+                waited = &mut wait => break waited,
+            }
+        };
+        let out = match waited {
             Ok(out) => out.map_err(|e| TransportError::Io(format!("waiting for /bin/sh: {e}")))?,
             Err(_) => {
                 // `timeout` did not end the script: end its whole group here.
@@ -92,7 +108,6 @@ impl Transport for LocalTransport {
                 });
             }
         };
-        let _ = feed.await;
         let status = out.status.code().unwrap_or(128);
         if script.timed_out(status, started.elapsed()) {
             return Err(TransportError::TimedOut {
@@ -168,7 +183,7 @@ mod tests {
     fn script<'a>(body: &'a str, stdin: &'a [u8], timeout: Option<Duration>) -> Script<'a> {
         Script {
             body,
-            stdin,
+            stdin: crate::transport::Input::Bytes(stdin),
             run_as: &RunAs::Login,
             timeout,
             purpose: Purpose::Change,

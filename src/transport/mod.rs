@@ -20,6 +20,7 @@ pub use ssh::{Session, SshOptions, SshTransport};
 
 use async_trait::async_trait;
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -45,11 +46,70 @@ impl ExecOutput {
     }
 }
 
+/// What a script reads on its standard input.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    /// A file on this machine, read as it is sent: never held in memory whole, so many
+    /// hosts can take a large build at once.
+    File(&'a Path),
+}
+
+/// How much of an input is read and handed to the connection at a time.
+const CHUNK: usize = 64 * 1024;
+
+impl<'a> Input<'a> {
+    pub const NONE: Input<'static> = Input::Bytes(&[]);
+
+    /// All of it at once, for tests.
+    #[cfg(test)]
+    pub fn read(self) -> Vec<u8> {
+        match self {
+            Input::Bytes(bytes) => bytes.to_vec(),
+            Input::File(path) => std::fs::read(path).expect("the input file"),
+        }
+    }
+
+    /// The input chunk by chunk, a file read as it goes.
+    pub async fn chunks(self) -> std::io::Result<Chunks<'a>> {
+        Ok(match self {
+            Input::Bytes(bytes) => Chunks::Bytes(bytes),
+            Input::File(path) => Chunks::File(tokio::fs::File::open(path).await?),
+        })
+    }
+}
+
+/// What is left of an [`Input`].
+pub enum Chunks<'a> {
+    Bytes(&'a [u8]),
+    File(tokio::fs::File),
+}
+
+impl Chunks<'_> {
+    /// The next chunk of at most [`CHUNK`] bytes; None at the end.
+    pub async fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            Chunks::Bytes(bytes) => {
+                let (chunk, rest) = bytes.split_at(bytes.len().min(CHUNK));
+                *bytes = rest;
+                Ok((!chunk.is_empty()).then(|| chunk.to_vec()))
+            }
+            Chunks::File(file) => {
+                use tokio::io::AsyncReadExt;
+                let mut chunk = vec![0; CHUNK];
+                let n = file.read(&mut chunk).await?;
+                chunk.truncate(n);
+                Ok((n > 0).then_some(chunk))
+            }
+        }
+    }
+}
+
 /// A script to run with `/bin/sh -c`, as the login user or through sudo.
 #[derive(Debug, Clone)]
 pub struct Script<'a> {
     pub body: &'a str,
-    pub stdin: &'a [u8],
+    pub stdin: Input<'a>,
     pub run_as: &'a RunAs,
     /// How long the script may run before it is killed on the host and the exec
     /// fails with [`TransportError::TimedOut`]; None: [`COMMAND_TIMEOUT`].
@@ -210,7 +270,7 @@ mod tests {
     fn script(run_as: &RunAs) -> Script<'_> {
         Script {
             body: "echo 'hi' > /tmp/x",
-            stdin: b"",
+            stdin: Input::NONE,
             run_as,
             timeout: None,
             purpose: Purpose::Change,

@@ -128,7 +128,7 @@ impl Escalation {
                 let out = transport
                     .exec(Script {
                         body: &body,
-                        stdin: &line,
+                        stdin: super::Input::Bytes(&line),
                         run_as: &RunAs::Login,
                         timeout: Some(super::PROBE_TIMEOUT),
                         purpose: super::Purpose::Probe,
@@ -204,11 +204,10 @@ impl Sudo {
         })
     }
 
-    /// `stdin` with the password line in front when sudo reads one.
-    pub(super) fn stdin(&self, stdin: &[u8]) -> Vec<u8> {
-        let mut all = self.stdin_prefix.clone().unwrap_or_default();
-        all.extend_from_slice(stdin);
-        all
+    /// What goes to stdin before the script's own input: the password line when sudo
+    /// reads one.
+    pub(super) fn prefix(&self) -> Vec<u8> {
+        self.stdin_prefix.clone().unwrap_or_default()
     }
 }
 

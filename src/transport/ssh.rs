@@ -7,8 +7,8 @@ use super::ssh_auth::{self, Sources};
 use super::ssh_config::{self, Tokens, expand_tilde, expand_tokens};
 use super::write_deadline::WriteDeadline;
 use super::{
-    BecomePassword, Escalation, ExecOutput, RunAs, Script, Stream, Transport, TransportError,
-    shell_command_line, stream_command_line,
+    BecomePassword, Escalation, ExecOutput, Input, RunAs, Script, Stream, Transport,
+    TransportError, shell_command_line, stream_command_line,
 };
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -617,7 +617,7 @@ impl SshTransport {
         let out = self
             .exec(Script {
                 body: "id -u",
-                stdin: b"",
+                stdin: Input::NONE,
                 run_as: &RunAs::Login,
                 timeout: Some(super::PROBE_TIMEOUT),
                 purpose: Purpose::Probe,
@@ -722,10 +722,14 @@ impl Transport for SshTransport {
 
         // Stdin is written while output is read: a command may fill its output window
         // before it has consumed all of its input.
-        let stdin = sudo.stdin(script.stdin);
+        let (prefix, input) = (sudo.prefix(), script.stdin);
         let send = async move {
-            if !stdin.is_empty() {
-                writer.data_bytes(stdin).await?;
+            if !prefix.is_empty() {
+                writer.data_bytes(prefix).await?;
+            }
+            let mut chunks = input.chunks().await?;
+            while let Some(chunk) = chunks.next().await? {
+                writer.data_bytes(chunk).await?;
             }
             writer.eof().await
         };

@@ -833,6 +833,97 @@ fn a_link_planted_at_the_lock_is_refused_and_not_followed() {
     );
 }
 
+/// Hosts with the local connection are this one machine: a run converges them all under
+/// the machine's one host lock, where each used to refuse the others ("locked by").
+#[test]
+fn local_hosts_of_one_run_share_the_machine_s_lock() {
+    let folder = Folder::new();
+    folder.file(
+        "inventory.yml",
+        "all:\n  hosts:\n    one: { ansible_connection: local }\n    two: { ansible_connection: local }\n    three: { ansible_connection: local }\n",
+    );
+    let out = folder.dir.path().join("out");
+    std::fs::create_dir(&out).expect("the output dir");
+    folder.file(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n    - file: {{ path: \"{}/{{{{inventory_hostname}}}}\", content: \"converged\\n\" }}\n",
+            out.display()
+        ),
+    );
+    let run = folder.run(&["site.yml", "-f", "3"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    for host in ["one", "two", "three"] {
+        assert!(
+            run.stdout
+                .contains(&format!("{host}  ok=0 changed=1 failed=0")),
+            "{host} converged:\n{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        let written = std::fs::read_to_string(out.join(host)).expect("the host's file");
+        assert_eq!(written, "converged\n");
+    }
+}
+
+/// The controller's memory does not grow with the hosts or the size of a build: a file
+/// from this machine is hashed once and streamed to each host from disk. Twelve local
+/// hosts each take a 64 MiB build; converge's peak resident memory stays under 48 MiB,
+/// less than one copy of the build. (When every host's plan held its own copy, 30 hosts
+/// taking a 5 MiB build peaked at 335 MiB.)
+#[test]
+fn memory_stays_flat_when_local_hosts_take_a_large_build() {
+    const HOSTS: usize = 12;
+    const BUILD: usize = 64 << 20;
+    const BOUND_KIB: i64 = 48 << 10;
+    let folder = Folder::new();
+    let hosts: String = (1..=HOSTS)
+        .map(|i| format!("    h{i}: {{ ansible_connection: local }}\n"))
+        .collect();
+    folder.file("inventory.yml", &format!("all:\n  hosts:\n{hosts}"));
+    // Written a MiB at a time: a forked child starts with this process's resident
+    // pages, which would count in converge's peak.
+    let mut build = std::fs::File::create(folder.dir.path().join("build")).expect("the build");
+    for mib in 0..BUILD >> 20 {
+        let chunk: Vec<u8> = (0..1 << 20).map(|i| ((i + mib) % 251) as u8).collect();
+        std::io::Write::write_all(&mut build, &chunk).expect("write the build");
+    }
+    drop(build);
+    let out = folder.dir.path().join("out");
+    std::fs::create_dir(&out).expect("the output dir");
+    folder.file(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n    - file: {{ path: \"{}/{{{{inventory_hostname}}}}\", src: build, mode: \"0755\" }}\n",
+            out.display()
+        ),
+    );
+    let run = folder.run(&["site.yml", "-f", &HOSTS.to_string()]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    // converge is the largest process this test process has waited for (nextest runs
+    // each test in a process of its own).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    let peak_kib = usage.ru_maxrss;
+    assert!(
+        peak_kib < BOUND_KIB,
+        "converge peaked at {} MiB for {HOSTS} hosts taking a {} MiB build",
+        peak_kib >> 10,
+        BUILD >> 20
+    );
+    for i in 1..=HOSTS {
+        let written = std::fs::metadata(out.join(format!("h{i}"))).expect("the host's copy");
+        assert_eq!(written.len(), BUILD as u64);
+    }
+    let rerun = folder.run(&["site.yml", "-f", &HOSTS.to_string()]);
+    assert_eq!(rerun.code, 0, "{}", rerun.context());
+    assert!(rerun.stdout.contains("changed=0"), "{}", rerun.stdout);
+}
+
 /// Ctrl-C in the terminal signals the whole foreground process group. With the local
 /// connection the task's children must not get it: converge lets the task in flight
 /// finish, then exits 130.

@@ -1,7 +1,9 @@
 //! The SSH transport against a real OpenSSH server on loopback (run as root).
 
 use crate::support::sshd::{Sshd, keygen, public_key};
-use converge::transport::{RunAs, Script, SshOptions, SshTransport, Transport, TransportError};
+use converge::transport::{
+    Input, RunAs, Script, SshOptions, SshTransport, Transport, TransportError,
+};
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -69,7 +71,7 @@ fn loopback_options(name: &str, port: u16, home: &Path) -> SshOptions {
 fn script<'a>(body: &'a str, stdin: &'a [u8]) -> Script<'a> {
     Script {
         body,
-        stdin,
+        stdin: Input::Bytes(stdin),
         run_as: &RunAs::Login,
         timeout: None,
         purpose: converge::transport::Purpose::Change,
@@ -148,6 +150,31 @@ async fn twenty_mib_of_stdin_streams_intact() {
     let file = sshd.dir.path().join("upload");
     let body = format!("cat > {0} && sha256sum < {0}", file.display());
     let out = ssh.exec(script(&body, &data)).await.unwrap();
+    assert!(out.success(), "{}", out.stderr_text());
+    let expected = hex::encode(Sha256::digest(&data));
+    assert_eq!(
+        out.stdout_text().split_whitespace().next(),
+        Some(&*expected)
+    );
+}
+
+/// A local file as stdin is read as it is sent (a build going to many hosts is never
+/// held in memory whole) and arrives intact.
+#[tokio::test]
+async fn a_local_file_streams_intact_as_stdin() {
+    let (sshd, _home, ssh) = connected().await;
+    let data = noise((20 << 20) + 12345);
+    let local = sshd.dir.path().join("build");
+    std::fs::write(&local, &data).unwrap();
+    let file = sshd.dir.path().join("upload");
+    let body = format!("cat > {0} && sha256sum < {0}", file.display());
+    let out = ssh
+        .exec(Script {
+            stdin: Input::File(&local),
+            ..script(&body, b"")
+        })
+        .await
+        .unwrap();
     assert!(out.success(), "{}", out.stderr_text());
     let expected = hex::encode(Sha256::digest(&data));
     assert_eq!(
@@ -711,7 +738,7 @@ async fn command_past_its_timeout_is_killed_on_the_host_also_through_sudo() {
     let err = ssh
         .exec(Script {
             body: "(sleep 3; touch /root/survived) & exec sleep 30",
-            stdin: b"",
+            stdin: Input::NONE,
             run_as: &RunAs::Root,
             timeout: Some(Duration::from_secs(1)),
             purpose: converge::transport::Purpose::Change,

@@ -4,8 +4,10 @@
 //! nginx_vhost, release) goes through here, so all of them write the same safe way
 //! ([`write`]'s module doc says how).
 
+mod local;
 mod write;
 
+pub use local::{LocalFile, load as load_local};
 pub use write::{
     PRELUDE, chown_chmod_script, dir_script, enter, link_script, put_back_script, remove_script,
     touch_dir_script, write_script,
@@ -15,7 +17,9 @@ use super::{Command, Diff, HostView, Mode, Plan, Probed, probe::fields_of};
 use crate::quote::quote;
 use crate::transport::ExecOutput;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Contents larger than this are compared by checksum only.
 const CONTENT_LIMIT: u64 = 256 * 1024;
@@ -147,11 +151,52 @@ impl FileState {
     }
 }
 
+/// What a file written to a host holds: bytes made for it (a template, inline text), or
+/// a file on this machine, streamed as it is sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    Local(&'a LocalFile),
+}
+
+impl<'a> Source<'a> {
+    pub fn sha256(self) -> Cow<'a, str> {
+        match self {
+            Source::Bytes(bytes) => Cow::Owned(sha256_hex(bytes)),
+            Source::Local(file) => Cow::Borrowed(&file.sha256),
+        }
+    }
+
+    /// The content, unless it is a local file too large to diff.
+    pub fn shown(self) -> Option<&'a [u8]> {
+        match self {
+            Source::Bytes(bytes) => Some(bytes),
+            Source::Local(file) => file.small.as_deref(),
+        }
+    }
+}
+
+/// [`Source`] owned by a task.
+#[derive(Debug)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    Local(Arc<LocalFile>),
+}
+
+impl Content {
+    pub fn source(&self) -> Source<'_> {
+        match self {
+            Content::Bytes(bytes) => Source::Bytes(bytes),
+            Content::Local(file) => Source::Local(file),
+        }
+    }
+}
+
 /// What a managed regular file should be.
 #[derive(Debug, Clone)]
 pub struct DesiredFile<'a> {
     pub path: &'a str,
-    pub content: &'a [u8],
+    pub content: Source<'a>,
     pub mode: Option<Mode>,
     pub owner: Option<&'a str>,
     pub group: Option<&'a str>,
@@ -167,13 +212,18 @@ impl<'a> DesiredFile<'a> {
     pub fn system_config(path: &'a str, content: &'a [u8], host: &HostView<'_>) -> DesiredFile<'a> {
         DesiredFile {
             path,
-            content,
+            content: Source::Bytes(content),
             mode: Some(Mode(0o644)),
             owner: Some("root"),
             group: Some("root"),
             validate: None,
             secret: host.is_secret(content),
         }
+    }
+
+    /// The host's file (`state`) is not a regular file with this content.
+    pub fn content_differs(&self, state: &FileState) -> bool {
+        state.kind != Kind::File || state.sha256.as_deref() != Some(&*self.content.sha256())
     }
 }
 
@@ -194,12 +244,10 @@ pub fn holds_private_key(bytes: &[u8]) -> bool {
 /// The diffs between a file on the host and what it should be: content, then metadata.
 pub fn diff(state: &FileState, desired: &DesiredFile<'_>) -> Vec<Diff> {
     let mut diffs = Vec::new();
-    let want_sha = sha256_hex(desired.content);
-    let content_differs = state.kind != Kind::File || state.sha256.as_deref() != Some(&want_sha);
-    if content_differs {
-        let mut d = content_diff(state, desired, &want_sha);
+    if desired.content_differs(state) {
+        let mut d = content_diff(state, desired, &desired.content.sha256());
         d.secret = desired.secret
-            || holds_private_key(desired.content)
+            || desired.content.shown().is_some_and(holds_private_key)
             || state.content.as_deref().is_some_and(holds_private_key);
         diffs.push(d);
     }
@@ -219,8 +267,9 @@ pub fn diff(state: &FileState, desired: &DesiredFile<'_>) -> Vec<Diff> {
 }
 
 fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) -> Diff {
+    let text = desired.content.shown().filter(|c| is_text(c));
     let before = match (&state.kind, &state.content) {
-        (Kind::File, Some(bytes)) if is_text(bytes) && is_text(desired.content) => {
+        (Kind::File, Some(bytes)) if is_text(bytes) && text.is_some() => {
             Some(String::from_utf8_lossy(bytes).into_owned())
         }
         (Kind::File, _) => state.sha256.as_ref().map(|s| format!("sha256: {s}\n")),
@@ -232,12 +281,12 @@ fn content_diff(state: &FileState, desired: &DesiredFile<'_>, want_sha: &str) ->
         )),
         (Kind::Other, _) => Some("type: special file\n".into()),
     };
-    let text_both = is_text(desired.content)
-        && matches!((&state.kind, &state.content), (Kind::File, Some(b)) if is_text(b));
-    let after = if is_text(desired.content) && (text_both || state.kind != Kind::File) {
-        String::from_utf8_lossy(desired.content).into_owned()
-    } else {
-        format!("sha256: {want_sha}\n")
+    let text_before = matches!((&state.kind, &state.content), (Kind::File, Some(b)) if is_text(b));
+    let after = match text {
+        Some(text) if text_before || state.kind != Kind::File => {
+            String::from_utf8_lossy(text).into_owned()
+        }
+        _ => format!("sha256: {want_sha}\n"),
     };
     Diff::new(desired.path, before, Some(after))
 }
@@ -298,7 +347,7 @@ impl PreviousFile {
                     .and_then(|m| u32::from_str_radix(m, 8).ok());
                 let before = DesiredFile {
                     path,
-                    content,
+                    content: Source::Bytes(content),
                     mode: mode.map(Mode),
                     owner: state.owner.as_deref(),
                     group: state.group.as_deref(),
@@ -418,6 +467,10 @@ mod tests {
     use std::path::PathBuf;
     use std::process::Command;
 
+    fn bytes<'a>(desired: &DesiredFile<'a>) -> &'a [u8] {
+        desired.content.shown().expect("the test's content")
+    }
+
     fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
         use std::io::Write;
         let mut child = Command::new("/bin/sh")
@@ -443,6 +496,42 @@ mod tests {
         )
     }
 
+    /// A local file is hashed when the run starts and streamed later: what arrives is
+    /// checked against that hash, so a build replaced meanwhile never goes live.
+    #[test]
+    fn a_local_file_that_changed_after_it_was_hashed_is_not_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("build");
+        std::fs::write(&local, b"build 1\n").unwrap();
+        let file = load_local(&local).unwrap();
+        let target = dir.path().join("app");
+        std::fs::write(&target, b"old\n").unwrap();
+        let desired = DesiredFile {
+            path: target.to_str().unwrap(),
+            content: Source::Local(&file),
+            mode: None,
+            owner: None,
+            group: None,
+            validate: None,
+            secret: false,
+        };
+        let out = sh(&write_script(&desired), b"build 2\n");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("changed on the controller while it was sent"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"old\n");
+        let out = sh(&write_script(&desired), b"build 1\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"build 1\n");
+    }
+
     #[test]
     fn probe_reads_what_write_wrote() {
         let dir = tempfile::tempdir().unwrap();
@@ -451,14 +540,14 @@ mod tests {
         assert_eq!(probe_local(path).kind, Kind::Absent);
         let desired = DesiredFile {
             path,
-            content: b"hello\n",
+            content: Source::Bytes(b"hello\n"),
             mode: Some(Mode(0o640)),
             owner: None,
             group: None,
             validate: Some("grep -q hello %s"),
             secret: false,
         };
-        let out = sh(&write_script(&desired), desired.content);
+        let out = sh(&write_script(&desired), bytes(&desired));
         assert!(
             out.status.success(),
             "{}",
@@ -498,14 +587,14 @@ mod tests {
         let path = path.to_str().unwrap();
         let desired = DesiredFile {
             path,
-            content: b"bad\n",
+            content: Source::Bytes(b"bad\n"),
             mode: None,
             owner: None,
             group: None,
             validate: Some("grep -q good %s"),
             secret: false,
         };
-        let out = sh(&write_script(&desired), desired.content);
+        let out = sh(&write_script(&desired), bytes(&desired));
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(std::fs::read_to_string(path).unwrap(), "old\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -538,7 +627,7 @@ mod tests {
     fn desired_at(path: &str) -> DesiredFile<'_> {
         DesiredFile {
             path,
-            content: b"new\n",
+            content: Source::Bytes(b"new\n"),
             mode: None,
             owner: None,
             group: None,
@@ -562,7 +651,7 @@ mod tests {
     fn a_link_planted_at_the_target_is_replaced_not_written_through() {
         let (dir, victim, path) = planted_link("config.yaml", "root only\n");
         let desired = desired_at(path.to_str().unwrap());
-        let out = sh(&write_script(&desired), desired.content);
+        let out = sh(&write_script(&desired), bytes(&desired));
         assert!(
             out.status.success(),
             "{}",
@@ -586,7 +675,7 @@ mod tests {
         let path = via.join("x.conf");
         let desired = desired_at(path.to_str().unwrap());
         // Root's link in root's 0700 directory (like /lib -> usr/lib): followed.
-        let out = sh(&write_script(&desired), desired.content);
+        let out = sh(&write_script(&desired), bytes(&desired));
         assert!(
             out.status.success(),
             "{}",
@@ -598,7 +687,7 @@ mod tests {
         );
         // The same link in a directory anyone may write (no sticky bit): refused.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let out = sh(&write_script(&desired), desired.content);
+        let out = sh(&write_script(&desired), bytes(&desired));
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -671,7 +760,7 @@ mod tests {
         let mut desired = desired_at(secret.to_str().unwrap());
         desired.secret = true;
         assert!(
-            sh(&write_script(&desired), desired.content)
+            sh(&write_script(&desired), bytes(&desired))
                 .status
                 .success()
         );
@@ -714,7 +803,7 @@ mod tests {
         let path = path.to_str().unwrap();
         let before = probe_local(path);
         let desired = DesiredFile {
-            content: new,
+            content: Source::Bytes(new),
             mode: Some(Mode(0o600)),
             ..desired_at(path)
         };
@@ -729,7 +818,7 @@ mod tests {
         assert_eq!(std::fs::read(path).unwrap(), new);
         let previous = plan.replaces.remove(0);
         let restore = previous.restore().unwrap();
-        let out = sh(&restore.script, &restore.stdin);
+        let out = sh(&restore.script, &restore.stdin.input().read());
         assert!(
             out.status.success(),
             "{}",
@@ -776,7 +865,7 @@ mod tests {
         let key = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----\n";
         let absent = FileState::absent();
         let desired = DesiredFile {
-            content: key,
+            content: Source::Bytes(key),
             ..desired_at("/root/.ssh/id_ed25519")
         };
         let text: String = diff(&absent, &desired)
@@ -800,7 +889,7 @@ mod tests {
         };
         let desired = DesiredFile {
             path: "/etc/x",
-            content: b"b\n",
+            content: Source::Bytes(b"b\n"),
             mode: Some(Mode(0o600)),
             owner: Some("root"),
             group: None,

@@ -16,7 +16,7 @@
 //! Only sh, coreutils, findutils and (for owner and mode of an existing file) perl-base,
 //! all Essential on Debian and Ubuntu, are needed on the host.
 
-use super::DesiredFile;
+use super::{DesiredFile, Source};
 use crate::module::Mode;
 use crate::quote::{quote, quote_all};
 
@@ -28,7 +28,8 @@ use crate::quote::{quote, quote_all};
 /// `/var/run -> /run`); `cvg_fixed` checks such a chain (a sticky directory counts when
 /// the entry below it is root's, which the next check sees). `cvg_stage` sets `S` to the staging
 /// directory for the current directory's filesystem (the same filesystem, so the final
-/// rename is atomic) and removes converge's own leftovers there.
+/// rename is atomic) and removes converge's own leftovers there, as far as it can: other
+/// writes on the same machine (local hosts of one run) come and go meanwhile.
 pub const PRELUDE: &str = r#"cvg_fail() { printf '%s\n' "$1" >&2; exit 1; }
 cvg_fixed() {
   cvg_p=$1; shift
@@ -61,7 +62,8 @@ cvg_stage() {
   [ -d "$S" ] || mkdir -m 700 -- "$S" 2>/dev/null || [ -d "$S" ] || cvg_fail "cannot create converge's staging directory $S"
   cvg_fixed "$S" "$S" || cvg_fail "converge's staging directory $S or a directory above it is not root's alone"
   for cvg_old in "$S"/*; do
-    [ -e "$cvg_old" ] && find "$S" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf -- {} +
+    [ -e "$cvg_old" ] || break
+    find "$S" -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf -- {} + 2>/dev/null || :
     break
   done
   cvg_staged=$S
@@ -154,6 +156,19 @@ pub fn write_script_keeping(desired: &DesiredFile<'_>, kept: Option<&str>) -> St
     let mut s = format!("set -e\n{PRELUDE}{}", target.enter());
     s.push_str(&refuse_directory(&target, desired.path));
     s.push_str("cvg_stage\ncvg_temp\ncat > \"$cvg_tmp\"\n");
+    if let Source::Local(file) = desired.content {
+        // Streamed from disk after it was hashed: a build replaced meanwhile never lands.
+        let changed = format!(
+            "{} changed on the controller while it was sent; {} was left as it was",
+            file.path.display(),
+            desired.path
+        );
+        s.push_str(&format!(
+            "[ \"$(sha256sum < \"$cvg_tmp\" | cut -d' ' -f1)\" = {} ] || cvg_fail {}\n",
+            quote(&file.sha256),
+            quote(&changed)
+        ));
+    }
     // Unset owner and mode keep what the file had; a new file is root's, 0644, or 0600
     // when it holds a secret.
     if desired.owner.is_none() || desired.group.is_none() || desired.mode.is_none() {

@@ -414,8 +414,8 @@ impl Tree {
             .collect()
     }
 
-    /// Every variable of every host as a template of converge sees it: one run per
-    /// host, since local hosts are one machine and converge locks a machine per run.
+    /// Every variable of every host as a template of converge sees it, in one run over
+    /// every host (local hosts are one machine, under its one host lock).
     fn converge_vars(&self) -> HostVars {
         std::fs::write(
             self.path("play/dump.hbs"),
@@ -431,14 +431,8 @@ impl Tree {
         )
         .expect("write the converge playbook");
         let mut vars = HostVars::new();
+        self.converge(&["converge.yml", "-e", "ansible_connection=local"]);
         for host in self.converge_hosts("all") {
-            self.converge(&[
-                "converge.yml",
-                "-l",
-                &host,
-                "-e",
-                "ansible_connection=local",
-            ]);
             let path = self.path(&format!("converge-out/{host}.vars"));
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("converge wrote no {}: {e}", path.display()));
