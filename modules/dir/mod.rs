@@ -155,6 +155,16 @@ impl DirAction {
 }
 
 impl Action for DirAction {
+    fn reads(&self) -> Option<Vec<Resource>> {
+        let names = Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
+        Some(names.needs)
+    }
+
+    /// Everything below: `state: absent` removes it all.
+    fn touches(&self) -> Option<Vec<Resource>> {
+        Some(vec![Resource::Dir(self.path.clone())])
+    }
+
     fn resources(&self) -> Resources {
         if self.state == State::Absent {
             return Resources::default();

@@ -200,6 +200,14 @@ impl FileAction {
 }
 
 impl Action for FileAction {
+    fn reads(&self) -> Option<Vec<Resource>> {
+        Some(Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref()).needs)
+    }
+
+    fn touches(&self) -> Option<Vec<Resource>> {
+        Some(vec![Resource::Path(self.path.clone())])
+    }
+
     fn resources(&self) -> Resources {
         Resources::writes(&self.path, self.owner.as_deref(), self.group.as_deref())
     }

@@ -106,6 +106,14 @@ impl GroupAction {
 }
 
 impl Action for GroupAction {
+    fn reads(&self) -> Option<Vec<Resource>> {
+        Some(vec![Resource::Group(self.name.clone())])
+    }
+
+    fn touches(&self) -> Option<Vec<Resource>> {
+        Some(vec![Resource::Group(self.name.clone())])
+    }
+
     fn resources(&self) -> Resources {
         Resources {
             provides: match self.state {

@@ -321,6 +321,17 @@ impl Action for LogrotateAction {
         r
     }
 
+    fn reads(&self) -> Option<Vec<Resource>> {
+        Some(vec![
+            Resource::Path(self.path.clone()),
+            Resource::Package("logrotate".into()),
+        ])
+    }
+
+    fn touches(&self) -> Option<Vec<Resource>> {
+        Some(vec![Resource::Path(self.path.clone())])
+    }
+
     fn probe(&self) -> String {
         let mut s = files::probe("conf", &self.path, files::Read::Content);
         s.push_str(

@@ -583,6 +583,31 @@ impl Action for VhostAction {
         }
     }
 
+    fn reads(&self) -> Option<Vec<Resource>> {
+        let site = &self.site;
+        let mut reads = vec![
+            Resource::Path(site.available.clone()),
+            Resource::Path(site.enabled.clone()),
+            Resource::Path(site.acme_webroot.clone()),
+            Resource::Dir(SITES_AVAILABLE.into()),
+            Resource::Package("nginx".into()),
+        ];
+        if let Some((cert, key)) = &site.cert_files {
+            reads.extend([Resource::Path(cert.clone()), Resource::Path(key.clone())]);
+        }
+        Some(reads)
+    }
+
+    /// Its files; the reload changes nothing another probe reads.
+    fn touches(&self) -> Option<Vec<Resource>> {
+        let site = &self.site;
+        Some(vec![
+            Resource::Path(site.available.clone()),
+            Resource::Path(site.enabled.clone()),
+            Resource::Dir(site.acme_webroot.clone()),
+        ])
+    }
+
     fn resources(&self) -> Resources {
         let mut r = Resources::for_path(&self.site.available, None, None);
         r.needs.push(Resource::Package("nginx".into()));

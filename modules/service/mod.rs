@@ -110,6 +110,11 @@ impl Action for ServiceAction {
         }
     }
 
+    /// Starting a service may change anything it writes: touches keeps the default.
+    fn reads(&self) -> Option<Vec<Resource>> {
+        Some(systemd::show_reads(&self.name))
+    }
+
     fn restarts(&self) -> Option<&str> {
         (self.state == Some(State::Restarted)).then_some(self.name.as_str())
     }

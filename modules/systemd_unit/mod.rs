@@ -410,6 +410,22 @@ impl Action for UnitAction {
         r
     }
 
+    fn reads(&self) -> Option<Vec<Resource>> {
+        let mut reads = systemd::show_reads(&self.unit);
+        reads.push(Resource::Path(self.path.clone()));
+        reads.extend(self.exec_start.iter().map(|b| Resource::Path(b.clone())));
+        Some(reads)
+    }
+
+    /// A daemon-reload changes nothing a probe of another unit reads but its
+    /// `NeedDaemonReload`, which that probe's reads of the unit directories cover.
+    fn touches(&self) -> Option<Vec<Resource>> {
+        Some(vec![
+            Resource::Path(self.path.clone()),
+            Resource::unit(&self.unit),
+        ])
+    }
+
     fn probe(&self) -> String {
         let mut s = files::probe("unit", &self.path, files::Read::Content);
         s.push_str(&systemd::show_probe("svc", &self.unit));

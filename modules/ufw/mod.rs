@@ -394,6 +394,24 @@ fn apply_script(commands: &[Vec<String>]) -> String {
 }
 
 impl Action for UfwAction {
+    /// Its files, sshd's settings (which port to keep open) and, through its files, the
+    /// rules the kernel holds, which no other module changes.
+    fn reads(&self) -> Option<Vec<Resource>> {
+        Some(vec![
+            Resource::Package("ufw".into()),
+            Resource::Dir("/etc/ufw".into()),
+            Resource::Path("/etc/default/ufw".into()),
+            Resource::Dir("/etc/ssh".into()),
+        ])
+    }
+
+    fn touches(&self) -> Option<Vec<Resource>> {
+        Some(vec![
+            Resource::Dir("/etc/ufw".into()),
+            Resource::Path("/etc/default/ufw".into()),
+        ])
+    }
+
     fn resources(&self) -> Resources {
         Resources {
             provides: Vec::new(),

@@ -318,6 +318,18 @@ fn make_home(name: &str, home: &str) -> String {
 }
 
 impl Action for UserAction {
+    /// Its changes touch more than the account (a private group, a home directory): they
+    /// keep the default, anything.
+    fn reads(&self) -> Option<Vec<Resource>> {
+        let groups = self.group.iter().chain(self.groups.iter().flatten());
+        let groups = groups.map(|g| Resource::Group(g.clone()));
+        Some(
+            std::iter::once(Resource::User(self.name.clone()))
+                .chain(groups)
+                .collect(),
+        )
+    }
+
     fn resources(&self) -> Resources {
         if self.state == State::Absent {
             return Resources::default();

@@ -2,7 +2,7 @@
 //! `template`, so both diff and write a file the same way.
 
 use super::files::{self, Content, DesiredFile, FileState, Kind};
-use super::{Action, Failure, HostView, Mode, Plan, Probed, Resources};
+use super::{Action, Failure, HostView, Mode, Plan, Probed, Resource, Resources};
 
 #[derive(Debug)]
 pub struct ManagedFile {
@@ -32,6 +32,14 @@ impl ManagedFile {
 }
 
 impl Action for ManagedFile {
+    fn reads(&self) -> Option<Vec<Resource>> {
+        Some(Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref()).needs)
+    }
+
+    fn touches(&self) -> Option<Vec<Resource>> {
+        Some(vec![Resource::Path(self.path.clone())])
+    }
+
     fn resources(&self) -> Resources {
         Resources::writes(&self.path, self.owner.as_deref(), self.group.as_deref())
     }

@@ -73,6 +73,19 @@ pub trait Action: Send + Sync {
         Resources::default()
     }
 
+    /// What this action's probe reads, so that a change elsewhere that touches none of it
+    /// leaves the probe standing (see [`Resource::overlaps`]). None, the default: it may
+    /// read anything, so it is read again after every change.
+    fn reads(&self) -> Option<Vec<Resource>> {
+        None
+    }
+
+    /// What a change by this action can alter on the host. None, the default: anything
+    /// (a command, a package, a restarted service), so every later probe is read again.
+    fn touches(&self) -> Option<Vec<Resource>> {
+        None
+    }
+
     /// The service this action restarts, so restarts of one service can be merged.
     fn restarts(&self) -> Option<&str> {
         None
@@ -130,6 +143,12 @@ impl Resource {
             }
             _ => self == needed,
         }
+    }
+
+    /// Whether a change to one can alter what a probe of the other reads: the same
+    /// thing, or a directory and something in it.
+    pub fn overlaps(&self, other: &Resource) -> bool {
+        self.satisfies(other) || other.satisfies(self)
     }
 
     /// A unit named with or without `.service`.

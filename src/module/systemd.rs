@@ -4,6 +4,7 @@
 
 use super::http::HealthCheck;
 use super::{Command, Exec, Failure, Probed};
+use crate::module::Resource;
 use crate::quote::quote;
 
 /// The properties every unit probe reads.
@@ -17,6 +18,22 @@ pub fn show_probe(tag: &str, unit: &str) -> String {
         quote(unit)
     )
 }
+
+/// What `systemctl show` of `unit` reads: the unit, and the unit files, which any change
+/// of (before a daemon-reload) shows in `NeedDaemonReload`.
+pub fn show_reads(unit: &str) -> Vec<Resource> {
+    let mut reads = vec![Resource::unit(unit)];
+    reads.extend(UNIT_DIRS.map(|d| Resource::Dir(d.to_string())));
+    reads
+}
+
+/// Where systemd reads unit files from.
+const UNIT_DIRS: [&str; 4] = [
+    "/etc/systemd",
+    "/run/systemd",
+    "/lib/systemd",
+    "/usr/lib/systemd",
+];
 
 /// What `systemctl show` said about a unit.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -102,8 +102,9 @@ struct Walk {
     changed: HashSet<Resource>,
     /// The state read for the nodes ahead.
     probes: HashMap<usize, Probed>,
-    /// A change was made since `probes` were read: read again before the next node.
-    stale: bool,
+    /// The nodes ahead whose probe a change made since may have altered: read again, all
+    /// in one exec, when the first of them comes.
+    stale: HashSet<usize>,
 }
 
 impl HostRun<'_> {
@@ -160,7 +161,7 @@ impl HostRun<'_> {
             persisted: pending_restarts.into_iter().collect(),
             changed: HashSet::new(),
             probes,
-            stale: false,
+            stale: HashSet::new(),
         })
     }
 
@@ -209,13 +210,18 @@ impl HostRun<'_> {
             }
             NodeState::Unresolved => return Ok(()),
         };
-        if walk.stale || (node.is_handler && !walk.probes.contains_key(&i)) {
-            let rest = plan.order[position..]
+        if walk.stale.contains(&i) || !walk.probes.contains_key(&i) {
+            let rest: Vec<usize> = plan.order[position..]
                 .iter()
                 .copied()
-                .filter(|&j| self.runnable(j));
-            walk.probes = self.probe(rest).await?;
-            walk.stale = false;
+                .filter(|&j| {
+                    self.runnable(j) && (walk.stale.contains(&j) || !walk.probes.contains_key(&j))
+                })
+                .collect();
+            for j in &rest {
+                walk.stale.remove(j);
+            }
+            walk.probes.extend(self.probe(rest.into_iter()).await?);
         }
         let probed = walk.probes.remove(&i).unwrap_or_default();
         let started = Instant::now();
@@ -243,7 +249,8 @@ impl HostRun<'_> {
         match result {
             Ok(outcome) => {
                 walk.done.insert(i, Done::Ran);
-                self.finished(walk, i, action, outcome, elapsed).await?;
+                self.finished(walk, position, action, outcome, elapsed)
+                    .await?;
             }
             Err(Failure::Task(message)) => {
                 walk.done.insert(i, Done::Failed);
@@ -263,12 +270,13 @@ impl HostRun<'_> {
     async fn finished(
         &mut self,
         walk: &mut Walk,
-        i: usize,
+        position: usize,
         action: &dyn crate::module::Action,
         outcome: crate::module::Outcome,
         elapsed: u64,
     ) -> Result<(), TransportError> {
         let plan = self.plan;
+        let i = plan.order[position];
         let node = &plan.nodes[i];
         let diff_text: String = outcome
             .diffs
@@ -292,7 +300,9 @@ impl HostRun<'_> {
                 }
             }
             walk.changed.extend(action.resources().provides);
-            walk.stale = !self.settings.check;
+            if !self.settings.check {
+                walk.stale.extend(self.altered_by(action, position));
+            }
             if !self.settings.check
                 && let Some(watch) = action.watch()
             {
@@ -307,6 +317,26 @@ impl HostRun<'_> {
         self.record(i, status, diff, None, skip, elapsed);
         self.persist_restarts(&walk.restarts, &mut walk.persisted)
             .await
+    }
+
+    /// The nodes after `position` whose probe the change `action` made may have altered:
+    /// those that read something it touches, and all when either side says anything.
+    fn altered_by(&self, action: &dyn crate::module::Action, position: usize) -> Vec<usize> {
+        let plan = self.plan;
+        let touched = action.touches();
+        plan.order[position + 1..]
+            .iter()
+            .copied()
+            .filter(|&j| {
+                let reads = plan.nodes[j].action().and_then(|a| a.reads());
+                match (&touched, reads) {
+                    (Some(touched), Some(reads)) => {
+                        touched.iter().any(|t| reads.iter().any(|r| t.overlaps(r)))
+                    }
+                    _ => true,
+                }
+            })
+            .collect()
     }
 
     /// The services node `i` owes a restart to if it changes: its own, and those of the

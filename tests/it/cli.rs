@@ -924,6 +924,43 @@ fn memory_stays_flat_when_local_hosts_take_a_large_build() {
     assert!(rerun.stdout.contains("changed=0"), "{}", rerun.stdout);
 }
 
+/// After a change, only the probes it may have altered are read again: a file written
+/// leaves the probes of other paths standing, while a command (which may change anything)
+/// has every later probe read again, so the file it wrote is diffed as it now is.
+#[test]
+fn a_local_change_rereads_only_the_probes_it_may_have_altered() {
+    let folder = Folder::new();
+    folder.file(
+        "inventory.yml",
+        "all:\n  hosts:\n    here: { ansible_connection: local }\n",
+    );
+    let out = folder.dir.path().join("out");
+    std::fs::create_dir(&out).expect("the output dir");
+    let o = out.display();
+    folder.file(
+        "site.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n\
+             \x20   - file: {{ path: {o}/a, content: \"a\\n\" }}\n\
+             \x20   - file: {{ path: {o}/b, content: \"b\\n\" }}\n\
+             \x20   - command: {{ cmd: \"echo old > {o}/c\", creates: {o}/never }}\n\
+             \x20   - file: {{ path: {o}/c, content: \"new\\n\" }}\n\
+             \x20   - file: {{ path: {o}/d, content: \"d\\n\" }}\n"
+        ),
+    );
+    let run = folder.run(&["site.yml", "-v"]);
+    assert_eq!(run.code, 0, "{}", run.context());
+    assert!(run.stdout.contains("-old\n+new\n"), "{}", run.stdout);
+    // The first read, five changes, and two reads again: the command's guard after the
+    // writes of a and b (a command reads anything), and c and d after the command. With
+    // every probe read again after every change it took ten.
+    assert!(
+        run.stderr.contains("here: 8 exec(s) over one connection"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// Ctrl-C in the terminal signals the whole foreground process group. With the local
 /// connection the task's children must not get it: converge lets the task in flight
 /// finish, then exits 130.
