@@ -82,11 +82,9 @@ pub fn settings(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         let word = |s: &str| {
-            let n = s
-                .char_indices()
+            s.char_indices()
                 .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
-                .map_or(s.len(), |(i, _)| i);
-            n
+                .map_or(s.len(), |(i, _)| i)
         };
         let key_len = word(line);
         if key_len == 0 || !line[key_len..].starts_with('=') {

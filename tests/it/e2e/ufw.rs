@@ -198,9 +198,7 @@ const CLI_SPY: &str = "mv /usr/sbin/ufw /usr/sbin/ufw.real && \
 /// What must be the same on a host converged without the CLI and on one converged with it.
 fn ufw_outcome(s: &Scenario, host: &str) -> Vec<(String, String)> {
     // Counters and iptables-save's comment lines (dates) aside, the kernel's tables.
-    let save = |exe: &str| {
-        format!("{exe}-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]$//'")
-    };
+    let save = |exe: &str| format!("{exe}-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]$//'");
     [
         "cat /etc/ufw/user.rules",
         "cat /etc/ufw/user6.rules",
@@ -248,7 +246,10 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
              ufw allow proto udp from 192.0.2.0/24 to any port 5000",
         );
     }
-    s.sh("h2", "echo '# not the proven package' >> /var/lib/dpkg/info/ufw.md5sums");
+    s.sh(
+        "h2",
+        "echo '# not the proven package' >> /var/lib/dpkg/info/ufw.md5sums",
+    );
     cli_runs(&s, "h1");
     cli_runs(&s, "h2");
 
@@ -287,11 +288,17 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
         .expect_changed("h1", 1)
         .expect_changed("h2", 1);
     assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
-    assert!(cli_runs(&s, "h2").contains("enable"), "h2 did not run ufw's CLI");
+    assert!(
+        cli_runs(&s, "h2").contains("enable"),
+        "h2 did not run ufw's CLI"
+    );
     assert_same_outcome(&s, "enabling");
     let st = s.sh("h1", "/usr/sbin/ufw.real status verbose");
     assert!(st.contains("Status: active"), "{st}");
-    assert!(st.contains("Default: reject (incoming), allow (outgoing)"), "{st}");
+    assert!(
+        st.contains("Default: reject (incoming), allow (outgoing)"),
+        "{st}"
+    );
     assert!(!st.contains("8080"), "{st}");
     s.converge()
         .expect_code(0)
@@ -309,8 +316,11 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
 
     // Rules alone while enabled: one gone (purge), one changed in place, one new.
     s.playbook(
-        &site("deny", "\n          - { port: 7100, proto: udp, comment: new }")
-            .replace("\"123\"", "{ port: 123, comment: ntp }"),
+        &site(
+            "deny",
+            "\n          - { port: 7100, proto: udp, comment: new }",
+        )
+        .replace("\"123\"", "{ port: 123, comment: ntp }"),
     );
     s.converge()
         .expect_code(0)
