@@ -25,6 +25,7 @@
 
 use super::rules::{Family, Firewall, Policy, Rule};
 use crate::module::files::{DesiredFile, write_script};
+use crate::quote::quote;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
@@ -542,18 +543,37 @@ const CAPS: &str = r#"ufw_caps() {
 }
 "#;
 
+/// Holds ufw's own lock (`/run/ufw.lock`, which the CLI takes with `lockf`, a POSIX
+/// record lock that `flock` would not see) while the script in its argument runs: the
+/// descriptor stays open across the exec, so the lock lasts until that shell exits.
+/// Python is there wherever ufw is; `-S` keeps its start at a few milliseconds.
+const LOCKED: &str = "import fcntl, os, sys
+f = open('/run/ufw.lock', 'w')
+fcntl.lockf(f, fcntl.LOCK_EX)
+os.set_inheritable(f.fileno(), True)
+os.execv('/bin/sh', ['sh', '-c', sys.argv[1]])
+";
+
+/// The exit status of the locked part when the host cannot take the fast path, before
+/// it changed anything.
+const NOT_HERE: i32 = 10;
+
+/// Linux takes at most 128 KiB in one argument; more rules than that go to the CLI.
+const MAX_BODY: usize = 120 * 1024;
+
 impl Fast {
-    /// The script: the fast path when the host confirms what the probe could not see,
-    /// else `cli` (the `ufw` commands).
-    pub fn script(&self, cli: &str) -> String {
-        let mut s = format!("set -e\n{CAPS}if ufw_caps ufw iptables && ufw_caps ufw6 ip6tables");
+    /// The part run under ufw's lock: the checks the probe could not make, the writes,
+    /// the load.
+    fn body(&self) -> String {
+        let mut s =
+            format!("set -e\n{CAPS}if ! {{ ufw_caps ufw iptables && ufw_caps ufw6 ip6tables");
         if self.default_changed {
             // `ufw default` rewrites these prefixes in after.rules and after6.rules.
             s.push_str(
                 " && ! grep -q -e 'UFW ALLOW' -e 'UFW BLOCK' /etc/ufw/after.rules /etc/ufw/after6.rules",
             );
         }
-        s.push_str("; then\n");
+        let _ = writeln!(s, "; }}; then exit {NOT_HERE}; fi");
         for w in &self.writes {
             let desired = DesiredFile {
                 path: w.path,
@@ -594,10 +614,22 @@ impl Fast {
                 }
             }
         }
-        s.push_str("else\n");
-        s.push_str(cli);
-        s.push_str("fi\n");
         s
+    }
+
+    /// The script: the fast path under ufw's lock when the host confirms what the probe
+    /// could not see, else `cli` (the `ufw` commands, which take the lock themselves).
+    /// None when the change is too large for one argument.
+    pub fn script(&self, cli: &str) -> Option<String> {
+        let body = self.body();
+        (body.len() <= MAX_BODY).then(|| {
+            format!(
+                "set -e\nrc=0\npython3 -S -c {} {} || rc=$?\n\
+                 if [ \"$rc\" = {NOT_HERE} ]; then\n{cli}elif [ \"$rc\" != 0 ]; then exit \"$rc\"; fi\n",
+                quote(LOCKED),
+                quote(&body)
+            )
+        })
     }
 }
 
@@ -786,15 +818,26 @@ mod tests {
         let fast = plan(&files, &current, &after, &cmds(&["limit"])).unwrap();
         assert_eq!(fast.writes.len(), 2);
         assert_eq!(fast.load, Load::UserRules);
-        let script = fast.script("ufw limit 2222/tcp\n");
+        let body = fast.body();
         assert!(
-            script.contains("iptables-restore -n < /etc/ufw/user.rules\n"),
+            body.contains("iptables-restore -n < /etc/ufw/user.rules\n"),
+            "{body}"
+        );
+        // Under ufw's lock; the commands, which take it themselves, outside it.
+        let script = fast.script("ufw limit 2222/tcp\n").unwrap();
+        assert!(script.contains(&quote(&body).into_owned()), "{script}");
+        assert!(
+            script.contains("then\nufw limit 2222/tcp\nelif"),
             "{script}"
         );
-        assert!(
-            script.contains("else\nufw limit 2222/tcp\nfi\n"),
-            "{script}"
-        );
+        // It parses in dash, the hosts' sh (the e2e tests run it).
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(out.success(), "the script does not parse");
     }
 
     #[test]

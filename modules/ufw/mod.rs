@@ -488,10 +488,10 @@ impl Action for UfwAction {
             Some(plan.after.text() + &loaded(true)),
         );
         // Without ufw's Python where the result is provably ufw's own (fast.rs).
-        let apply = match fast::plan(&files, &current, &plan.after, &plan.commands) {
-            Ok(fast) => fast.script(&cli_commands(&plan.commands)),
-            Err(_) => apply_script(&plan.commands),
-        };
+        let apply = fast::plan(&files, &current, &plan.after, &plan.commands)
+            .ok()
+            .and_then(|fast| fast.script(&cli_commands(&plan.commands)))
+            .unwrap_or_else(|| apply_script(&plan.commands));
         let script = apply + &verify_script();
         let change = Command::new("ufw", script).judged_by(|out| {
             if !out.success() {

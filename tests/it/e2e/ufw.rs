@@ -314,7 +314,16 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
     assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
     assert_same_outcome(&s, "default deny while enabled");
 
-    // Rules alone while enabled: one gone (purge), one changed in place, one new.
+    // Rules alone while enabled: one gone (purge), one changed in place, one new. On h1
+    // someone holds ufw's lock: like the CLI, converge waits for it before writing.
+    s.sh(
+        "h1",
+        "nohup python3 -c \"import fcntl, os, time\nf = open('/run/ufw.lock', 'w')\n\
+         fcntl.lockf(f, fcntl.LOCK_EX)\nopen('/root/lock-held', 'w').write('held')\n\
+         while not os.path.exists('/root/release'): time.sleep(0.1)\n\" >/dev/null 2>&1 &",
+    );
+    s.sh_until("h1", "cat /root/lock-held 2>/dev/null || true", "held");
+    let rules_before = s.sh("h1", "cat /etc/ufw/user.rules");
     s.playbook(
         &site(
             "deny",
@@ -322,10 +331,27 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
         )
         .replace("\"123\"", "{ port: 123, comment: ntp }"),
     );
-    s.converge()
-        .expect_code(0)
-        .expect_changed("h1", 1)
-        .expect_changed("h2", 1);
+    let run = s.start(&["site.yml"]);
+    // converge's locker, waiting for the lock.
+    s.sh_until(
+        "h1",
+        "pgrep -f 'python3 -S -c import fcntl' >/dev/null && echo waiting || true",
+        "waiting",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        s.sh("h1", "cat /etc/ufw/user.rules"),
+        rules_before,
+        "h1's rules were written while someone else held ufw's lock"
+    );
+    s.sh("h1", "touch /root/release");
+    let out = run.wait_with_output().expect("converge");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
     assert_same_outcome(&s, "rules while enabled");
     s.converge()
