@@ -360,3 +360,40 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
         .expect_changed("h2", 0);
     s.diff().expect_code(0);
 }
+
+/// What only the host can tell (here: IPv6 `limit` support, which ufw tests before each
+/// write) decides in the same exec: the fast path stops before changing anything and the
+/// `ufw` commands run instead.
+#[test]
+fn a_host_that_cannot_take_the_fast_path_runs_the_cli_in_the_same_exec() {
+    let s = Scenario::new(1);
+    s.sh("h1", CLI_SPY);
+    // converge's ip6tables (first in root's PATH; ufw itself calls /usr/sbin/ip6tables)
+    // refuses the `recent` match, as on a kernel without xt_recent.
+    s.sh(
+        "h1",
+        "printf '#!/bin/sh\\ncase \" $* \" in *\" recent \"*) exit 1;; esac\\nexec /usr/sbin/ip6tables \"$@\"\\n' \
+         > /usr/local/sbin/ip6tables && chmod 755 /usr/local/sbin/ip6tables",
+    );
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - ufw: { default_incoming: deny, enabled: true, allow: [\"22/tcp\", \"80/tcp\"] }\n",
+    );
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(cli_runs(&s, "h1").contains("enable"), "the CLI did not run");
+    let v6 = s.sh("h1", "cat /etc/ufw/user6.rules");
+    assert!(
+        v6.contains("### tuple ### allow tcp 80 ::/0 any ::/0 in"),
+        "{v6}"
+    );
+    assert!(
+        s.sh("h1", "/usr/sbin/ufw.real status")
+            .contains("Status: active")
+    );
+    // Converged: nothing to do; the next change goes the same way.
+    s.converge().expect_code(0).expect_changed("h1", 0);
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - ufw: { default_incoming: deny, enabled: true, allow: [\"22/tcp\", \"80/tcp\", \"443/tcp\"] }\n",
+    );
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(cli_runs(&s, "h1").contains("443"), "the CLI did not run");
+}
