@@ -2,8 +2,10 @@
 //! and IPv6 — without ever locking out the SSH connection the run came in on.
 //!
 //! State is read from ufw's own files (the probe never starts ufw, a slow Python
-//! program); ufw runs only to change something, all commands of the task in one exec.
+//! program). A change writes ufw's files and loads them the way ufw does, where that is
+//! provably what ufw would do (`fast`), else runs the `ufw` commands; all in one exec.
 
+mod fast;
 mod lockout;
 mod rules;
 
@@ -265,18 +267,18 @@ struct UfwAction {
     desired: Desired,
 }
 
-/// The probe, reading ufw's files under `root` ("" on a host; a temp dir in tests).
+/// The probe, reading ufw's files under `root` ("" on a host; a temp dir in tests):
+/// whole, as the fast path compares them byte for byte with what ufw would write.
 fn probe_script(root: &str) -> String {
     let r = crate::quote::quote(root);
     format!(
         "r={r}\n\
          [ -x \"$r/usr/sbin/ufw\" ] && echo installed=yes\n\
-         sed -n 's/^ENABLED=/enabled=/p' \"$r/etc/ufw/ufw.conf\"\n\
-         sed -n -e 's/^IPV6=/ipv6=/p' -e 's/^DEFAULT_INPUT_POLICY=/incoming=/p' \
-         -e 's/^DEFAULT_OUTPUT_POLICY=/outgoing=/p' \"$r/etc/default/ufw\"\n\
+         for f in conf:etc/ufw/ufw.conf defaults:etc/default/ufw rules4:etc/ufw/user.rules \
+         rules6:etc/ufw/user6.rules package:var/lib/dpkg/info/ufw.md5sums; do \
+         if [ -f \"$r/${{f#*:}}\" ]; then printf '%s:b64=%s\\n' \"${{f%%:*}}\" \"$(base64 -w0 < \"$r/${{f#*:}}\")\"; fi; done\n\
+         [ -d /proc/sys/net/ipv6 ] && echo kernel_ipv6=yes\n\
          {ssh}\
-         echo '[rules4]'; grep '^### tuple ###' \"$r/etc/ufw/user.rules\"\n\
-         echo '[rules6]'; grep '^### tuple ###' \"$r/etc/ufw/user6.rules\"\n\
          echo '[end]'\n",
         ssh = lockout::PROBE
     )
@@ -334,9 +336,9 @@ fn verify_script() -> String {
     )
 }
 
-/// ufw's state (None when ufw is not installed) and what SSH needs, from the probe.
-fn read_state(probed: &Probed) -> (Option<Firewall>, Vec<Guard>) {
-    let fields = probed.fields();
+/// ufw's state (None when ufw is not installed), its files as read, and what SSH needs.
+fn read_state(probed: &Probed) -> (Option<Firewall>, fast::HostFiles, Vec<Guard>) {
+    let mut fields = probed.fields();
     let text = |k: &str| {
         fields.get(k).map(|v| {
             String::from_utf8_lossy(v)
@@ -350,38 +352,70 @@ fn read_state(probed: &Probed) -> (Option<Firewall>, Vec<Guard>) {
         text("sshd").is_some(),
         text("sshd_ports").as_deref(),
     );
-    if text("installed").is_none() {
-        return (None, guards);
+    let installed = text("installed").is_some();
+    let kernel_ipv6 = text("kernel_ipv6").is_some();
+    let files = fast::HostFiles {
+        kernel_ipv6,
+        conf: fields.remove("conf"),
+        defaults: fields.remove("defaults"),
+        rules4: fields.remove("rules4"),
+        rules6: fields.remove("rules6"),
+        package: fields.remove("package"),
+    };
+    if !installed {
+        return (None, files, guards);
     }
+    let lossy = |b: &Option<Vec<u8>>| {
+        String::from_utf8_lossy(b.as_deref().unwrap_or_default()).into_owned()
+    };
+    let mut settings = fast::settings(&lossy(&files.defaults));
+    settings.extend(fast::settings(&lossy(&files.conf)));
+    let setting = |k: &str| {
+        settings
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let fresh = Firewall::fresh_install();
-    let ipv6 = text("ipv6").map_or(fresh.ipv6, |v| v == "yes");
-    let rules = |section: &str| {
-        probed
-            .section(section)
-            .into_iter()
+    let ipv6 = setting("ipv6").map_or(fresh.ipv6, |v| v == "yes");
+    // ufw reads the `### tuple ###` lines that start a line.
+    let rules = |file: &Option<Vec<u8>>| {
+        lossy(file)
+            .lines()
+            .filter(|l| l.starts_with("### tuple ###"))
             .filter_map(parse_tuple)
             .collect()
     };
     let firewall = Firewall {
-        enabled: text("enabled").is_some_and(|v| v == "yes"),
-        incoming: text("incoming")
+        enabled: setting("enabled").is_some_and(|v| v == "yes"),
+        incoming: setting("default_input_policy")
             .and_then(|v| Policy::from_iptables(&v))
             .unwrap_or(fresh.incoming),
-        outgoing: text("outgoing")
+        outgoing: setting("default_output_policy")
             .and_then(|v| Policy::from_iptables(&v))
             .unwrap_or(fresh.outgoing),
         ipv6,
-        v4: rules("rules4"),
+        v4: rules(&files.rules4),
         // ufw ignores user6.rules while IPv6 is off.
-        v6: if ipv6 { rules("rules6") } else { Vec::new() },
+        v6: if ipv6 {
+            rules(&files.rules6)
+        } else {
+            Vec::new()
+        },
     };
-    (Some(firewall), guards)
+    (Some(firewall), files, guards)
 }
 
 /// One exec for the whole task. `--force` answers the prompts of enable and delete;
 /// ufw reads `--force allow ...` as a malformed `default` command, so only there.
 fn apply_script(commands: &[Vec<String>]) -> String {
-    let mut s = String::from("set -e\n");
+    String::from("set -e\n") + &cli_commands(commands)
+}
+
+/// The `ufw` command lines, one a line.
+fn cli_commands(commands: &[Vec<String>]) -> String {
+    let mut s = String::new();
     for args in commands {
         let force = matches!(
             args.first().map(String::as_str),
@@ -424,7 +458,7 @@ impl Action for UfwAction {
     }
 
     fn plan<'a>(&'a self, probed: &'a Probed, host: &HostView<'_>) -> Result<Plan<'a>, Failure> {
-        let (firewall, guards) = read_state(probed);
+        let (firewall, files, guards) = read_state(probed);
         let current = match firewall {
             Some(fw) => fw,
             // Check mode, with an earlier task that would install ufw.
@@ -471,7 +505,12 @@ impl Action for UfwAction {
             Some(current.text() + &loaded(false)),
             Some(plan.after.text() + &loaded(true)),
         );
-        let script = apply_script(&plan.commands) + &verify_script();
+        // Without ufw's Python where the result is provably ufw's own (fast.rs).
+        let apply = fast::plan(&files, &current, &plan.after, &plan.commands)
+            .ok()
+            .and_then(|fast| fast.script(&cli_commands(&plan.commands)))
+            .unwrap_or_else(|| apply_script(&plan.commands));
+        let script = apply + &verify_script();
         let change = Command::new("ufw", script).judged_by(|out| {
             if !out.success() {
                 return Err(failed("ufw", out));
@@ -678,7 +717,7 @@ mod tests {
         std::fs::write(root.join("etc/ufw/user.rules"), rules("0.0.0.0/0")).unwrap();
         std::fs::write(root.join("etc/ufw/user6.rules"), rules("::/0")).unwrap();
         let stdout = sh(&probe_script(root.to_str().unwrap()));
-        let (fw, _) = read_state(&Probed { stdout, status: 0 });
+        let (fw, _, _) = read_state(&Probed { stdout, status: 0 });
         insta::assert_snapshot!(fw.unwrap().text(), @r"
         enabled: yes
         default incoming: deny

@@ -189,3 +189,211 @@ fn a_change_is_reported_once_the_kernel_holds_it() {
     assert!(reachable(&s, 8081));
     s.converge().expect_code(0).expect_changed("h1", 0);
 }
+
+/// Records each start of ufw's CLI in /root/ufw-cli, then runs it.
+const CLI_SPY: &str = "mv /usr/sbin/ufw /usr/sbin/ufw.real && \
+    printf '#!/bin/sh\\necho \"$*\" >> /root/ufw-cli\\nexec /usr/sbin/ufw.real \"$@\"\\n' > /usr/sbin/ufw && \
+    chmod 755 /usr/sbin/ufw";
+
+/// What must be the same on a host converged without the CLI and on one converged with it.
+fn ufw_outcome(s: &Scenario, host: &str) -> Vec<(String, String)> {
+    // Counters and iptables-save's comment lines (dates) aside, the kernel's tables.
+    let save = |exe: &str| format!("{exe}-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]$//'");
+    [
+        "cat /etc/ufw/user.rules",
+        "cat /etc/ufw/user6.rules",
+        "cat /etc/default/ufw",
+        "cat /etc/ufw/ufw.conf",
+        "cat /etc/ufw/after.rules /etc/ufw/after6.rules",
+        "stat -c '%n %U %G %a' /etc/ufw/user.rules /etc/ufw/user6.rules /etc/default/ufw /etc/ufw/ufw.conf",
+        "/usr/sbin/ufw.real status verbose",
+        &save("iptables"),
+        &save("ip6tables"),
+    ]
+    .iter()
+    .map(|cmd| (cmd.to_string(), s.sh(host, cmd)))
+    .collect()
+}
+
+/// The CLI's starts since the last call, on `host`.
+fn cli_runs(s: &Scenario, host: &str) -> String {
+    s.sh(host, "cat /root/ufw-cli 2>/dev/null; rm -f /root/ufw-cli")
+}
+
+fn assert_same_outcome(s: &Scenario, step: &str) {
+    for ((cmd, fast), (_, cli)) in ufw_outcome(s, "h1").iter().zip(ufw_outcome(s, "h2")) {
+        assert_eq!(
+            fast, &cli,
+            "{step}: `{cmd}` differs between h1 (without the CLI) and h2 (with it)"
+        );
+    }
+}
+
+/// The fast path (modules/ufw/fast.rs) against the real thing: h1 converges without
+/// ufw's CLI; on h2 the ufw package's record is altered, so converge cannot prove it and
+/// runs the `ufw` commands. ufw's files, `ufw status verbose` and the loaded rules must
+/// be the same bytes, after enabling from disabled (rules replaced and purged, default
+/// policies), after a policy change while enabled, and after rules alone change.
+#[test]
+fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
+    let s = Scenario::new(2);
+    for h in ["h1", "h2"] {
+        s.sh(h, CLI_SPY);
+        // Rules ufw itself added: one replaced in place, two purged.
+        s.sh(
+            h,
+            "ufw deny proto tcp from any to any port 80 comment old && ufw allow 8080/tcp && \
+             ufw allow proto udp from 192.0.2.0/24 to any port 5000",
+        );
+    }
+    s.sh(
+        "h2",
+        "echo '# not the proven package' >> /var/lib/dpkg/info/ufw.md5sums",
+    );
+    cli_runs(&s, "h1");
+    cli_runs(&s, "h2");
+
+    let bridge = s.hosts.bridge_ip();
+    let subnet = format!("{}.0/24", bridge.rsplit_once('.').expect("ip").0);
+    let site = |incoming: &str, extra: &str| {
+        format!(
+            r#"
+- hosts: all
+  tasks:
+    - ufw:
+        default_incoming: {incoming}
+        default_outgoing: allow
+        enabled: true
+        purge: true
+        allow:
+          - "22/tcp"
+          - "53/udp"
+          - "123"
+          - "80,443/tcp"
+          - "8000:8100/udp"
+          - "80/tcp"
+          - {{ port: 9100, proto: tcp, from: 10.0.0.0/8, comment: "node exporter; metrics" }}
+          - {{ port: 9200, proto: tcp, from: "2001:db8::/32", comment: "v6 only" }}
+          - {{ from: "{subnet}" }}{extra}
+        limit: ["2222/tcp", "2223"]
+        deny: [{{ port: 25, proto: tcp, from: 192.0.2.7 }}, "3000", "4003/udp"]
+"#
+        )
+    };
+
+    // Enabling from disabled, with rules replaced and purged and a new default.
+    s.playbook(&site("reject", ""));
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 1)
+        .expect_changed("h2", 1);
+    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
+    assert!(
+        cli_runs(&s, "h2").contains("enable"),
+        "h2 did not run ufw's CLI"
+    );
+    assert_same_outcome(&s, "enabling");
+    let st = s.sh("h1", "/usr/sbin/ufw.real status verbose");
+    assert!(st.contains("Status: active"), "{st}");
+    assert!(
+        st.contains("Default: reject (incoming), allow (outgoing)"),
+        "{st}"
+    );
+    assert!(!st.contains("8080"), "{st}");
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 0)
+        .expect_changed("h2", 0);
+
+    // A policy change while enabled (ufw restarts the firewall), a rule more.
+    s.playbook(&site("deny", "\n          - \"7000:7010/tcp\""));
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 1)
+        .expect_changed("h2", 1);
+    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
+    assert_same_outcome(&s, "default deny while enabled");
+
+    // Rules alone while enabled: one gone (purge), one changed in place, one new. On h1
+    // someone holds ufw's lock: like the CLI, converge waits for it before writing.
+    s.sh(
+        "h1",
+        "nohup python3 -c \"import fcntl, os, time\nf = open('/run/ufw.lock', 'w')\n\
+         fcntl.lockf(f, fcntl.LOCK_EX)\nopen('/root/lock-held', 'w').write('held')\n\
+         while not os.path.exists('/root/release'): time.sleep(0.1)\n\" >/dev/null 2>&1 &",
+    );
+    s.sh_until("h1", "cat /root/lock-held 2>/dev/null || true", "held");
+    let rules_before = s.sh("h1", "cat /etc/ufw/user.rules");
+    s.playbook(
+        &site(
+            "deny",
+            "\n          - { port: 7100, proto: udp, comment: new }",
+        )
+        .replace("\"123\"", "{ port: 123, comment: ntp }"),
+    );
+    let run = s.start(&["site.yml"]);
+    // converge's locker, waiting for the lock.
+    s.sh_until(
+        "h1",
+        "pgrep -f 'python3 -S -c import fcntl' >/dev/null && echo waiting || true",
+        "waiting",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        s.sh("h1", "cat /etc/ufw/user.rules"),
+        rules_before,
+        "h1's rules were written while someone else held ufw's lock"
+    );
+    s.sh("h1", "touch /root/release");
+    let out = run.wait_with_output().expect("converge");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
+    assert_same_outcome(&s, "rules while enabled");
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 0)
+        .expect_changed("h2", 0);
+    s.diff().expect_code(0);
+}
+
+/// What only the host can tell (here: IPv6 `limit` support, which ufw tests before each
+/// write) decides in the same exec: the fast path stops before changing anything and the
+/// `ufw` commands run instead.
+#[test]
+fn a_host_that_cannot_take_the_fast_path_runs_the_cli_in_the_same_exec() {
+    let s = Scenario::new(1);
+    s.sh("h1", CLI_SPY);
+    // converge's ip6tables (first in root's PATH; ufw itself calls /usr/sbin/ip6tables)
+    // refuses the `recent` match, as on a kernel without xt_recent.
+    s.sh(
+        "h1",
+        "printf '#!/bin/sh\\ncase \" $* \" in *\" recent \"*) exit 1;; esac\\nexec /usr/sbin/ip6tables \"$@\"\\n' \
+         > /usr/local/sbin/ip6tables && chmod 755 /usr/local/sbin/ip6tables",
+    );
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - ufw: { default_incoming: deny, enabled: true, allow: [\"22/tcp\", \"80/tcp\"] }\n",
+    );
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(cli_runs(&s, "h1").contains("enable"), "the CLI did not run");
+    let v6 = s.sh("h1", "cat /etc/ufw/user6.rules");
+    assert!(
+        v6.contains("### tuple ### allow tcp 80 ::/0 any ::/0 in"),
+        "{v6}"
+    );
+    assert!(
+        s.sh("h1", "/usr/sbin/ufw.real status")
+            .contains("Status: active")
+    );
+    // Converged: nothing to do; the next change goes the same way.
+    s.converge().expect_code(0).expect_changed("h1", 0);
+    s.playbook(
+        "- hosts: all\n  tasks:\n    - ufw: { default_incoming: deny, enabled: true, allow: [\"22/tcp\", \"80/tcp\", \"443/tcp\"] }\n",
+    );
+    s.converge().expect_code(0).expect_changed("h1", 1);
+    assert!(cli_runs(&s, "h1").contains("443"), "the CLI did not run");
+}
