@@ -24,7 +24,7 @@
 //! other branch.
 
 use super::rules::{Family, Firewall, Policy, Rule};
-use crate::module::files::{DesiredFile, write_script};
+use crate::module::files::{DesiredFile, Source, write_script};
 use crate::quote::quote;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -577,7 +577,7 @@ impl Fast {
         for w in &self.writes {
             let desired = DesiredFile {
                 path: w.path,
-                content: w.content.as_bytes(),
+                content: Source::Bytes(w.content.as_bytes()),
                 mode: None,
                 owner: None,
                 group: None,

@@ -436,6 +436,7 @@ impl Action for UfwAction {
             Resource::Dir("/etc/ufw".into()),
             Resource::Path("/etc/default/ufw".into()),
             Resource::Dir("/etc/ssh".into()),
+            Resource::Path("/var/lib/dpkg/info/ufw.md5sums".into()),
         ])
     }
 
