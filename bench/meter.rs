@@ -30,7 +30,9 @@ fn cpu_stat(dir: &str) -> [u64; 3] {
     if let Ok(text) = fs::read_to_string(format!("{dir}/cpu.stat")) {
         for line in text.lines() {
             let mut it = line.split_whitespace();
-            let (Some(k), Some(n)) = (it.next(), it.next()) else { continue };
+            let (Some(k), Some(n)) = (it.next(), it.next()) else {
+                continue;
+            };
             let n = n.parse().unwrap_or(0);
             match k {
                 "usage_usec" => v[0] = n,
@@ -50,12 +52,20 @@ fn hosts_usage(hosts: &[String]) -> u64 {
 // PSS of every process in the cgroup, in KiB. A process that exits between the read of
 // cgroup.procs and its smaps_rollup simply counts 0.
 fn pss_kib(cg: &str) -> u64 {
-    let Ok(procs) = fs::read_to_string(format!("{cg}/cgroup.procs")) else { return 0 };
+    let Ok(procs) = fs::read_to_string(format!("{cg}/cgroup.procs")) else {
+        return 0;
+    };
     let mut sum = 0;
     for pid in procs.lines() {
-        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { continue };
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
         if let Some(line) = text.lines().find(|l| l.starts_with("Pss:")) {
-            sum += line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            sum += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     sum

@@ -60,7 +60,7 @@ command -v systemd-nspawn >/dev/null && command -v debootstrap >/dev/null && com
 "$TESTHOSTS" rootfs >/dev/null
 log "building converge (release)"
 cargo build --release -q -p converge
-[[ -x $METER && $METER -nt bench/meter.rs ]] || rustc -O --edition 2021 -o "$METER" bench/meter.rs
+[[ -x $METER && $METER -nt bench/meter.rs ]] || rustc -O --edition 2024 -o "$METER" bench/meter.rs
 [[ -s $WL/files/binary ]] || { mkdir -p "$WL/files" && head -c 5M /dev/urandom >"$WL/files/binary"; }
 
 WORK=$(mktemp -d /tmp/converge-bench.XXXXXX)
