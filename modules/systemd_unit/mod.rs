@@ -473,12 +473,6 @@ impl Action for UnitAction {
         }
         // A stale unit (a run that died before its daemon-reload) is reloaded too.
         let reload = systemd.is_some() && (content_changed || unit.need_reload);
-        if reload {
-            plan.changes.push(Command::new(
-                "systemctl daemon-reload",
-                "systemctl daemon-reload",
-            ));
-        }
 
         let mut before: Vec<(&str, Option<String>)> = Vec::new();
         let mut after: Vec<(&str, Option<String>)> = Vec::new();
@@ -491,11 +485,24 @@ impl Action for UnitAction {
             after.push(("enabled", Some(yes_no(want))));
             if is != want {
                 let verb = if want { "enable" } else { "disable" };
+                // enable reads the file itself; the daemon-reload below then loads both
+                // (systemctl's own reload would make it two, each costing systemd a reparse).
+                let how = if reload {
+                    format!("{verb} --no-reload")
+                } else {
+                    verb.to_string()
+                };
                 plan.changes.push(Command::new(
                     format!("{verb} {}", self.unit),
-                    systemd::systemctl(verb, &self.unit),
+                    systemd::systemctl(&how, &self.unit),
                 ));
             }
+        }
+        if reload {
+            plan.changes.push(Command::new(
+                "systemctl daemon-reload",
+                "systemctl daemon-reload",
+            ));
         }
         if self.state == Some(State::Started)
             && !unit.is_active()

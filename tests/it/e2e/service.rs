@@ -117,7 +117,7 @@ fn a_unit_that_dies_right_after_start_fails_the_task() {
         ),
         (
             "{ name: loops, state: restarted }",
-            "loops stopped (Result=exit-code) within 1 s of starting",
+            "loops was restarted by systemd within 1 s of starting",
         ),
     ] {
         s.playbook(&play(&format!("    - service: {task}\n")));
