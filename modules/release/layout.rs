@@ -7,7 +7,7 @@
 //! ```
 
 use super::state::ReleaseState;
-use crate::module::files::{self, DesiredFile, Source};
+use crate::module::files::{self, DesiredFile, LocalFile, Source};
 use crate::module::systemd::{self, UnitState};
 use crate::module::{Mode, Probed};
 use crate::quote::quote;
@@ -147,21 +147,18 @@ impl Layout<'_> {
         }
     }
 
-    /// Create the version's folder and put the binary (stdin) in it atomically, 0755.
-    /// It goes live only with the expected checksum: a cut-off upload never does.
-    pub fn upload_script(&self, version: &str, sha256: &str) -> String {
+    /// Create the version's folder and put `build` (streamed on stdin) in it atomically,
+    /// 0755. The write checks what arrived against the build's hash: a cut-off upload
+    /// never goes live.
+    pub fn upload_script(&self, version: &str, build: &LocalFile) -> String {
         let path = self.binary(version);
-        let check = format!(
-            "[ \"$(sha256sum < %s | cut -d' ' -f1)\" = {} ]",
-            quote(sha256)
-        );
         let desired = DesiredFile {
             path: &path,
-            content: Source::Bytes(&[]),
+            content: Source::Local(build),
             mode: Some(Mode(0o755)),
             owner: None,
             group: None,
-            validate: Some(&check),
+            validate: None,
             secret: false,
         };
         format!(
@@ -321,11 +318,13 @@ mod tests {
             dest: dest.to_str().unwrap(),
             name: "app",
         };
-        let sha = crate::module::files::sha256_hex(b"full build");
+        let local = dir.path().join("build");
+        std::fs::write(&local, b"full build").unwrap();
+        let build = crate::module::files::load_local(&local).unwrap();
         let upload = |bytes: &[u8]| {
             let mut child = std::process::Command::new("/bin/sh")
                 .arg("-c")
-                .arg(layout.upload_script("v1", &sha))
+                .arg(layout.upload_script("v1", &build))
                 .stdin(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
                 .spawn()

@@ -6,12 +6,12 @@ mod layout;
 mod state;
 
 use crate::error::InputResult;
-use crate::module::files::{self, LocalFile};
+use crate::module::files::{self, LocalFile, Source};
 use crate::module::http::{CheckParams, HealthCheck, Unhealthy};
 use crate::module::systemd::{self, yes_no};
 use crate::module::{
     self, Action, Command, Diff, Exec, Failure, FollowUp, HostView, Module, Params, Probed,
-    Resource, Resources, Stdin, Watch, opt_number,
+    Resource, Resources, Watch, opt_number,
 };
 use crate::transport::{Transport, TransportError};
 use async_trait::async_trait;
@@ -385,19 +385,17 @@ impl ReleaseAction {
         state.deploying = Some(this.clone());
         let mut script = String::new();
         if plan.upload {
-            script.push_str(&layout.upload_script(v, sha));
+            script.push_str(&layout.upload_script(v, &self.artifact));
         }
         script.push_str(&layout.state_script(&state));
         if plan.switch {
             script.push_str(&layout.switch_script(v));
         }
-        let stdin = if plan.upload {
-            Stdin::File(&self.artifact.path)
-        } else {
-            Stdin::from(&[][..])
-        };
-        exec.run(Command::new(format!("deploying {v}"), script).with_stdin(stdin))
-            .await?;
+        let mut deploy = Command::new(format!("deploying {v}"), script);
+        if plan.upload {
+            deploy = deploy.with_stdin(Source::Local(&self.artifact));
+        }
+        exec.run(deploy).await?;
 
         let reason = match self.restart_and_check(exec).await? {
             Ok(()) => {

@@ -28,7 +28,7 @@ pub use context::{Ctx, HostInfo, RestartBook};
 pub use diff::{Diff, metadata_lines};
 pub use managed_file::ManagedFile;
 pub use params::{HostPath, Invalid, Mode, Params, State, one_or_many, opt_number};
-pub use plan::{Command, Exec, FollowUp, HostView, Plan, Stdin, failed};
+pub use plan::{Command, Exec, FollowUp, HostView, Plan, failed};
 pub use probe::Probed;
 pub use watch::Watch;
 

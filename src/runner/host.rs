@@ -105,6 +105,9 @@ struct Walk {
     /// The nodes ahead whose probe a change made since may have altered: read again, all
     /// in one exec, when the first of them comes.
     stale: HashSet<usize>,
+    /// What each node's probe reads ([`Action::reads`](crate::module::Action::reads)),
+    /// asked once per walk rather than at every change.
+    reads: Vec<Option<Vec<Resource>>>,
 }
 
 impl HostRun<'_> {
@@ -162,6 +165,11 @@ impl HostRun<'_> {
             changed: HashSet::new(),
             probes,
             stale: HashSet::new(),
+            reads: plan
+                .nodes
+                .iter()
+                .map(|n| n.action().and_then(|a| a.reads()))
+                .collect(),
         })
     }
 
@@ -301,7 +309,8 @@ impl HostRun<'_> {
             }
             walk.changed.extend(action.resources().provides);
             if !self.settings.check {
-                walk.stale.extend(self.altered_by(action, position));
+                let altered = self.altered_by(&walk.reads, action, position);
+                walk.stale.extend(altered);
             }
             if !self.settings.check
                 && let Some(watch) = action.watch()
@@ -321,20 +330,21 @@ impl HostRun<'_> {
 
     /// The nodes after `position` whose probe the change `action` made may have altered:
     /// those that read something it touches, and all when either side says anything.
-    fn altered_by(&self, action: &dyn crate::module::Action, position: usize) -> Vec<usize> {
-        let plan = self.plan;
+    fn altered_by(
+        &self,
+        reads: &[Option<Vec<Resource>>],
+        action: &dyn crate::module::Action,
+        position: usize,
+    ) -> Vec<usize> {
         let touched = action.touches();
-        plan.order[position + 1..]
+        self.plan.order[position + 1..]
             .iter()
             .copied()
-            .filter(|&j| {
-                let reads = plan.nodes[j].action().and_then(|a| a.reads());
-                match (&touched, reads) {
-                    (Some(touched), Some(reads)) => {
-                        touched.iter().any(|t| reads.iter().any(|r| t.overlaps(r)))
-                    }
-                    _ => true,
+            .filter(|&j| match (&touched, &reads[j]) {
+                (Some(touched), Some(reads)) => {
+                    touched.iter().any(|t| reads.iter().any(|r| t.overlaps(r)))
                 }
+                _ => true,
             })
             .collect()
     }

@@ -157,16 +157,19 @@ pub fn write_script_keeping(desired: &DesiredFile<'_>, kept: Option<&str>) -> St
     s.push_str(&refuse_directory(&target, desired.path));
     s.push_str("cvg_stage\ncvg_temp\ncat > \"$cvg_tmp\"\n");
     if let Source::Local(file) = desired.content {
-        // Streamed from disk after it was hashed: a build replaced meanwhile never lands.
-        let changed = format!(
-            "{} changed on the controller while it was sent; {} was left as it was",
+        // Streamed from disk after it was hashed: an upload cut off, or a build replaced
+        // on the controller meanwhile, never lands. Exit 3, as a failed validation.
+        let differs = format!(
+            "what arrived is not {} as it was when the run began (cut off, or changed on the \
+             controller while it was sent); {} was left as it was",
             file.path.display(),
             desired.path
         );
         s.push_str(&format!(
-            "[ \"$(sha256sum < \"$cvg_tmp\" | cut -d' ' -f1)\" = {} ] || cvg_fail {}\n",
+            "if [ \"$(sha256sum < \"$cvg_tmp\" | cut -d' ' -f1)\" != {} ]; then \
+             printf '%s\\n' {} >&2; exit 3; fi\n",
             quote(&file.sha256),
-            quote(&changed)
+            quote(&differs)
         ));
     }
     // Unset owner and mode keep what the file had; a new file is root's, 0644, or 0600
