@@ -548,11 +548,11 @@ fn resources_and_probe() {
         ]
     );
     insta::assert_snapshot!(task.probe(), @r#"
-    if [ -f /opt/app/.converge-release ]; then printf 'state:b64=%s\n' "$(dd if=/opt/app/.converge-release iflag=nofollow,nonblock status=none | base64 -w0)"; fi
+    if [ -f /opt/app/.converge-release ]; then printf 'state:b64=%s\n' "$(dd if=/opt/app/.converge-release iflag=nofollow,nonblock bs=64K status=none | base64 -w0)"; fi
     if [ -L /opt/app/current ]; then printf 'current:b64=%s\n' "$(readlink /opt/app/current | base64 -w0)"; elif [ -e /opt/app/current ]; then echo current_type=other; fi
-    if [ -f /opt/app/releases/v1/app ]; then echo "sha256=$(dd if=/opt/app/releases/v1/app iflag=nofollow,nonblock status=none | sha256sum | cut -d' ' -f1)"; fi
+    if [ -f /opt/app/releases/v1/app ]; then echo "sha256=$(dd if=/opt/app/releases/v1/app iflag=nofollow,nonblock bs=64K status=none | sha256sum | cut -d' ' -f1)"; fi
     printf 'releases:b64=%s\n' "$(for r in /opt/app/releases/*; do b=${r##*/}; case $b in *[!A-Za-z0-9._+~@-]*|.*|-*) continue;; esac; [ -d "$r" ] && [ ! -L "$r" ] || continue; c=0; [ -f "$r"/app ] && c=1; printf '%s %s %s\n' "$(stat -c %.9Y "$r")" "$b" $c; done | base64 -w0)"
-    systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- app.service 2>/dev/null | sed 's/^/unit./'
+    systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- app.service 2>/dev/null | while IFS= read -r l; do echo "unit.$l"; done
     "#);
 }
 

@@ -237,7 +237,7 @@ fn parameter_errors() {
 
 #[test]
 fn the_probe_is_one_systemctl_show() {
-    insta::assert_snapshot!(action("{name: myapp, state: started}").probe(), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- myapp 2>/dev/null | sed 's/^/unit./'");
+    insta::assert_snapshot!(action("{name: myapp, state: started}").probe(), @r#"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- myapp 2>/dev/null | while IFS= read -r l; do echo "unit.$l"; done"#);
     assert_eq!(
         action("{name: myapp, state: started}").resources().needs,
         vec![Resource::Unit("myapp".into())]

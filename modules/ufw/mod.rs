@@ -276,7 +276,7 @@ fn probe_script(root: &str) -> String {
          [ -x \"$r/usr/sbin/ufw\" ] && echo installed=yes\n\
          for f in conf:etc/ufw/ufw.conf defaults:etc/default/ufw rules4:etc/ufw/user.rules \
          rules6:etc/ufw/user6.rules package:var/lib/dpkg/info/ufw.md5sums; do \
-         if [ -f \"$r/${{f#*:}}\" ]; then printf '%s:b64=%s\\n' \"${{f%%:*}}\" \"$(base64 -w0 < \"$r/${{f#*:}}\")\"; fi; done\n\
+         if [ -f \"$r/${{f#*:}}\" ]; then printf '%s:b64=' \"${{f%%:*}}\"; base64 -w0 < \"$r/${{f#*:}}\"; echo; fi; done\n\
          [ -d /proc/sys/net/ipv6 ] && echo kernel_ipv6=yes\n\
          {ssh}\
          echo '[end]'\n",
@@ -284,36 +284,65 @@ fn probe_script(root: &str) -> String {
     )
 }
 
-/// `ufw_loaded`, a shell function: whether the kernel holds what ufw's files say (the
-/// files are what ufw commands change; the kernel is what filters). For IPv4, and IPv6
-/// when ufw uses it: the rules of the `ufw-user-*` chains, compared on what decides a
-/// packet (chain, protocol, addresses, ports, interfaces, target; iptables-save spells
-/// the same rule differently), and the INPUT and OUTPUT policies. Prints what differs.
-const LOADED: &str = r#"ufw_sig() {
-  awk '$1 == "-A" && $2 ~ /^ufw6?-user-(input|output|forward)$/ {
+/// `ufw_loaded ROOT`, a shell function: whether the kernel holds what ufw's files under
+/// ROOT ("" on a host) say (the files are what ufw commands change; the kernel is what
+/// filters). For IPv4, and IPv6 when ufw uses it: the rules of the `ufw-user-*` chains,
+/// compared on what decides a packet (chain, protocol, addresses, ports, interfaces,
+/// target; iptables-save spells the same rule differently), and the INPUT and OUTPUT
+/// policies. Prints the first thing that differs. One awk reads the files and both
+/// tables: a rerun's probe runs this on every host, and each process costs the host ~2 ms.
+const LOADED: &str = r#"ufw_loaded() {
+  ufw_d=$1; set --
+  for ufw_f in "$ufw_d/etc/default/ufw" "$ufw_d/etc/ufw/user.rules" "$ufw_d/etc/ufw/user6.rules"; do
+    [ -f "$ufw_f" ] && set -- "$@" "$ufw_f"
+  done
+  { echo @@4; iptables-save -t filter || echo @@fail
+    echo @@6; ip6tables-save -t filter 2>/dev/null || echo @@fail; } | awk '
+  function sig(  k, v, r, s, d) {
     split("", v); r = ""
     for (k = 3; k < NF; k++) if ($k ~ /^(-[psdijo]|--[ds]ports?)$/) v[$k] = $(k + 1)
     for (k = 3; k <= NF; k++) if ($k == "--set" || $k == "--update") r = $k
     s = v["-s"]; d = v["-d"]; sub(/\/(32|128)$/, "", s); sub(/\/(32|128)$/, "", d)
-    print $2, v["-p"], s, d, v["--dport"] v["--dports"], v["--sport"] v["--sports"], v["-i"], v["-o"], v["-j"], r
-  }' | sort
+    return $2 " " v["-p"] " " s " " d " " v["--dport"] v["--dports"] " " v["--sport"] v["--sports"] " " v["-i"] " " v["-o"] " " v["-j"] " " r
+  }
+  FILENAME ~ /\/etc\/default\/ufw$/ {
+    if (sub(/^IPV6=/, "")) { gsub(/"/, ""); ipv6 = $0 }
+    else if (match($0, /^DEFAULT_(INPUT|OUTPUT)_POLICY=/)) {
+      c = substr($0, 9, RLENGTH - 16); x = substr($0, RLENGTH + 1)
+      sub(/^"*/, "", x); match(x, /^[A-Z]*/); x = substr(x, 1, RLENGTH); sub(/REJECT/, "DROP", x)
+      want[c] = x
+    }
+    next
+  }
+  FILENAME ~ /\/etc\/ufw\/user6?\.rules$/ {
+    if ($1 == "-A" && $2 ~ /^ufw6?-user-(input|output|forward)$/) n[FILENAME ~ /6\.rules$/ ? 6 : 4, sig()]--
+    next
+  }
+  $0 == "@@4" || $0 == "@@6" { f = substr($0, 3); next }
+  $0 == "@@fail" { failed[f] = 1; next }
+  $1 == (f == 6 ? ":ufw6-user-input" : ":ufw-user-input") { chains[f] = 1 }
+  $1 == ":INPUT" || $1 == ":OUTPUT" { policy[f, substr($1, 2)] = $2 }
+  $1 == "-A" && $2 ~ /^ufw6?-user-(input|output|forward)$/ { n[f, sig()]++ }
+  END {
+    for (i = 4; i <= 6; i += 2) {
+      if (i == 6 && ipv6 != "yes") break
+      if (failed[i]) exit 1
+      if (!chains[i]) { print "IPv" i ": ufw\047s chains are not loaded"; exit 1 }
+      for (k in n) {
+        split(k, key, SUBSEP)
+        if (key[1] == i && n[k] != 0) {
+          print "IPv" i ": the loaded rules differ from /etc/ufw/user" (i == 6 ? "6" : "") ".rules"; exit 1
+        }
+      }
+      if (policy[i, "INPUT"] != want["INPUT"]) { print "IPv" i ": the INPUT policy loaded is not " want["INPUT"]; exit 1 }
+      if (policy[i, "OUTPUT"] != want["OUTPUT"]) { print "IPv" i ": the OUTPUT policy loaded is not " want["OUTPUT"]; exit 1 }
+    }
+  }' "$@" -
 }
-ufw_loaded() {
-  ipv6=$(sed -n 's/^IPV6=//p' /etc/default/ufw | tr -d '"')
-  for v in '' 6; do
-    [ -z "$v" ] || [ "$ipv6" = yes ] || continue
-    k=$(ip${v}tables-save -t filter) || return 1
-    printf '%s\n' "$k" | grep -q "^:ufw$v-user-input " || { echo "IPv${v:-4}: ufw's chains are not loaded"; return 1; }
-    [ "$(printf '%s\n' "$k" | ufw_sig)" = "$(ufw_sig < /etc/ufw/user$v.rules)" ] ||
-      { echo "IPv${v:-4}: the loaded rules differ from /etc/ufw/user$v.rules"; return 1; }
-    for c in INPUT OUTPUT; do
-      want=$(sed -n "s/^DEFAULT_${c}_POLICY=\"*\([A-Z]*\).*/\1/p" /etc/default/ufw | sed s/REJECT/DROP/)
-      [ "$(printf '%s\n' "$k" | sed -n "s/^:$c \([A-Z]*\) .*/\1/p")" = "$want" ] ||
-        { echo "IPv${v:-4}: the $c policy loaded is not $want"; return 1; }
-    done
-  done
-}
-ufw_enabled() { grep -q '^ENABLED=yes' /etc/ufw/ufw.conf 2>/dev/null; }
+ufw_enabled() {
+  while IFS= read -r ufw_l || [ -n "$ufw_l" ]; do case $ufw_l in ENABLED=yes*) return 0 ;; esac; done < /etc/ufw/ufw.conf
+  return 1
+} 2>/dev/null
 "#;
 
 /// The probe's part on the kernel: `loaded=no` when ufw is enabled but the kernel does
@@ -321,7 +350,7 @@ ufw_enabled() { grep -q '^ENABLED=yes' /etc/ufw/ufw.conf 2>/dev/null; }
 fn loaded_probe() -> String {
     format!(
         "{LOADED}if ufw_enabled && command -v iptables-save >/dev/null; then \
-         if ufw_loaded >/dev/null; then echo loaded=yes; else echo loaded=no; fi; fi\n"
+         if ufw_loaded \"$r\" >/dev/null; then echo loaded=yes; else echo loaded=no; fi; fi\n"
     )
 }
 
@@ -329,7 +358,7 @@ fn loaded_probe() -> String {
 /// now say, then print the probe again under `[after]`, to be compared with what was asked.
 fn verify_script() -> String {
     format!(
-        "{LOADED}if ufw_enabled; then ufw_loaded >&2 || {{ echo 'ufw changed its files, but the kernel does not hold them' >&2; exit 1; }}\n\
+        "{LOADED}if ufw_enabled; then ufw_loaded '' >&2 || {{ echo 'ufw changed its files, but the kernel does not hold them' >&2; exit 1; }}\n\
          elif iptables-save -t filter | grep -q '^:ufw-user-input '; then echo 'ufw is disabled, but its rules are still loaded' >&2; exit 1; fi\n\
          set +e\necho '[after]'\n{}exit 0\n",
         probe_script("")
@@ -771,5 +800,117 @@ mod tests {
         ufw --force delete allow from any to any port 8080 proto tcp
         ufw --force enable
         ");
+    }
+
+    /// `ufw_loaded` on ufw's files and fake `ip[6]tables-save` printing `kernel4` and
+    /// `kernel6`: its message and exit status.
+    fn loaded(defaults: &str, kernel4: Option<&str>, kernel6: &str) -> (String, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["etc/ufw", "etc/default", "bin"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("etc/default/ufw"), defaults).unwrap();
+        let rules = |chain: &str| {
+            format!(
+                "*filter\n:{chain}-input - [0:0]\n### RULES ###\n\n### tuple ### allow tcp 22 any\n\
+                 -A {chain}-input -p tcp --dport 22 -j ACCEPT\n\
+                 -A {chain}-input -p tcp --dport 80 -s 192.0.2.7 -j ACCEPT\n\
+                 -A ufw-user-limit -j REJECT\n### END RULES ###\nCOMMIT\n"
+            )
+        };
+        std::fs::write(root.join("etc/ufw/user.rules"), rules("ufw-user")).unwrap();
+        std::fs::write(root.join("etc/ufw/user6.rules"), rules("ufw6-user")).unwrap();
+        for (name, out) in [
+            ("iptables-save", kernel4),
+            ("ip6tables-save", Some(kernel6)),
+        ] {
+            let body = match out {
+                Some(text) => format!("#!/bin/sh\ncat <<'EOF'\n{text}EOF\n"),
+                None => "#!/bin/sh\necho '*filter'\nexit 1\n".to_string(),
+            };
+            let path = root.join("bin").join(name);
+            std::fs::write(&path, body).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{LOADED}ufw_loaded \"$1\"",))
+            .arg("sh")
+            .arg(root)
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", root.join("bin").display()),
+            )
+            .output()
+            .unwrap();
+        (String::from_utf8(out.stdout).unwrap(), out.status.success())
+    }
+
+    /// What the kernel holds once ufw loaded the files above, as iptables-save spells it.
+    fn kernel(chain: &str, input: &str) -> String {
+        format!(
+            "# Generated by iptables-save\n*filter\n:INPUT {input} [0:0]\n:FORWARD DROP [0:0]\n\
+             :OUTPUT ACCEPT [0:0]\n:{chain}-input - [0:0]\n:ufw-user-limit - [0:0]\n\
+             -A {chain}-input -p tcp -m tcp --dport 22 -j ACCEPT\n\
+             -A {chain}-input -s 192.0.2.7/32 -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n"
+        )
+    }
+
+    #[test]
+    fn loaded_compares_the_kernel_with_the_files_in_one_awk() {
+        let defaults =
+            "IPV6=yes\nDEFAULT_INPUT_POLICY=\"REJECT\"\nDEFAULT_OUTPUT_POLICY=\"ACCEPT\"\n";
+        let v4 = kernel("ufw-user", "DROP");
+        let v6 = kernel("ufw6-user", "DROP");
+        assert_eq!(loaded(defaults, Some(&v4), &v6), (String::new(), true));
+
+        let missing = v4.replace("-A ufw-user-input -p tcp -m tcp --dport 22 -j ACCEPT\n", "");
+        assert_eq!(
+            loaded(defaults, Some(&missing), &v6),
+            (
+                "IPv4: the loaded rules differ from /etc/ufw/user.rules\n".into(),
+                false
+            )
+        );
+        let twice = v6.replace(
+            "COMMIT",
+            "-A ufw6-user-input -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT",
+        );
+        assert_eq!(
+            loaded(defaults, Some(&v4), &twice),
+            (
+                "IPv6: the loaded rules differ from /etc/ufw/user6.rules\n".into(),
+                false
+            )
+        );
+        assert_eq!(
+            loaded(defaults, Some(&v4), &kernel("ufw6-user", "ACCEPT")),
+            ("IPv6: the INPUT policy loaded is not DROP\n".into(), false)
+        );
+        assert_eq!(
+            loaded(
+                defaults,
+                Some(&v4.replace("OUTPUT ACCEPT", "OUTPUT DROP")),
+                &v6
+            ),
+            (
+                "IPv4: the OUTPUT policy loaded is not ACCEPT\n".into(),
+                false
+            )
+        );
+        assert_eq!(
+            loaded(defaults, Some("*filter\n:INPUT DROP [0:0]\nCOMMIT\n"), &v6),
+            ("IPv4: ufw's chains are not loaded\n".into(), false)
+        );
+        // iptables-save failing says nothing and is not loaded.
+        assert_eq!(loaded(defaults, None, &v6), (String::new(), false));
+        // Without IPv6, its table is not looked at.
+        let no_v6 = defaults.replace("IPV6=yes", "IPV6=\"no\"");
+        assert_eq!(
+            loaded(&no_v6, Some(&v4), "garbage\n"),
+            (String::new(), true)
+        );
     }
 }

@@ -11,10 +11,11 @@ use crate::quote::quote;
 const PROPERTIES: &str = "ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload";
 
 /// A probe snippet printing the unit's state as `TAG.Property=value` lines; nothing on a
-/// host without a running systemd (systemctl cannot answer there).
+/// host without a running systemd (systemctl cannot answer there). The shell prefixes the
+/// lines itself: a forked loop costs the host less than starting sed.
 pub fn show_probe(tag: &str, unit: &str) -> String {
     format!(
-        "systemctl show -p {PROPERTIES} -- {} 2>/dev/null | sed 's/^/{tag}./'\n",
+        "systemctl show -p {PROPERTIES} -- {} 2>/dev/null | while IFS= read -r l; do echo \"{tag}.$l\"; done\n",
         quote(unit)
     )
 }
@@ -346,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_probe_quotes_the_name() {
-        insta::assert_snapshot!(show_probe("unit", "my app"), @"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- 'my app' 2>/dev/null | sed 's/^/unit./'");
+        insta::assert_snapshot!(show_probe("unit", "my app"), @r#"systemctl show -p ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload -- 'my app' 2>/dev/null | while IFS= read -r l; do echo "unit.$l"; done"#);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn new() -> Batch {
-        let nonce = format!("{:016x}", rand_u64());
+        let nonce = nonce();
         Batch {
             nonce,
             script: String::new(),
@@ -97,6 +97,11 @@ impl Batch {
         }
         results
     }
+}
+
+/// A marker no file's content can forge: probes print what hosts hold.
+pub fn nonce() -> String {
+    format!("{:016x}", rand_u64())
 }
 
 fn rand_u64() -> u64 {

@@ -7,8 +7,8 @@ use super::counted::Counted;
 use super::host_lock::{self, HostLock, Taken};
 use crate::inventory::Connection;
 use crate::transport::{
-    Bastions, BecomePassword, LocalTransport, Session, SshOptions, SshTransport, Transport,
-    TransportError,
+    Bastions, BecomePassword, ExecOutput, LocalTransport, Session, SshOptions, SshTransport,
+    Transport, TransportError,
 };
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -68,21 +68,24 @@ impl Dialer {
         Ok(Arc::new(Counted::new(inner, read_only)))
     }
 
-    /// Take the lock of the host behind `transport`, or learn who holds it.
+    /// Take the lock of the host behind `transport`, or learn who holds it; with `read`,
+    /// run it in the lock's exec (see [`host_lock::take`]). Its output is None when the
+    /// lock was already this run's (a local host sharing the machine's): run it apart.
     pub async fn lock(
         &self,
         connection: &Connection,
         transport: &dyn Transport,
-    ) -> Result<Taken, TransportError> {
+        read: Option<&str>,
+    ) -> Result<(Taken, Option<ExecOutput>), TransportError> {
         if !connection.local {
-            return host_lock::take(transport).await;
+            return host_lock::take(transport, read).await;
         }
         let mut shared = self.local_lock.lock().await;
         if let Some(lock) = shared.upgrade() {
-            return Ok(Taken::Held(lock));
+            return Ok((Taken::Held(lock), None));
         }
-        let taken = host_lock::take(transport).await?;
-        if let Taken::Held(lock) = &taken {
+        let taken = host_lock::take(transport, read).await?;
+        if let (Taken::Held(lock), _) = &taken {
             *shared = Arc::downgrade(lock);
         }
         Ok(taken)

@@ -11,9 +11,12 @@
 //! apply, and a drift check from cron keeps answering while an operator converges.
 
 use crate::quote::quote;
-use crate::transport::{RunAs, Stream, Transport, TransportError};
+use crate::transport::{
+    ExecOutput, KILL_GRACE, PROBE_TIMEOUT, RunAs, Stream, TIMED_OUT_STATUSES, Transport,
+    TransportError,
+};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Root's own directory on the host (/run is root's alone and emptied at boot).
 const LOCK_DIR: &str = "/run/converge";
@@ -46,12 +49,13 @@ pub enum Taken {
 /// The host side: make the directory (no link followed: a link or a directory that is
 /// not root's 0700 is refused), lock, write the holder, answer, then wait for heartbeats.
 /// dd reads one byte at a time, so no heartbeat is swallowed by a buffer.
-fn script(holder: &str) -> String {
+/// `then` runs once the lock is held, before the wait.
+fn script(holder: &str, then: &str) -> String {
     format!(
         r#"exec 2>&1
 umask 077
 d={dir} f={file}
-mkdir -m 700 -- "$d" 2>/dev/null
+[ -d "$d" ] || mkdir -m 700 -- "$d" 2>/dev/null
 if [ -L "$d" ] || [ ! -d "$d" ] || [ "$(stat -c %u:%a -- "$d")" != 0:700 ]; then
   echo "$d is not a directory of root's with mode 0700; remove it and converge makes it"
   exit 1
@@ -59,9 +63,9 @@ fi
 if [ -L "$f" ]; then echo "$f is a symbolic link; remove it and converge makes the file"; exit 1; fi
 exec 9>>"$f" || exit 1
 if ! flock -n 9; then echo "held $(cat -- "$f")"; exit 0; fi
-printf '%s, since %s\n' {holder} "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$f"
+printf '%s\n' {holder} >"$f"
 echo locked
-while [ -n "$(timeout {SILENCE_SECS} dd bs=1 count=1 2>/dev/null 9>&-)" ]; do :; done
+{then}while [ -n "$(timeout {SILENCE_SECS} dd bs=1 count=1 2>/dev/null 9>&-)" ]; do :; done
 "#,
         dir = quote(LOCK_DIR),
         file = quote(LOCK_FILE),
@@ -69,12 +73,43 @@ while [ -n "$(timeout {SILENCE_SECS} dd bs=1 count=1 2>/dev/null 9>&-)" ]; do :;
     )
 }
 
-/// Take the lock on the host behind `transport`, or learn who holds it.
-pub async fn take(transport: &dyn Transport) -> Result<Taken, TransportError> {
-    let body = script(&crate::lock::holder());
-    let mut stream = transport.exec_stream(&body, &RunAs::Root).await?;
-    let answer = first_line(&mut stream).await;
-    if answer == "locked" {
+/// Take the lock on the host behind `transport`, or learn who holds it. With `read`, a
+/// script that only reads (the first read of a run), run as root once the lock is held,
+/// in the same exec: its output comes back with the lock, and a rerun opens one session
+/// on the host, not two; the state it reads cannot be another controller's half-done run.
+pub async fn take(
+    transport: &dyn Transport,
+    read: Option<&str>,
+) -> Result<(Taken, Option<ExecOutput>), TransportError> {
+    let end = format!("@@converge-read:{}:", super::batch::nonce());
+    let then = read.map_or(String::new(), |body| {
+        // Its own limit and stdin (the heartbeats are the lock's), no lock fd kept open.
+        format!(
+            "timeout -k {grace}s {limit}s /bin/sh -c {body} </dev/null 2>/dev/null 9>&-\n\
+             printf '\\n%s%s\\n' {end} \"$?\"\n",
+            grace = KILL_GRACE.as_secs(),
+            limit = PROBE_TIMEOUT.as_secs(),
+            body = quote(body),
+            end = quote(&end),
+        )
+    });
+    // The controller's clock says since when: one process fewer on the host than `date`.
+    let holder = format!(
+        "{}, since {}",
+        crate::lock::holder(),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    );
+    let body = script(&holder, &then);
+    let stream = transport.exec_stream(&body, &RunAs::Root).await?;
+    let mut stream = BufReader::new(stream);
+    let answer = next_line(&mut stream).await;
+    if answer == b"locked" {
+        let output = match read {
+            Some(_) => Some(read_until_end(&mut stream, &end).await?),
+            None => None,
+        };
+        // The script prints nothing more: no byte is left in the buffer.
+        let mut stream = stream.into_inner();
         let heartbeat = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(HEARTBEAT);
             loop {
@@ -84,10 +119,14 @@ pub async fn take(transport: &dyn Transport) -> Result<Taken, TransportError> {
                 }
             }
         });
-        return Ok(Taken::Held(std::sync::Arc::new(HostLock { heartbeat })));
+        return Ok((
+            Taken::Held(std::sync::Arc::new(HostLock { heartbeat })),
+            output,
+        ));
     }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
     if let Some(holder) = answer.strip_prefix("held ") {
-        return Ok(Taken::Refused(holder.trim().to_string()));
+        return Ok((Taken::Refused(holder.trim().to_string()), None));
     }
     let mut rest = String::new();
     let _ = stream.read_to_string(&mut rest).await;
@@ -103,15 +142,59 @@ pub async fn take(transport: &dyn Transport) -> Result<Taken, TransportError> {
     }))
 }
 
-/// The script's first line, read byte by byte so that nothing after it is consumed.
-async fn first_line(stream: &mut Box<dyn Stream>) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() < 4096 {
-        match stream.read(&mut byte).await {
-            Ok(1) if byte[0] != b'\n' => line.push(byte[0]),
-            _ => break,
+/// The read's output, up to the line `END` + its exit status, within the probe's limit.
+async fn read_until_end(
+    stream: &mut BufReader<Box<dyn Stream>>,
+    end: &str,
+) -> Result<ExecOutput, TransportError> {
+    let read = async {
+        let mut stdout = Vec::new();
+        loop {
+            let start = stdout.len();
+            if stream.read_until(b'\n', &mut stdout).await? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the host lock's script ended during the first read",
+                ));
+            }
+            let line = String::from_utf8_lossy(&stdout[start..])
+                .trim_end()
+                .to_string();
+            if let Some(status) = line.strip_prefix(end) {
+                // The marker's line, and the newline printed before it.
+                stdout.truncate(start.saturating_sub(1));
+                let status = status.parse().unwrap_or(-1);
+                return Ok(ExecOutput {
+                    status,
+                    stdout,
+                    stderr: Vec::new(),
+                });
+            }
         }
+    };
+    let deadline = PROBE_TIMEOUT + Duration::from_secs(2 * KILL_GRACE.as_secs());
+    let output = tokio::time::timeout(deadline, read)
+        .await
+        .map_err(|_| TransportError::TimedOut {
+            limit: PROBE_TIMEOUT,
+            killed_on_host: false,
+        })?
+        .map_err(|e| TransportError::Io(e.to_string()))?;
+    if TIMED_OUT_STATUSES.contains(&output.status) {
+        return Err(TransportError::TimedOut {
+            limit: PROBE_TIMEOUT,
+            killed_on_host: true,
+        });
     }
-    String::from_utf8_lossy(&line).into_owned()
+    Ok(output)
+}
+
+/// The script's first line, without its newline.
+async fn next_line(stream: &mut BufReader<Box<dyn Stream>>) -> Vec<u8> {
+    let mut line = Vec::new();
+    let _ = (&mut *stream).take(4096).read_until(b'\n', &mut line).await;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    line
 }

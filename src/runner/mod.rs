@@ -15,7 +15,7 @@ use batch::{FACTS, facts_value};
 pub use host::converge_host;
 
 use crate::report::Reporter;
-use crate::transport::{BecomePassword, Input, RunAs, Transport, TransportError};
+use crate::transport::{BecomePassword, ExecOutput, Input, RunAs, Transport, TransportError};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -40,86 +40,117 @@ pub struct Prefetched {
 
 /// The first round trip to a host: its facts, plus the state of every task that needed
 /// no facts to render, in one exec. A no-change rerun needs no other.
-pub async fn first_read(
-    transport: &dyn Transport,
-    plan: &HostPlan,
-) -> Result<(serde_json::Value, Prefetched), TransportError> {
-    let prefetchable: Vec<usize> = plan
-        .order
-        .iter()
-        .copied()
-        .filter(|&i| {
-            let n = &plan.nodes[i];
-            n.action().is_some() && !n.is_handler
-        })
-        .collect();
-    // One user per exec: the login or root, whichever most tasks run as (facts read the
-    // same either way; another user may not exist before the run creates it).
-    let mut users: HashMap<&RunAs, usize> = HashMap::new();
-    for &i in &prefetchable {
-        let run_as = &plan.nodes[i].run_as;
-        if !matches!(run_as, RunAs::User(_)) {
-            *users.entry(run_as).or_default() += 1;
+pub struct FirstRead {
+    batch: batch::Batch,
+    /// Each node's probe text, by node.
+    texts: HashMap<usize, String>,
+    run_as: RunAs,
+}
+
+impl FirstRead {
+    pub fn new(plan: &HostPlan) -> FirstRead {
+        let prefetchable: Vec<usize> = plan
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let n = &plan.nodes[i];
+                n.action().is_some() && !n.is_handler
+            })
+            .collect();
+        // One user per exec: the login or root, whichever most tasks run as (facts read the
+        // same either way; another user may not exist before the run creates it).
+        let mut users: HashMap<&RunAs, usize> = HashMap::new();
+        for &i in &prefetchable {
+            let run_as = &plan.nodes[i].run_as;
+            if !matches!(run_as, RunAs::User(_)) {
+                *users.entry(run_as).or_default() += 1;
+            }
+        }
+        let run_as = users
+            .into_iter()
+            .max_by_key(|(run_as, count)| (*count, std::cmp::Reverse(*run_as)))
+            .map_or(RunAs::Login, |(run_as, _)| run_as.clone());
+        let mut batch = batch::Batch::new();
+        batch.add(batch::Key::Facts, FACTS);
+        batch.add(batch::Key::PendingRestarts, &host::pending_restarts_probe());
+        let mut texts = HashMap::new();
+        for &i in &prefetchable {
+            if plan.nodes[i].run_as == run_as
+                && let Some(action) = plan.nodes[i].action()
+            {
+                let probe = action.probe();
+                batch.add(batch::Key::Node(i), &probe);
+                texts.insert(i, probe);
+            }
+        }
+        FirstRead {
+            batch,
+            texts,
+            run_as,
         }
     }
-    let run_as = users
-        .into_iter()
-        .max_by_key(|(run_as, count)| (*count, std::cmp::Reverse(*run_as)))
-        .map_or(RunAs::Login, |(run_as, _)| run_as.clone());
-    let mut batch = batch::Batch::new();
-    batch.add(batch::Key::Facts, FACTS);
-    batch.add(batch::Key::PendingRestarts, &host::pending_restarts_probe());
-    let mut texts = HashMap::new();
-    for &i in &prefetchable {
-        if plan.nodes[i].run_as == run_as
-            && let Some(action) = plan.nodes[i].action()
-        {
-            let probe = action.probe();
-            batch.add(batch::Key::Node(i), &probe);
-            texts.insert(i, probe);
-        }
+
+    /// The script, when it may run inside the host lock's script, which runs as root.
+    pub fn as_root(&self, transport: &dyn Transport) -> Option<&str> {
+        let root = match self.run_as {
+            RunAs::Root => true,
+            RunAs::Login => transport.login_is_root(),
+            RunAs::User(_) => false,
+        };
+        root.then(|| self.batch.script())
     }
-    let out = transport
-        .exec(crate::transport::Script {
-            body: batch.script(),
-            stdin: Input::NONE,
-            run_as: &run_as,
-            timeout: Some(crate::transport::PROBE_TIMEOUT),
-            purpose: crate::transport::Purpose::Probe,
-        })
-        .await?;
-    let mut results = batch.split(&out.stdout_text());
-    let Some(facts) = results.remove(&batch::Key::Facts) else {
-        return Err(TransportError::Io(format!(
-            "reading the host's facts failed (exit {}): {}",
-            out.status,
-            out.stderr_text()
-        )));
-    };
-    let pending_restarts = results
-        .remove(&batch::Key::PendingRestarts)
-        .map(|p| {
-            p.stdout
-                .lines()
-                .map(str::to_string)
-                .filter(|l| !l.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let probes = results
-        .into_iter()
-        .filter_map(|(key, probed)| match key {
-            batch::Key::Node(i) => texts.remove(&i).map(|text| (i, (text, probed))),
-            batch::Key::Facts | batch::Key::PendingRestarts => None,
-        })
-        .collect();
-    Ok((
-        facts_value(&facts.stdout),
-        Prefetched {
-            probes,
-            pending_restarts,
-        },
-    ))
+
+    pub async fn exec(&self, transport: &dyn Transport) -> Result<ExecOutput, TransportError> {
+        transport
+            .exec(crate::transport::Script {
+                body: self.batch.script(),
+                stdin: Input::NONE,
+                run_as: &self.run_as,
+                timeout: Some(crate::transport::PROBE_TIMEOUT),
+                purpose: crate::transport::Purpose::Probe,
+            })
+            .await
+    }
+
+    /// Facts and the probes' results, from what the script printed.
+    pub fn parse(
+        mut self,
+        out: &ExecOutput,
+    ) -> Result<(serde_json::Value, Prefetched), TransportError> {
+        let mut results = self.batch.split(&out.stdout_text());
+        let Some(facts) = results.remove(&batch::Key::Facts) else {
+            return Err(TransportError::Io(format!(
+                "reading the host's facts failed (exit {}): {}",
+                out.status,
+                out.stderr_text()
+            )));
+        };
+        let pending_restarts = results
+            .remove(&batch::Key::PendingRestarts)
+            .map(|p| {
+                p.stdout
+                    .lines()
+                    .map(str::to_string)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let probes = results
+            .into_iter()
+            .filter_map(|(key, probed)| match key {
+                batch::Key::Node(i) => self.texts.remove(&i).map(|text| (i, (text, probed))),
+                batch::Key::Facts | batch::Key::PendingRestarts => None,
+            })
+            .collect();
+        Ok((
+            facts_value(&facts.stdout),
+            Prefetched {
+                probes,
+                pending_restarts,
+            },
+        ))
+    }
 }
 
 use crate::error::{InputError, InputResult};
@@ -240,6 +271,8 @@ struct Reached {
     facts: serde_json::Value,
     prefetched: Prefetched,
     lock: Option<Arc<HostLock>>,
+    /// The first read ran in the lock's channel, not as an exec of its own.
+    read_in_lock: bool,
 }
 
 /// What connecting to a host came to, short of an error.
@@ -270,15 +303,18 @@ impl Reach {
                 continue;
             };
             if verbose {
-                let plus = if reached.lock.is_some() {
-                    ", plus the host lock's channel"
-                } else {
-                    ""
+                // The lock's channel counts as an exec when it made the first read.
+                let (execs, plus) = match (&reached.lock, reached.read_in_lock) {
+                    (Some(_), true) => (
+                        reached.transport.execs() + 1,
+                        " (the first in the host lock's channel)",
+                    ),
+                    (Some(_), false) => {
+                        (reached.transport.execs(), ", plus the host lock's channel")
+                    }
+                    (None, _) => (reached.transport.execs(), ""),
                 };
-                eprintln!(
-                    "{host}: {} exec(s) over one connection{plus}",
-                    reached.transport.execs()
-                );
+                eprintln!("{host}: {execs} exec(s) over one connection{plus}");
             }
             reached.transport.close().await;
         }
@@ -532,9 +568,10 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// Open one host's connection and make the first read, taking the host lock alongside
-    /// in apply mode: the read changes nothing, so a rerun waits for no extra round trip.
-    /// Diff takes no lock (see host_lock).
+    /// Open one host's connection and make the first read. In apply mode the read runs
+    /// under the host lock, in the lock's own exec when it reads as root: one session, and
+    /// no state read while another controller is halfway through its run. Diff takes no
+    /// lock (see host_lock).
     async fn open(
         &self,
         host: &str,
@@ -545,33 +582,45 @@ impl Run<'_, '_> {
         let check = self.settings.check;
         let result = async {
             let transport = self.dialer.open(host, &connection, check).await?;
-            let lock = async {
-                if check {
-                    Ok(None)
-                } else {
-                    self.dialer
-                        .lock(&connection, transport.as_ref())
-                        .await
-                        .map(Some)
-                }
+            let first = FirstRead::new(plan);
+            let (out, lock, read_in_lock) = if check {
+                (first.exec(transport.as_ref()).await?, None, false)
+            } else {
+                let read = first.as_root(transport.as_ref());
+                let (taken, out) = match self
+                    .dialer
+                    .lock(&connection, transport.as_ref(), read)
+                    .await
+                {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        // sudo's refusal reads clearer from an exec, which sees its stderr.
+                        first.exec(transport.as_ref()).await?;
+                        return Err(e);
+                    }
+                };
+                let lock = match taken {
+                    Taken::Refused(holder) => {
+                        transport.close().await;
+                        return Ok(Opened::Locked(holder));
+                    }
+                    Taken::Held(lock) => lock,
+                };
+                let read_in_lock = out.is_some();
+                let out = match out {
+                    Some(out) => out,
+                    None => first.exec(transport.as_ref()).await?,
+                };
+                (out, Some(lock), read_in_lock)
             };
-            let (read, lock) = tokio::join!(first_read(transport.as_ref(), plan), lock);
-            // First: sudo's refusal reads clearer there than in the lock's error.
-            let (facts, prefetched) = read?;
-            let lock = match lock? {
-                Some(Taken::Refused(holder)) => {
-                    transport.close().await;
-                    return Ok(Opened::Locked(holder));
-                }
-                Some(Taken::Held(lock)) => Some(lock),
-                None => None,
-            };
+            let (facts, prefetched) = first.parse(&out)?;
             Ok::<_, TransportError>(Opened::Reached(Box::new(Reached {
                 connection,
                 transport,
                 facts,
                 prefetched,
                 lock,
+                read_in_lock,
             })))
         }
         .await;

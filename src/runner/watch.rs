@@ -224,8 +224,11 @@ async fn roll_back(
             .open(&info.name, &host.connection, false)
             .await
             .map_err(|e| e.to_string())?;
-        let undone = match dialer.lock(&host.connection, transport.as_ref()).await {
-            Ok(Taken::Held(_lock)) => {
+        let undone = match dialer
+            .lock(&host.connection, transport.as_ref(), None)
+            .await
+        {
+            Ok((Taken::Held(_lock), _)) => {
                 let mut restarts = RestartBook::default();
                 let changed = HashSet::new();
                 let ctx = Ctx::new(
@@ -242,7 +245,7 @@ async fn roll_back(
                     .await
                     .map_err(|e: Failure| e.to_string())
             }
-            Ok(Taken::Refused(holder)) => Err(format!(
+            Ok((Taken::Refused(holder), _)) => Err(format!(
                 "not rolled back: another converge run holds this host ({holder})"
             )),
             Err(e) => Err(e.to_string()),

@@ -136,12 +136,12 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// as [`Script::timeout`].
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// A script still running at its limit gets SIGTERM, and SIGKILL this much later.
-const KILL_GRACE: Duration = Duration::from_secs(10);
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
 /// The controller stops waiting this long after the host should have killed the script:
 /// the safety net for a host whose `timeout` itself hangs.
 const CONTROLLER_MARGIN: Duration = Duration::from_secs(20);
 /// GNU timeout's statuses for a command it stopped: SIGTERM sufficed, or SIGKILL was needed.
-const TIMED_OUT_STATUSES: [i32; 2] = [124, 128 + 9];
+pub const TIMED_OUT_STATUSES: [i32; 2] = [124, 128 + 9];
 
 impl Script<'_> {
     /// How long the script may run on the host.
