@@ -1,7 +1,9 @@
 //! Applying a ufw change without ufw's Python CLI, where the result is provably what
 //! the CLI itself would leave: the same bytes in /etc/ufw/user.rules, user6.rules,
-//! /etc/default/ufw and /etc/ufw/ufw.conf, loaded into the kernel by ufw's own shell
-//! init (`/lib/ufw/ufw-init`) or by the same `ip[6]tables-restore -n` ufw runs.
+//! /etc/default/ufw and /etc/ufw/ufw.conf, loaded into the kernel by the same
+//! `ip[6]tables-restore -n` ufw runs, or as ufw's shell init (`/lib/ufw/ufw-init`)
+//! would load them, in one restore a family (`LOAD`; ufw-init itself where the host
+//! is not a shape that reproduces).
 //!
 //! Starting ufw's Python costs ~0.25 s of host CPU per command, the largest part of a
 //! first converge. What ufw writes is fixed by its code (backend_iptables.py
