@@ -578,7 +578,8 @@ const CAPS: &str = r#"ufw_caps() {
 ///
 /// Exits 3, before changing anything, where this is not what ufw-init would do
 /// (`$1` is `start` or `restart`, `$2` the `md5sum` of ufw-init and ufw-init-functions
-/// as the proven package installed them): the scripts edited, MANAGE_BUILTINS,
+/// as the proven package installed them): the scripts edited, another iptables than
+/// the nft-based 1.8.9 it was proven on, MANAGE_BUILTINS,
 /// IPT_MODULES, an executable before.init/after.init, IPv6 off, a policy other than
 /// ACCEPT/DROP/REJECT, a rules file missing or empty, the kernel already holding the
 /// user chains on `start` (ufw-init then says "already started" and loads nothing).
@@ -616,6 +617,9 @@ const LOAD: &str = r##"ufw_load() (
     p=ufw$t
     for f in $R/before$t.rules $R/after$t.rules $R/user$t.rules; do [ -s "$f" ] || exit 3; done
     k=$(ip${t}tables-save -t filter) || exit 3
+    # The iptables this was proven with: restore inputs of several transactions in one
+    # process behave as separate processes on it (Debian 12's nft-based 1.8.9).
+    case "$k" in *"tables-save v1.8.9 (nf_tables) "*) ;; *) exit 3 ;; esac
     have=' '
     set -f; IFS=$nl
     for l in $k; do case "$l" in :ufw*) l=${l#:}; have="$have${l%% *} " ;; esac; done

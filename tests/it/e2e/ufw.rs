@@ -198,6 +198,7 @@ const CLI_SPY: &str = "mv /usr/sbin/ufw /usr/sbin/ufw.real && \
 /// Records each run of ufw's shell init in /root/ufw-init: /lib/ufw/ufw-init sources
 /// ufw.conf first thing, so a line there sees it (`$0`) and its command (`$1`); the
 /// script itself stays the package's, which the fast path checks before reproducing it.
+/// (Each run records its command twice: ufw-init-functions sources ufw.conf again.)
 const INIT_SPY: &str = "printf '%s\\n' 'case $0 in */ufw-init) echo \"$1\" >> /root/ufw-init ;; esac' \
     >> /etc/ufw/ufw.conf";
 
@@ -432,6 +433,25 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
             .expect_changed("h1", 0)
             .expect_changed("h2", 0);
     }
+
+    // A shape ufw_load does not reproduce (an executable before.init, which ufw-init
+    // runs): h1 still writes the files without the CLI, and loads them with ufw-init.
+    for h in ["h1", "h2"] {
+        s.sh(h, "chmod 750 /etc/ufw/before.init");
+    }
+    s.playbook(&site("reject", "\n          - \"7000:7010/tcp\""));
+    unset_sysctls(&s);
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 1)
+        .expect_changed("h2", 1);
+    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
+    let runs = init_runs(&s, "h1");
+    assert!(
+        runs.starts_with("force-stop\n") && runs.ends_with("\nstart\n"),
+        "h1 did not leave the load to ufw-init: {runs:?}"
+    );
+    assert_same_outcome(&s, "executable before.init");
 }
 
 /// What only the host can tell (here: IPv6 `limit` support, which ufw tests before each
