@@ -195,6 +195,13 @@ const CLI_SPY: &str = "mv /usr/sbin/ufw /usr/sbin/ufw.real && \
     printf '#!/bin/sh\\necho \"$*\" >> /root/ufw-cli\\nexec /usr/sbin/ufw.real \"$@\"\\n' > /usr/sbin/ufw && \
     chmod 755 /usr/sbin/ufw";
 
+/// Records each run of ufw's shell init in /root/ufw-init: /lib/ufw/ufw-init sources
+/// ufw.conf first thing, so a line there sees it (`$0`) and its command (`$1`); the
+/// script itself stays the package's, which the fast path checks before reproducing it.
+/// (Each run records its command twice: ufw-init-functions sources ufw.conf again.)
+const INIT_SPY: &str = "printf '%s\\n' 'case $0 in */ufw-init) echo \"$1\" >> /root/ufw-init ;; esac' \
+    >> /etc/ufw/ufw.conf";
+
 /// What must be the same on a host converged without the CLI and on one converged with it.
 fn ufw_outcome(s: &Scenario, host: &str) -> Vec<(String, String)> {
     // Counters and iptables-save's comment lines (dates) aside, the kernel's tables.
@@ -209,6 +216,8 @@ fn ufw_outcome(s: &Scenario, host: &str) -> Vec<(String, String)> {
         "/usr/sbin/ufw.real status verbose",
         &save("iptables"),
         &save("ip6tables"),
+        // What ufw-init sets on each start (/etc/ufw/sysctl.conf).
+        "sysctl -e $(sed -n 's/^\\([a-z][^=]*\\)=.*/\\1/p' /etc/ufw/sysctl.conf)",
     ]
     .iter()
     .map(|cmd| (cmd.to_string(), s.sh(host, cmd)))
@@ -218,6 +227,36 @@ fn ufw_outcome(s: &Scenario, host: &str) -> Vec<(String, String)> {
 /// The CLI's starts since the last call, on `host`.
 fn cli_runs(s: &Scenario, host: &str) -> String {
     s.sh(host, "cat /root/ufw-cli 2>/dev/null; rm -f /root/ufw-cli")
+}
+
+/// ufw-init's runs since the last call, on `host`.
+fn init_runs(s: &Scenario, host: &str) -> String {
+    s.sh(host, "cat /root/ufw-init 2>/dev/null; rm -f /root/ufw-init")
+}
+
+/// Sysctls ufw-init sets, set otherwise on both hosts before a step: a start must set
+/// them again, a reload of the rules alone must not.
+fn unset_sysctls(s: &Scenario) {
+    for h in ["h1", "h2"] {
+        s.sh(
+            h,
+            "sysctl -q -w net.ipv4.conf.all.accept_redirects=1 net.ipv4.icmp_echo_ignore_broadcasts=0 \
+             net.ipv6.conf.default.accept_redirects=1",
+        );
+    }
+}
+
+/// After a step: h1 loaded the kernel without ufw's CLI and without ufw-init, h2 with
+/// both (when `h2_init`, as the CLI runs ufw-init only to start the firewall).
+fn assert_fast(s: &Scenario, step: &str, h2_init: bool) {
+    assert_eq!(cli_runs(s, "h1"), "", "{step}: h1 ran ufw's CLI");
+    assert_eq!(init_runs(s, "h1"), "", "{step}: h1 ran ufw-init");
+    assert_ne!(cli_runs(s, "h2"), "", "{step}: h2 did not run ufw's CLI");
+    assert_eq!(
+        init_runs(s, "h2").contains("start"),
+        h2_init,
+        "{step}: h2's ufw-init runs"
+    );
 }
 
 fn assert_same_outcome(s: &Scenario, step: &str) {
@@ -231,14 +270,18 @@ fn assert_same_outcome(s: &Scenario, step: &str) {
 
 /// The fast path (modules/ufw/fast.rs) against the real thing: h1 converges without
 /// ufw's CLI; on h2 the ufw package's record is altered, so converge cannot prove it and
-/// runs the `ufw` commands. ufw's files, `ufw status verbose` and the loaded rules must
-/// be the same bytes, after enabling from disabled (rules replaced and purged, default
-/// policies), after a policy change while enabled, and after rules alone change.
+/// runs the `ufw` commands. ufw's files, `ufw status verbose`, the kernel's tables and
+/// the sysctls ufw sets must be the same bytes, after enabling from disabled (rules
+/// replaced and purged, default policies), after a policy change while enabled, after
+/// rules alone change, and after repairing a kernel that lost ufw's rules (unit stopped,
+/// or flushed by hand) while the files say enabled. h1 loads the kernel with neither
+/// ufw's CLI nor ufw-init (fast.rs's `ufw_load`, one ip[6]tables-restore a family).
 #[test]
 fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
     let s = Scenario::new(2);
     for h in ["h1", "h2"] {
         s.sh(h, CLI_SPY);
+        s.sh(h, INIT_SPY);
         // Rules ufw itself added: one replaced in place, two purged.
         s.sh(
             h,
@@ -250,8 +293,10 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
         "h2",
         "echo '# not the proven package' >> /var/lib/dpkg/info/ufw.md5sums",
     );
-    cli_runs(&s, "h1");
-    cli_runs(&s, "h2");
+    for h in ["h1", "h2"] {
+        cli_runs(&s, h);
+        init_runs(&s, h);
+    }
 
     let bridge = s.hosts.bridge_ip();
     let subnet = format!("{}.0/24", bridge.rsplit_once('.').expect("ip").0);
@@ -283,15 +328,12 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
 
     // Enabling from disabled, with rules replaced and purged and a new default.
     s.playbook(&site("reject", ""));
+    unset_sysctls(&s);
     s.converge()
         .expect_code(0)
         .expect_changed("h1", 1)
         .expect_changed("h2", 1);
-    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
-    assert!(
-        cli_runs(&s, "h2").contains("enable"),
-        "h2 did not run ufw's CLI"
-    );
+    assert_fast(&s, "enabling", true);
     assert_same_outcome(&s, "enabling");
     let st = s.sh("h1", "/usr/sbin/ufw.real status verbose");
     assert!(st.contains("Status: active"), "{st}");
@@ -307,11 +349,12 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
 
     // A policy change while enabled (ufw restarts the firewall), a rule more.
     s.playbook(&site("deny", "\n          - \"7000:7010/tcp\""));
+    unset_sysctls(&s);
     s.converge()
         .expect_code(0)
         .expect_changed("h1", 1)
         .expect_changed("h2", 1);
-    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
+    assert_fast(&s, "default deny while enabled", true);
     assert_same_outcome(&s, "default deny while enabled");
 
     // Rules alone while enabled: one gone (purge), one changed in place, one new. On h1
@@ -324,6 +367,7 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
     );
     s.sh_until("h1", "cat /root/lock-held 2>/dev/null || true", "held");
     let rules_before = s.sh("h1", "cat /etc/ufw/user.rules");
+    unset_sysctls(&s);
     s.playbook(
         &site(
             "deny",
@@ -335,7 +379,7 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
     // converge's locker, waiting for the lock.
     s.sh_until(
         "h1",
-        "pgrep -f 'python3 -S -c import fcntl' >/dev/null && echo waiting || true",
+        "pgrep -f '^perl -e use Fcntl' >/dev/null && echo waiting || true",
         "waiting",
     );
     std::thread::sleep(std::time::Duration::from_secs(1));
@@ -352,13 +396,62 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
+    assert_fast(&s, "rules while enabled", false);
     assert_same_outcome(&s, "rules while enabled");
     s.converge()
         .expect_code(0)
         .expect_changed("h1", 0)
         .expect_changed("h2", 0);
     s.diff().expect_code(0);
+
+    // The files say enabled, the kernel lost ufw's rules: repaired by `ufw reload` on h2,
+    // by ufw_load on h1. First with ufw's unit stopped (its primary chains stay, empty),
+    // then flushed by hand (no ufw chain left).
+    for (step, lose) in [
+        ("unit stopped", "systemctl stop ufw"),
+        (
+            "flushed by hand",
+            "for e in iptables ip6tables; do $e -F; $e -X; for c in INPUT OUTPUT FORWARD; do $e -P $c ACCEPT; done; done",
+        ),
+    ] {
+        for h in ["h1", "h2"] {
+            s.sh(h, lose);
+            init_runs(&s, h);
+        }
+        unset_sysctls(&s);
+        s.diff()
+            .expect_code(2)
+            .expect_stdout_contains("-loaded: no\n+loaded: yes\n");
+        s.converge()
+            .expect_code(0)
+            .expect_changed("h1", 1)
+            .expect_changed("h2", 1);
+        assert_fast(&s, step, true);
+        assert_same_outcome(&s, step);
+        s.converge()
+            .expect_code(0)
+            .expect_changed("h1", 0)
+            .expect_changed("h2", 0);
+    }
+
+    // A shape ufw_load does not reproduce (an executable before.init, which ufw-init
+    // runs): h1 still writes the files without the CLI, and loads them with ufw-init.
+    for h in ["h1", "h2"] {
+        s.sh(h, "chmod 750 /etc/ufw/before.init");
+    }
+    s.playbook(&site("reject", "\n          - \"7000:7010/tcp\""));
+    unset_sysctls(&s);
+    s.converge()
+        .expect_code(0)
+        .expect_changed("h1", 1)
+        .expect_changed("h2", 1);
+    assert_eq!(cli_runs(&s, "h1"), "", "h1 ran ufw's CLI");
+    let runs = init_runs(&s, "h1");
+    assert!(
+        runs.starts_with("force-stop\n") && runs.ends_with("\nstart\n"),
+        "h1 did not leave the load to ufw-init: {runs:?}"
+    );
+    assert_same_outcome(&s, "executable before.init");
 }
 
 /// What only the host can tell (here: IPv6 `limit` support, which ufw tests before each
@@ -368,12 +461,14 @@ fn without_its_cli_ufw_ends_byte_for_byte_as_with_it() {
 fn a_host_that_cannot_take_the_fast_path_runs_the_cli_in_the_same_exec() {
     let s = Scenario::new(1);
     s.sh("h1", CLI_SPY);
-    // converge's ip6tables (first in root's PATH; ufw itself calls /usr/sbin/ip6tables)
-    // refuses the `recent` match, as on a kernel without xt_recent.
+    // converge's ip6tables-restore (first in root's PATH; ufw itself calls
+    // /usr/sbin/ip6tables-restore) refuses the `recent` match, as on a kernel without
+    // xt_recent.
     s.sh(
         "h1",
-        "printf '#!/bin/sh\\ncase \" $* \" in *\" recent \"*) exit 1;; esac\\nexec /usr/sbin/ip6tables \"$@\"\\n' \
-         > /usr/local/sbin/ip6tables && chmod 755 /usr/local/sbin/ip6tables",
+        "printf '#!/bin/sh\\nin=$(cat)\\ncase \"$in\" in *\" recent \"*) exit 1;; esac\\n\
+         printf \"%%s\\\\n\" \"$in\" | exec /usr/sbin/ip6tables-restore \"$@\"\\n' \
+         > /usr/local/sbin/ip6tables-restore && chmod 755 /usr/local/sbin/ip6tables-restore",
     );
     s.playbook(
         "- hosts: all\n  tasks:\n    - ufw: { default_incoming: deny, enabled: true, allow: [\"22/tcp\", \"80/tcp\"] }\n",
