@@ -4,10 +4,11 @@
 use crate::module::Probed;
 use std::collections::HashMap;
 
-/// The facts script: `facts.*` in one go, POSIX sh only.
+/// The facts script: `facts.*` in one go, POSIX sh only (one uname: a hostname has no
+/// blanks).
 pub const FACTS: &str = "if [ -r /etc/os-release ]; then . /etc/os-release; fi; \
     echo \"os_id=${ID:-unknown}\"; echo \"os_version_id=${VERSION_ID:-}\"; \
-    echo \"arch=$(uname -m)\"; echo \"hostname=$(uname -n)\"; \
+    set -- $(uname -nm); echo \"hostname=$1\"; echo \"arch=$2\"; \
     if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi";
 
 /// What a probe in a batch belongs to.

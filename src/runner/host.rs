@@ -17,7 +17,8 @@ const PENDING_DIR: &str = "/var/lib/converge/restart-pending";
 
 /// Lists the owed restarts (read in the first round trip).
 pub fn pending_restarts_probe() -> String {
-    format!("ls -1 {PENDING_DIR} 2>/dev/null || true")
+    // A glob, not ls: every rerun reads this, and a process costs the host ~2 ms.
+    format!("for f in {PENDING_DIR}/*; do [ -e \"$f\" ] && printf '%s\\n' \"${{f##*/}}\"; done; :")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
