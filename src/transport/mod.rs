@@ -3,6 +3,7 @@
 //! Every remote action is a POSIX `sh` script plus optional stdin bytes. Scripts are
 //! built with [`quote`] from this module, never by pasting user strings.
 
+mod drained;
 mod jump;
 mod known_hosts;
 mod local;
