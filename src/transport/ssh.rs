@@ -431,7 +431,7 @@ impl Session {
             .cloned()
             .chain([PathBuf::from(SYSTEM_KNOWN_HOSTS)])
             .collect();
-        let known = KnownHosts::load(&files);
+        let known = KnownHosts::load(&files).only_for(&names);
 
         let config = client::Config {
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
