@@ -75,7 +75,13 @@ impl<'a> Input<'a> {
     pub async fn chunks(self) -> std::io::Result<Chunks<'a>> {
         Ok(match self {
             Input::Bytes(bytes) => Chunks::Bytes(bytes),
-            Input::File(path) => Chunks::File(tokio::fs::File::open(path).await?),
+            Input::File(path) => {
+                let path = path.to_path_buf();
+                let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                Chunks::File(Some(file))
+            }
         })
     }
 }
@@ -83,7 +89,9 @@ impl<'a> Input<'a> {
 /// What is left of an [`Input`].
 pub enum Chunks<'a> {
     Bytes(&'a [u8]),
-    File(tokio::fs::File),
+    /// Read on the blocking pool straight into the chunk handed on (tokio's `File` would
+    /// keep a buffer of its own per upload as well). None: a read failed midway.
+    File(Option<std::fs::File>),
 }
 
 impl Chunks<'_> {
@@ -95,12 +103,30 @@ impl Chunks<'_> {
                 *bytes = rest;
                 Ok((!chunk.is_empty()).then(|| chunk.to_vec()))
             }
-            Chunks::File(file) => {
-                use tokio::io::AsyncReadExt;
-                let mut chunk = vec![0; CHUNK];
-                let n = file.read(&mut chunk).await?;
-                chunk.truncate(n);
-                Ok((n > 0).then_some(chunk))
+            Chunks::File(slot) => {
+                let Some(mut file) = slot.take() else {
+                    return Err(std::io::Error::other("read after a failed read"));
+                };
+                let (file, chunk) = tokio::task::spawn_blocking(move || {
+                    use std::io::Read;
+                    let mut chunk = vec![0; CHUNK];
+                    let read = loop {
+                        match file.read(&mut chunk) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            read => break read,
+                        }
+                    };
+                    let read = read.map(|n| {
+                        chunk.truncate(n);
+                        chunk
+                    });
+                    (file, read)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                let chunk = chunk?;
+                *slot = Some(file);
+                Ok((!chunk.is_empty()).then_some(chunk))
             }
         }
     }
