@@ -56,8 +56,10 @@ pub enum Input<'a> {
     File(&'a Path),
 }
 
-/// How much of an input is read and handed to the connection at a time.
-const CHUNK: usize = 64 * 1024;
+/// How much of an input is read and handed to the connection at a time: OpenSSH's
+/// largest packet, so a chunk is one packet and an upload keeps at most about two of
+/// them in this process (see `drained`).
+pub(crate) const CHUNK: usize = 32 * 1024;
 
 impl<'a> Input<'a> {
     pub const NONE: Input<'static> = Input::Bytes(&[]);
@@ -107,9 +109,11 @@ impl Chunks<'_> {
                 let Some(mut file) = slot.take() else {
                     return Err(std::io::Error::other("read after a failed read"));
                 };
+                // Allocated here, not on the blocking thread, which would make glibc give
+                // that thread an arena of its own (one per thread, up to 8 per core).
+                let mut chunk = vec![0; CHUNK];
                 let (file, chunk) = tokio::task::spawn_blocking(move || {
                     use std::io::Read;
-                    let mut chunk = vec![0; CHUNK];
                     let read = loop {
                         match file.read(&mut chunk) {
                             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

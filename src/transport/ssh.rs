@@ -91,10 +91,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 2;
 const SYSTEM_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
 /// How much of an upload may be handed to the connection before it waits for the socket
-/// to have taken everything ([`Paced`]): one chunk read ahead, so neither the file nor
-/// the socket waits, and ~2 chunks per host in this process's buffers at most instead of
-/// the server's whole window (2 MiB with OpenSSH, kept by russh for the whole run).
-const UPLOAD_AHEAD: usize = 64 * 1024;
+/// to have taken everything ([`Paced`]): one chunk, the next read meanwhile, so ~2 chunks
+/// per host wait in this process's buffers at most instead of the server's whole window
+/// (2 MiB with OpenSSH, a buffer russh then keeps for the whole run).
+const UPLOAD_AHEAD: usize = super::CHUNK;
 
 pub struct SshTransport {
     handle: Handle<Client>,
