@@ -90,6 +90,7 @@ impl KnownHosts {
     pub(super) fn only_for(mut self, names: &[String]) -> KnownHosts {
         self.entries
             .retain(|e| names.iter().any(|n| hosts_match(&e.hosts, n)));
+        self.entries.shrink_to_fit();
         self
     }
 
