@@ -123,8 +123,13 @@ impl Engine {
             None => Context::wraps(scope.vars)?,
         };
         let _hostvars = HostvarsInScope::enter(shared.hostvars);
-        self.registry
-            .render_template_with_context(template, &context)
+        let mut out = self
+            .registry
+            .render_template_with_context(template, &context)?;
+        // handlebars writes into an 8 KiB buffer; a plan keeps what it renders for the
+        // whole run, on every host (~70 KiB a host for short files otherwise).
+        out.shrink_to_fit();
+        Ok(out)
     }
 
     /// Render a template file; a failure says where in the file handlebars found it.

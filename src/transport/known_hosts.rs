@@ -83,6 +83,17 @@ impl KnownHosts {
         }
     }
 
+    /// Only the entries that name one of `names`: all that [`check`](Self::check) and
+    /// [`algorithms`](Self::algorithms) read for them. A connection keeps its host's few
+    /// lines for its whole life, not the whole file (on N hosts whose keys are all
+    /// recorded, N x N entries).
+    pub(super) fn only_for(mut self, names: &[String]) -> KnownHosts {
+        self.entries
+            .retain(|e| names.iter().any(|n| hosts_match(&e.hosts, n)));
+        self.entries.shrink_to_fit();
+        self
+    }
+
     fn for_names<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a Entry> + 'a {
         self.entries
             .iter()
@@ -255,6 +266,21 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_connection_keeps_only_its_hosts_entries() {
+        let k = known(&format!(
+            "web1 ssh-ed25519 {KEY_A}\nweb2 ssh-ed25519 {KEY_B}\n@revoked web1 ssh-ed25519 {KEY_C}\n\
+             *.example.com ssh-ed25519 {KEY_B}\n"
+        ));
+        let kept = k.only_for(&names(&["web1", "10.0.0.1"]));
+        assert_eq!(kept.entries.len(), 2);
+        assert_eq!(kept.check(&names(&["web1"]), &key(KEY_A)), Verdict::Trusted);
+        assert_eq!(
+            kept.check(&names(&["web1"]), &key(KEY_C)),
+            Verdict::Revoked("kh:3".into())
+        );
     }
 
     #[test]

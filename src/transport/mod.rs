@@ -3,6 +3,7 @@
 //! Every remote action is a POSIX `sh` script plus optional stdin bytes. Scripts are
 //! built with [`quote`] from this module, never by pasting user strings.
 
+mod drained;
 mod jump;
 mod known_hosts;
 mod local;
@@ -55,8 +56,10 @@ pub enum Input<'a> {
     File(&'a Path),
 }
 
-/// How much of an input is read and handed to the connection at a time.
-const CHUNK: usize = 64 * 1024;
+/// How much of an input is read and handed to the connection at a time: OpenSSH's
+/// largest packet, so a chunk is one packet and an upload keeps at most about two of
+/// them in this process (see `drained`).
+pub(crate) const CHUNK: usize = 32 * 1024;
 
 impl<'a> Input<'a> {
     pub const NONE: Input<'static> = Input::Bytes(&[]);
@@ -74,7 +77,13 @@ impl<'a> Input<'a> {
     pub async fn chunks(self) -> std::io::Result<Chunks<'a>> {
         Ok(match self {
             Input::Bytes(bytes) => Chunks::Bytes(bytes),
-            Input::File(path) => Chunks::File(tokio::fs::File::open(path).await?),
+            Input::File(path) => {
+                let path = path.to_path_buf();
+                let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                Chunks::File(Some(file))
+            }
         })
     }
 }
@@ -82,7 +91,9 @@ impl<'a> Input<'a> {
 /// What is left of an [`Input`].
 pub enum Chunks<'a> {
     Bytes(&'a [u8]),
-    File(tokio::fs::File),
+    /// Read on the blocking pool straight into the chunk handed on (tokio's `File` would
+    /// keep a buffer of its own per upload as well). None: a read failed midway.
+    File(Option<std::fs::File>),
 }
 
 impl Chunks<'_> {
@@ -94,12 +105,32 @@ impl Chunks<'_> {
                 *bytes = rest;
                 Ok((!chunk.is_empty()).then(|| chunk.to_vec()))
             }
-            Chunks::File(file) => {
-                use tokio::io::AsyncReadExt;
+            Chunks::File(slot) => {
+                let Some(mut file) = slot.take() else {
+                    return Err(std::io::Error::other("read after a failed read"));
+                };
+                // Allocated here, not on the blocking thread, which would make glibc give
+                // that thread an arena of its own (one per thread, up to 8 per core).
                 let mut chunk = vec![0; CHUNK];
-                let n = file.read(&mut chunk).await?;
-                chunk.truncate(n);
-                Ok((n > 0).then_some(chunk))
+                let (file, chunk) = tokio::task::spawn_blocking(move || {
+                    use std::io::Read;
+                    let read = loop {
+                        match file.read(&mut chunk) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            read => break read,
+                        }
+                    };
+                    let read = read.map(|n| {
+                        chunk.truncate(n);
+                        chunk
+                    });
+                    (file, read)
+                })
+                .await
+                .map_err(std::io::Error::other)?;
+                let chunk = chunk?;
+                *slot = Some(file);
+                Ok((!chunk.is_empty()).then_some(chunk))
             }
         }
     }

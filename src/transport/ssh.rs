@@ -1,6 +1,7 @@
 //! SSH transport on russh: one connection per host, many channels on it.
 
 use super::Purpose;
+use super::drained::{DrainSignal, Drained, Paced};
 use super::jump::{self, Bastions, Hop};
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::ssh_auth::{self, Sources};
@@ -89,6 +90,11 @@ const DEAD_AFTER: Duration = Duration::from_secs(45);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 2;
 const SYSTEM_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
+/// How much of an upload may be handed to the connection before it waits for the socket
+/// to have taken everything ([`Paced`]): one chunk, the next read meanwhile, so ~2 chunks
+/// per host wait in this process's buffers at most instead of the server's whole window
+/// (2 MiB with OpenSSH, a buffer russh then keeps for the whole run).
+const UPLOAD_AHEAD: usize = super::CHUNK;
 
 pub struct SshTransport {
     handle: Handle<Client>,
@@ -102,6 +108,8 @@ pub struct SshTransport {
     /// The bastion the connection runs through, kept open while it is used.
     via: Option<Arc<Session>>,
     escalation: Escalation,
+    /// When the connection's output buffer was last empty: uploads keep pace with it.
+    drained: DrainSignal,
 }
 
 impl fmt::Debug for SshTransport {
@@ -387,6 +395,7 @@ pub struct Session {
     lost: Arc<Mutex<Option<String>>>,
     /// The bastion this connection runs through, kept open while it is used.
     via: Option<Arc<Session>>,
+    drained: DrainSignal,
 }
 
 /// More hops than this is a `ProxyJump` loop in ssh_config.
@@ -422,7 +431,7 @@ impl Session {
             .cloned()
             .chain([PathBuf::from(SYSTEM_KNOWN_HOSTS)])
             .collect();
-        let known = KnownHosts::load(&files);
+        let known = KnownHosts::load(&files).only_for(&names);
 
         let config = client::Config {
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
@@ -486,7 +495,7 @@ impl Session {
                 (stream, Some(bastion))
             }
         };
-        let stream = WriteDeadline::new(stream, DEAD_AFTER);
+        let (stream, drained) = Drained::new(WriteDeadline::new(stream, DEAD_AFTER));
         let mut handle = tokio::time::timeout_at(
             deadline,
             client::connect_stream(Arc::new(config), stream, client),
@@ -530,6 +539,7 @@ impl Session {
             user: resolved.user,
             lost,
             via,
+            drained,
         })
     }
 
@@ -595,6 +605,7 @@ impl SshTransport {
             user,
             lost,
             via,
+            drained,
         } = Session::open(options.clone(), 0).await?;
         let mut transport = SshTransport {
             handle,
@@ -605,6 +616,7 @@ impl SshTransport {
             lost,
             via,
             escalation: Escalation::new(options.become_password.clone()),
+            drained,
         };
         if !transport.login_is_root {
             transport.login_is_root = transport.uid_is_zero().await?;
@@ -723,12 +735,14 @@ impl Transport for SshTransport {
         // Stdin is written while output is read: a command may fill its output window
         // before it has consumed all of its input.
         let (prefix, input) = (sudo.prefix(), script.stdin);
+        let mut paced = Paced::new(self.drained.clone(), UPLOAD_AHEAD);
         let send = async move {
             if !prefix.is_empty() {
                 writer.data_bytes(prefix).await?;
             }
             let mut chunks = input.chunks().await?;
             while let Some(chunk) = chunks.next().await? {
+                paced.before(chunk.len()).await;
                 writer.data_bytes(chunk).await?;
             }
             writer.eof().await
