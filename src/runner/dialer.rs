@@ -7,8 +7,8 @@ use super::counted::Counted;
 use super::host_lock::{self, HostLock, Taken};
 use crate::inventory::Connection;
 use crate::transport::{
-    Bastions, BecomePassword, ExecOutput, LocalTransport, Session, SshOptions, SshTransport,
-    Transport, TransportError,
+    Bastions, BecomePassword, ExecOutput, LocalTransport, Script, Session, SshOptions,
+    SshTransport, Transport, TransportError,
 };
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -75,7 +75,7 @@ impl Dialer {
         &self,
         connection: &Connection,
         transport: &dyn Transport,
-        read: Option<&str>,
+        read: Option<&Script<'_>>,
     ) -> Result<(Taken, Option<ExecOutput>), TransportError> {
         if !connection.local {
             return host_lock::take(transport, read).await;

@@ -11,10 +11,7 @@
 //! apply, and a drift check from cron keeps answering while an operator converges.
 
 use crate::quote::quote;
-use crate::transport::{
-    ExecOutput, KILL_GRACE, PROBE_TIMEOUT, RunAs, Stream, TIMED_OUT_STATUSES, Transport,
-    TransportError,
-};
+use crate::transport::{ExecOutput, RunAs, Script, Stream, Transport, TransportError};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -74,23 +71,20 @@ echo locked
 }
 
 /// Take the lock on the host behind `transport`, or learn who holds it. With `read`, a
-/// script that only reads (the first read of a run), run as root once the lock is held,
+/// script that only reads (the first read of a run, as root), run once the lock is held,
 /// in the same exec: its output comes back with the lock, and a rerun opens one session
 /// on the host, not two; the state it reads cannot be another controller's half-done run.
 pub async fn take(
     transport: &dyn Transport,
-    read: Option<&str>,
+    read: Option<&Script<'_>>,
 ) -> Result<(Taken, Option<ExecOutput>), TransportError> {
     let end = format!("@@converge-read:{}:", super::batch::nonce());
-    let then = read.map_or(String::new(), |body| {
+    let then = read.map_or(String::new(), |read| {
         // Its own limit and stdin (the heartbeats are the lock's), no lock fd kept open.
         format!(
-            "timeout -k {grace}s {limit}s /bin/sh -c {body} </dev/null 2>/dev/null 9>&-\n\
-             printf '\\n%s%s\\n' {end} \"$?\"\n",
-            grace = KILL_GRACE.as_secs(),
-            limit = PROBE_TIMEOUT.as_secs(),
-            body = quote(body),
-            end = quote(&end),
+            "{} </dev/null 2>/dev/null 9>&-\nprintf '\\n%s%s\\n' {} \"$?\"\n",
+            read.timed_command_line(),
+            quote(&end),
         )
     });
     // The controller's clock says since when: one process fewer on the host than `date`.
@@ -105,7 +99,7 @@ pub async fn take(
     let answer = next_line(&mut stream).await;
     if answer == b"locked" {
         let output = match read {
-            Some(_) => Some(read_until_end(&mut stream, &end).await?),
+            Some(read) => Some(read_until_end(&mut stream, &end, read).await?),
             None => None,
         };
         // The script prints nothing more: no byte is left in the buffer.
@@ -142,12 +136,14 @@ pub async fn take(
     }))
 }
 
-/// The read's output, up to the line `END` + its exit status, within the probe's limit.
+/// The read's output, up to the line `END` + its exit status, within the read's limit.
 async fn read_until_end(
     stream: &mut BufReader<Box<dyn Stream>>,
     end: &str,
+    read: &Script<'_>,
 ) -> Result<ExecOutput, TransportError> {
-    let read = async {
+    let started = std::time::Instant::now();
+    let lines = async {
         let mut stdout = Vec::new();
         loop {
             let start = stdout.len();
@@ -172,19 +168,16 @@ async fn read_until_end(
             }
         }
     };
-    let deadline = PROBE_TIMEOUT + Duration::from_secs(2 * KILL_GRACE.as_secs());
-    let output = tokio::time::timeout(deadline, read)
+    let timed_out = |killed_on_host| TransportError::TimedOut {
+        limit: read.limit(),
+        killed_on_host,
+    };
+    let output = tokio::time::timeout(read.controller_deadline(), lines)
         .await
-        .map_err(|_| TransportError::TimedOut {
-            limit: PROBE_TIMEOUT,
-            killed_on_host: false,
-        })?
+        .map_err(|_| timed_out(false))?
         .map_err(|e| TransportError::Io(e.to_string()))?;
-    if TIMED_OUT_STATUSES.contains(&output.status) {
-        return Err(TransportError::TimedOut {
-            limit: PROBE_TIMEOUT,
-            killed_on_host: true,
-        });
+    if read.timed_out(output.status, started.elapsed()) {
+        return Err(timed_out(true));
     }
     Ok(output)
 }

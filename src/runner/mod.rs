@@ -15,7 +15,9 @@ use batch::{FACTS, facts_value};
 pub use host::converge_host;
 
 use crate::report::Reporter;
-use crate::transport::{BecomePassword, ExecOutput, Input, RunAs, Transport, TransportError};
+use crate::transport::{
+    BecomePassword, ExecOutput, Input, RunAs, Script, Transport, TransportError,
+};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -91,26 +93,28 @@ impl FirstRead {
         }
     }
 
+    fn script(&self) -> Script<'_> {
+        Script {
+            body: self.batch.script(),
+            stdin: Input::NONE,
+            run_as: &self.run_as,
+            timeout: Some(crate::transport::PROBE_TIMEOUT),
+            purpose: crate::transport::Purpose::Probe,
+        }
+    }
+
     /// The script, when it may run inside the host lock's script, which runs as root.
-    pub fn as_root(&self, transport: &dyn Transport) -> Option<&str> {
+    pub fn as_root(&self, transport: &dyn Transport) -> Option<Script<'_>> {
         let root = match self.run_as {
             RunAs::Root => true,
             RunAs::Login => transport.login_is_root(),
             RunAs::User(_) => false,
         };
-        root.then(|| self.batch.script())
+        root.then(|| self.script())
     }
 
     pub async fn exec(&self, transport: &dyn Transport) -> Result<ExecOutput, TransportError> {
-        transport
-            .exec(crate::transport::Script {
-                body: self.batch.script(),
-                stdin: Input::NONE,
-                run_as: &self.run_as,
-                timeout: Some(crate::transport::PROBE_TIMEOUT),
-                purpose: crate::transport::Purpose::Probe,
-            })
-            .await
+        transport.exec(self.script()).await
     }
 
     /// Facts and the probes' results, from what the script printed.
@@ -589,7 +593,7 @@ impl Run<'_, '_> {
                 let read = first.as_root(transport.as_ref());
                 let (taken, out) = match self
                     .dialer
-                    .lock(&connection, transport.as_ref(), read)
+                    .lock(&connection, transport.as_ref(), read.as_ref())
                     .await
                 {
                     Ok(taken) => taken,

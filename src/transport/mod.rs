@@ -167,12 +167,12 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// as [`Script::timeout`].
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// A script still running at its limit gets SIGTERM, and SIGKILL this much later.
-pub const KILL_GRACE: Duration = Duration::from_secs(10);
+const KILL_GRACE: Duration = Duration::from_secs(10);
 /// The controller stops waiting this long after the host should have killed the script:
 /// the safety net for a host whose `timeout` itself hangs.
 const CONTROLLER_MARGIN: Duration = Duration::from_secs(20);
 /// GNU timeout's statuses for a command it stopped: SIGTERM sufficed, or SIGKILL was needed.
-pub const TIMED_OUT_STATUSES: [i32; 2] = [124, 128 + 9];
+const TIMED_OUT_STATUSES: [i32; 2] = [124, 128 + 9];
 
 impl Script<'_> {
     /// How long the script may run on the host.
@@ -181,14 +181,22 @@ impl Script<'_> {
     }
 
     /// How long the controller waits for the script before giving up on it.
-    fn controller_deadline(&self) -> Duration {
+    pub fn controller_deadline(&self) -> Duration {
         self.limit() + KILL_GRACE + CONTROLLER_MARGIN
     }
 
     /// Whether a script that ran for `elapsed` and exited with `status` was stopped by
     /// the host's `timeout` (a script's own 124 before its limit is its own business).
-    fn timed_out(&self, status: i32, elapsed: Duration) -> bool {
+    pub fn timed_out(&self, status: i32, elapsed: Duration) -> bool {
         TIMED_OUT_STATUSES.contains(&status) && elapsed >= self.limit()
+    }
+}
+
+impl Script<'_> {
+    /// The command line running the script under its limit, from a shell that already
+    /// runs as its user (the host lock's, as root).
+    pub fn timed_command_line(&self) -> String {
+        shell_command_line(self, &privilege::Sudo::none())
     }
 }
 
