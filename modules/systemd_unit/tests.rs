@@ -202,11 +202,15 @@ async fn a_fresh_host_gets_the_unit_but_the_release_starts_it() {
     +enabled: yes
     +active: no (start skipped: /opt/myapp/current/myapp does not exist yet; the release that deploys it starts the service)
     ");
-    // One daemon-reload loads the new file and the enable links alike.
+    // A unit systemd never loaded is loaded by naming it, after the enable links: no
+    // daemon-reload, unless systemd is too old to find it (then one).
     let sent = host.sent();
     let at = |needle: &str| sent.iter().position(|s| s.contains(needle));
     let enable = at("systemctl enable --no-reload -- myapp.service").expect("enabled");
-    assert!(enable < at("systemctl daemon-reload").expect("reloaded"));
+    let load = at("systemctl show -p LoadState --value -- myapp.service").expect("loaded");
+    assert!(enable < load);
+    assert!(sent[load].ends_with("= loaded ] || systemctl daemon-reload\n"));
+    assert_eq!(sent.iter().filter(|s| s.contains("daemon-reload")).count(), 1);
     assert!(!host.ran("systemctl start"));
     assert!(restarts.pending().is_empty());
 }

@@ -16,7 +16,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use russh::client::{self, DisconnectReason, Handle};
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{AlgorithmKind, Channel, ChannelMsg, Disconnect, Preferred, Sig};
+use russh::{AlgorithmKind, Channel, ChannelMsg, Disconnect, Preferred, Sig, cipher};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -263,6 +263,36 @@ fn host_key_preference(known: &[Algorithm], ssh_rsa: bool) -> Vec<Algorithm> {
     order
 }
 
+/// Ciphers, best first: AES-GCM where the CPU has AES instructions (as Go's x/crypto/ssh
+/// chooses), since sshd decrypts every uploaded byte: a 5 MiB build costs a host ~12 ms
+/// of CPU with aes128-gcm and ~50 ms with chacha20-poly1305, russh's and OpenSSH's first
+/// choice, which is the faster one only without them.
+fn cipher_preference(hardware_aes: bool) -> Vec<cipher::Name> {
+    let gcm = [cipher::AES_128_GCM, cipher::AES_256_GCM];
+    let mut order: Vec<cipher::Name> = if hardware_aes {
+        gcm.to_vec()
+    } else {
+        Vec::new()
+    };
+    for name in Preferred::DEFAULT.cipher.iter().chain(&gcm) {
+        if !order.contains(name) {
+            order.push(*name);
+        }
+    }
+    order
+}
+
+fn hardware_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("aes")
+        && std::arch::is_aarch64_feature_detected!("pmull");
+    #[allow(unreachable_code)]
+    false
+}
+
 /// The `ssh-rsa` algorithm: RSA keys with SHA-1 signatures.
 const SSH_RSA: Algorithm = Algorithm::Rsa { hash: None };
 
@@ -440,6 +470,7 @@ impl Session {
             preferred: Preferred {
                 key: host_key_preference(&known.algorithms(&names), resolved.ssh_rsa_host_keys)
                     .into(),
+                cipher: cipher_preference(hardware_aes()).into(),
                 ..Preferred::DEFAULT
             },
             ..Default::default()
@@ -902,6 +933,21 @@ mod tests {
     fn ssh_rsa_is_offered_only_when_allowed() {
         assert!(!host_key_preference(&[], false).contains(&SSH_RSA));
         assert!(host_key_preference(&[], true).contains(&SSH_RSA));
+    }
+
+    #[test]
+    fn aes_gcm_comes_first_only_with_hardware_aes() {
+        let with = cipher_preference(true);
+        assert_eq!(with[..2], [cipher::AES_128_GCM, cipher::AES_256_GCM]);
+        let without = cipher_preference(false);
+        assert_eq!(without[0], cipher::CHACHA20_POLY1305);
+        for order in [&with, &without] {
+            assert_eq!(
+                order.len(),
+                Preferred::DEFAULT.cipher.len() + 1,
+                "{order:?}"
+            );
+        }
     }
 
     #[test]
