@@ -339,7 +339,13 @@ mod tests {
             std::fs::read_dir(dest.join("releases/v1")).unwrap().count(),
             0
         );
-        assert_eq!(upload(b"full build"), Some(0));
+        // As the transport sends it: the bytes, then the line saying they are the build.
+        let sent = crate::transport::Input::File {
+            path: &local,
+            sha256: &build.sha256,
+        }
+        .read();
+        assert_eq!(upload(&sent), Some(0));
         assert_eq!(std::fs::read(&binary).unwrap(), b"full build");
     }
 

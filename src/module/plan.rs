@@ -6,13 +6,12 @@
 //! the changes only when applying. A module never learns which mode runs, so check mode
 //! and apply mode cannot diverge.
 
-use super::files::{PreviousFile, Source};
+use super::files::{LocalFile, PreviousFile, Source};
 use super::{Diff, Failure, HostInfo, Resource, RestartBook};
 use crate::transport::{ExecOutput, Input, Transport};
 use async_trait::async_trait;
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::path::Path;
 
 /// Reads a command's output: Ok, or why the task fails.
 pub type Verdict<'a> = Box<dyn Fn(&ExecOutput) -> Result<(), String> + Send + Sync + 'a>;
@@ -21,14 +20,17 @@ pub type Verdict<'a> = Box<dyn Fn(&ExecOutput) -> Result<(), String> + Send + Sy
 pub enum Stdin<'a> {
     Bytes(Cow<'a, [u8]>),
     /// A file on this machine, streamed (see [`files::LocalFile`](super::files::LocalFile)).
-    File(&'a Path),
+    File(&'a LocalFile),
 }
 
 impl Stdin<'_> {
     pub fn input(&self) -> Input<'_> {
         match self {
             Stdin::Bytes(bytes) => Input::Bytes(bytes),
-            Stdin::File(path) => Input::File(path),
+            Stdin::File(file) => Input::File {
+                path: &file.path,
+                sha256: &file.sha256,
+            },
         }
     }
 }
@@ -49,7 +51,7 @@ impl<'a> From<Source<'a>> for Stdin<'a> {
     fn from(source: Source<'a>) -> Stdin<'a> {
         match source {
             Source::Bytes(bytes) => Stdin::from(bytes),
-            Source::Local(file) => Stdin::File(&file.path),
+            Source::Local(file) => Stdin::File(file),
         }
     }
 }

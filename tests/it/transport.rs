@@ -159,7 +159,8 @@ async fn twenty_mib_of_stdin_streams_intact() {
 }
 
 /// A local file as stdin is read as it is sent (a build going to many hosts is never
-/// held in memory whole) and arrives intact.
+/// held in memory whole), arrives intact, and is followed by the line saying so only
+/// when what was sent is what was hashed.
 #[tokio::test]
 async fn a_local_file_streams_intact_as_stdin() {
     let (sshd, _home, ssh) = connected().await;
@@ -167,20 +168,35 @@ async fn a_local_file_streams_intact_as_stdin() {
     let local = sshd.dir.path().join("build");
     std::fs::write(&local, &data).unwrap();
     let file = sshd.dir.path().join("upload");
-    let body = format!("cat > {0} && sha256sum < {0}", file.display());
-    let out = ssh
-        .exec(Script {
-            stdin: Input::File(&local),
-            ..script(&body, b"")
-        })
-        .await
-        .unwrap();
-    assert!(out.success(), "{}", out.stderr_text());
-    let expected = hex::encode(Sha256::digest(&data));
-    assert_eq!(
-        out.stdout_text().split_whitespace().next(),
-        Some(&*expected)
+    let body = format!(
+        "head -c {} > {1}; IFS= read -r l; echo \"$l\"; sha256sum < {1}",
+        data.len(),
+        file.display()
     );
+    let expected = hex::encode(Sha256::digest(&data));
+    for (claimed, line) in [
+        (expected.clone(), converge::transport::sent_whole(&expected)),
+        ("0".repeat(64), String::new()),
+    ] {
+        let out = ssh
+            .exec(Script {
+                stdin: Input::File {
+                    path: &local,
+                    sha256: &claimed,
+                },
+                ..script(&body, b"")
+            })
+            .await
+            .unwrap();
+        assert!(out.success(), "{}", out.stderr_text());
+        let stdout = out.stdout_text();
+        let mut lines = stdout.lines();
+        assert_eq!(lines.next(), Some(&*line));
+        assert_eq!(
+            lines.next().and_then(|l| l.split_whitespace().next()),
+            Some(&*expected)
+        );
+    }
 }
 
 #[tokio::test]
@@ -892,7 +908,11 @@ async fn uploads_to_slow_hosts_hold_little_memory_per_connection() {
             let local = local.clone();
             tokio::spawn(async move {
                 ssh.exec(Script {
-                    stdin: Input::File(&local),
+                    // No hash given: nothing follows the file's bytes.
+                    stdin: Input::File {
+                        path: &local,
+                        sha256: "",
+                    },
                     ..script("wc -c", b"")
                 })
                 .await

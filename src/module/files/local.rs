@@ -14,6 +14,7 @@ use std::time::SystemTime;
 pub struct LocalFile {
     pub path: PathBuf,
     pub sha256: String,
+    pub len: u64,
     /// The content, when small enough to show in a diff: held once, whatever the number
     /// of hosts.
     pub small: Option<Vec<u8>>,
@@ -41,12 +42,14 @@ pub fn load(path: &Path) -> std::io::Result<Arc<LocalFile>> {
     let mut hasher = Sha256::new();
     let mut small = Vec::new();
     let mut chunk = vec![0; 64 * 1024];
+    let mut len = 0;
     loop {
         let n = reader.read(&mut chunk)?;
         if n == 0 {
             break;
         }
         hasher.update(&chunk[..n]);
+        len += n as u64;
         if small.len() as u64 <= super::CONTENT_LIMIT {
             small.extend_from_slice(&chunk[..n]);
         }
@@ -54,6 +57,7 @@ pub fn load(path: &Path) -> std::io::Result<Arc<LocalFile>> {
     let file = Arc::new(LocalFile {
         path: path.to_path_buf(),
         sha256: hex::encode(hasher.finalize()),
+        len,
         small: (small.len() as u64 <= super::CONTENT_LIMIT).then_some(small),
     });
     loaded.insert(path.to_path_buf(), (stamp, file.clone()));

@@ -520,15 +520,29 @@ mod tests {
             validate: None,
             secret: false,
         };
-        let out = sh(&write_script(&desired), b"build 2\n");
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("changed on the controller while it was sent"),
-            "{stderr}"
-        );
-        assert_eq!(std::fs::read(&target).unwrap(), b"old\n");
-        let out = sh(&write_script(&desired), b"build 1\n");
+        // What the transport sends: the file as it is now, and the line saying it is the
+        // file as hashed only when it is.
+        let sent = || {
+            crate::transport::Input::File {
+                path: &local,
+                sha256: &file.sha256,
+            }
+            .read()
+        };
+        std::fs::write(&local, b"build 2\n").unwrap();
+        let cut_off = b"build 1\n"[..5].to_vec();
+        for stdin in [sent(), cut_off] {
+            let out = sh(&write_script(&desired), &stdin);
+            assert!(!out.status.success());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("changed on the controller while it was sent"),
+                "{stderr}"
+            );
+            assert_eq!(std::fs::read(&target).unwrap(), b"old\n");
+        }
+        std::fs::write(&local, b"build 1\n").unwrap();
+        let out = sh(&write_script(&desired), &sent());
         assert!(
             out.status.success(),
             "{}",

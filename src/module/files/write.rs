@@ -19,6 +19,7 @@
 use super::{DesiredFile, Source};
 use crate::module::Mode;
 use crate::quote::{quote, quote_all};
+use crate::transport::sent_whole;
 
 /// Shell functions the scripts below use. `cvg_enter MSG COMPONENT...` enters the
 /// directory made of the components (from `/`), or fails with MSG: a real directory is
@@ -160,22 +161,28 @@ pub fn write_script_keeping(desired: &DesiredFile<'_>, kept: Option<&str>) -> St
     let here = target.here();
     let mut s = format!("set -e\n{PRELUDE}{}", target.enter());
     s.push_str(&refuse_directory(&target, desired.path));
-    s.push_str("cvg_stage\ncvg_temp\ncat > \"$cvg_tmp\"\n");
-    if let Source::Local(file) = desired.content {
-        // Streamed from disk after it was hashed: an upload cut off, or a build replaced
-        // on the controller meanwhile, never lands. Exit 3, as a failed validation.
-        let differs = format!(
-            "what arrived is not {} as it was when the run began (cut off, or changed on the \
-             controller while it was sent); {} was left as it was",
-            file.path.display(),
-            desired.path
-        );
-        s.push_str(&format!(
-            "cvg_h=$(sha256sum < \"$cvg_tmp\"); if [ \"${{cvg_h%% *}}\" != {} ]; then \
-             printf '%s\\n' {} >&2; exit 3; fi\n",
-            quote(&file.sha256),
-            quote(&differs)
-        ));
+    s.push_str("cvg_stage\ncvg_temp\n");
+    match desired.content {
+        Source::Bytes(_) => s.push_str("cat > \"$cvg_tmp\"\n"),
+        Source::Local(file) => {
+            // Streamed from disk after it was hashed: an upload cut off, or a build
+            // replaced on the controller meanwhile, never lands. Exit 3, as a failed
+            // validation. GNU head reads no byte past the count, so `read` gets the line
+            // that follows the file (see `transport::sent_whole`).
+            let differs = format!(
+                "what arrived is not {} as it was when the run began (cut off, or changed on the \
+                 controller while it was sent); {} was left as it was",
+                file.path.display(),
+                desired.path
+            );
+            s.push_str(&format!(
+                "head -c {} > \"$cvg_tmp\"\nIFS= read -r cvg_sent || :\n\
+                 if [ \"$cvg_sent\" != {} ]; then printf '%s\\n' {} >&2; exit 3; fi\n",
+                file.len,
+                quote(&sent_whole(&file.sha256)),
+                quote(&differs)
+            ));
+        }
     }
     // Unset owner and mode keep what the file had; a new file is root's, 0644, or 0600
     // when it holds a secret.
