@@ -210,7 +210,10 @@ async fn a_fresh_host_gets_the_unit_but_the_release_starts_it() {
     let load = at("systemctl show -p LoadState --value -- myapp.service").expect("loaded");
     assert!(enable < load);
     assert!(sent[load].ends_with("= loaded ] || systemctl daemon-reload\n"));
-    assert_eq!(sent.iter().filter(|s| s.contains("daemon-reload")).count(), 1);
+    assert_eq!(
+        sent.iter().filter(|s| s.contains("daemon-reload")).count(),
+        1
+    );
     assert!(!host.ran("systemctl start"));
     assert!(restarts.pending().is_empty());
 }
