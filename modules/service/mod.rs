@@ -170,11 +170,14 @@ impl Action for ServiceAction {
                 ));
             } else if let Some(verb) = verb {
                 // Reported as running only once it runs, and stays up.
-                script.push_str(&if now_active {
-                    systemd::systemctl_until_running(verb, name)
+                if now_active {
+                    let what = format!("systemctl on {name}");
+                    let (started, settle) = systemd::systemctl_until_active(verb, name, what);
+                    script.push_str(&started);
+                    plan.settle = Some(settle);
                 } else {
-                    systemd::systemctl(verb, name)
-                });
+                    script.push_str(&systemd::systemctl(verb, name));
+                }
             }
             // A fresh start or a restart picks up every change made so far.
             if matches!(verb, Some("start" | "restart")) {

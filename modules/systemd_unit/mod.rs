@@ -362,10 +362,11 @@ impl UnitAction {
     ) -> Option<(String, String)> {
         match self.state {
             Some(State::Started) if !unit.is_active() => {
-                plan.changes.push(Command::new(
-                    format!("starting {}", self.unit),
-                    systemd::systemctl_until_running("start", &self.unit),
-                ));
+                let what = format!("starting {}", self.unit);
+                let (script, settle) =
+                    systemd::systemctl_until_active("start", &self.unit, what.clone());
+                plan.changes.push(Command::new(what, script));
+                plan.settle = Some(settle);
                 // A fresh start runs the new unit: pending restarts are folded in.
                 plan.restarted.push(self.unit.clone());
                 Some((unit.active_text(), yes_no(true)))

@@ -173,6 +173,8 @@ fn verifying_host() -> FakeHost {
     FakeHost::answering(|script, _| {
         if script.contains("systemd-analyze") {
             output(0, "candidate=/tmp/t/myapp.service\n", "")
+        } else if script.contains("systemctl start") {
+            output(0, "settle-from=0/12345\n", "")
         } else {
             output(0, "", "")
         }

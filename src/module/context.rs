@@ -109,6 +109,41 @@ pub struct Ctx<'a> {
     pub restarts: &'a mut RestartBook,
     /// Resources that earlier tasks changed, or in check mode would have changed.
     changed: &'a HashSet<Resource>,
+    /// Whether the plan's settle may be left to the caller, to overlap later tasks.
+    overlap_settle: bool,
+    /// The settle left to the caller.
+    settling: Option<PendingSettle>,
+}
+
+/// A plan's [`Settle`](super::plan::Settle), made from its change's output, still to
+/// run: owned, so that it can outlive the task's plan while later tasks run.
+#[derive(Debug)]
+pub struct PendingSettle {
+    pub what: String,
+    pub script: String,
+    /// What a later task must leave alone until it ended.
+    pub watches: Vec<Resource>,
+    run_as: RunAs,
+    timeout: Option<std::time::Duration>,
+}
+
+impl PendingSettle {
+    /// Run it: Ok once what the changes did held.
+    pub async fn run(&self, transport: &dyn Transport) -> Result<(), Failure> {
+        let script = Script {
+            body: &self.script,
+            stdin: Input::NONE,
+            run_as: &self.run_as,
+            timeout: self.timeout,
+            purpose: Purpose::Check,
+        };
+        let out = transport.exec(script).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(Failure::Task(super::failed(&self.what, &out)))
+        }
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -130,7 +165,21 @@ impl<'a> Ctx<'a> {
             owes: BTreeSet::new(),
             restarts,
             changed,
+            overlap_settle: false,
+            settling: None,
         }
+    }
+
+    /// Leave the plan's settle to the caller ([`Ctx::take_settle`]) unless a follow-up
+    /// must see how it went.
+    pub fn overlapping_settles(mut self) -> Ctx<'a> {
+        self.overlap_settle = true;
+        self
+    }
+
+    /// The settle the last plan left to the caller.
+    pub fn take_settle(&mut self) -> Option<PendingSettle> {
+        self.settling.take()
     }
 
     /// Run `snippet` in front of the first command this task runs when applying.
@@ -201,8 +250,25 @@ impl<'a> Ctx<'a> {
             // Booked before the changes run: a change that fails halfway may have replaced
             // its file already, and putting back what was there is harmless if it did not.
             self.restarts.record_replaced(&self.owes, &plan.replaces);
+            let mut last = None;
             for change in &plan.changes {
-                self.exec_judged(change, Purpose::Change).await?;
+                last = Some(self.exec_judged(change, Purpose::Change).await?);
+            }
+            if let (Some(settle), Some(started)) = (&plan.settle, &last)
+                && let Some(script) = (settle.script)(started).map_err(Failure::Task)?
+            {
+                let pending = PendingSettle {
+                    what: settle.what.clone(),
+                    script,
+                    watches: settle.watches.clone(),
+                    run_as: self.run_as.clone(),
+                    timeout: self.timeout,
+                };
+                if self.overlap_settle && plan.follow_up.is_none() {
+                    self.settling = Some(pending);
+                } else {
+                    pending.run(self.transport).await?;
+                }
             }
             if let Some(follow_up) = &plan.follow_up {
                 follow_up.run(&*self).await?;

@@ -24,7 +24,7 @@ mod watch;
 
 pub use account::Account;
 pub use change::Change;
-pub use context::{Ctx, HostInfo, RestartBook};
+pub use context::{Ctx, HostInfo, PendingSettle, RestartBook};
 pub use diff::{Diff, metadata_lines};
 pub use managed_file::ManagedFile;
 pub use params::{HostPath, Invalid, Mode, Params, State, one_or_many, opt_number};

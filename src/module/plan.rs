@@ -111,6 +111,23 @@ pub fn failed(what: &str, out: &ExecOutput) -> String {
     format!("{what} failed (exit {}): {detail}", out.status)
 }
 
+/// What only time tells about the changes (a unit started a moment ago stays up): a
+/// read-only command made from the last change's output. Applying, the engine runs it
+/// after the changes while the later tasks that touch none of `watches` go on; the task
+/// is done, or failed, when it ends.
+pub struct Settle<'a> {
+    /// Names it in a failure message, as for a [`Command`].
+    pub what: String,
+    pub script: SettleScript<'a>,
+    /// What a later task must leave alone until it ended.
+    pub watches: Vec<Resource>,
+}
+
+/// A settle's script, from the last change's output: None when there is nothing to wait
+/// for, Err when the output says the change did not do what it should.
+pub type SettleScript<'a> =
+    Box<dyn Fn(&ExecOutput) -> Result<Option<String>, String> + Send + Sync + 'a>;
+
 /// Runs commands on the host for a [`FollowUp`]: only ever handed out when applying.
 #[async_trait]
 pub trait Exec: Send + Sync {
@@ -147,6 +164,8 @@ pub struct Plan<'a> {
     /// A command line the task runs: shown as `would run: LINE`, then `ran: LINE`.
     pub runs: Option<String>,
     pub follow_up: Option<Box<dyn FollowUp + 'a>>,
+    /// Run after the last change (before the follow-up), maybe overlapping later tasks.
+    pub settle: Option<Settle<'a>>,
     /// Services whose running process must restart to pick up this change.
     pub restart_requests: Vec<String>,
     /// Services this task (re)starts, folding in the restarts pending so far.

@@ -3,9 +3,11 @@
 //! `release` and `systemd_unit`.
 
 use super::http::HealthCheck;
+use super::plan::Settle;
 use super::{Command, Exec, Failure, Probed};
 use crate::module::Resource;
 use crate::quote::quote;
+use crate::transport::ExecOutput;
 
 /// The properties every unit probe reads.
 const PROPERTIES: &str = "ActiveState,UnitFileState,LoadState,MainPID,NeedDaemonReload";
@@ -252,17 +254,73 @@ pub const SETTLE_SECS: u32 = 1;
 
 /// The lines run after `systemctl start|restart|reload UNIT`, so that the task reports
 /// the unit as running only once it runs: they wait (at most [`START_WAIT_SECS`]) until
-/// the unit is active, then look again after [`SETTLE_SECS`], and fail with its status if
-/// it stopped, went back to `activating` or was restarted meanwhile: its `NRestarts` and
-/// `ActiveEnterTimestampMonotonic` record any restart in between, so one look at the end
-/// sees what polling through the second would (at a tenth of the host's CPU). A process that dies of a bad
-/// configuration, a missing file or a busy port does so within that second; a unit that
-/// dies later is beyond what a bounded wait can know. A `Type=oneshot` unit that ran to
-/// success counts as started.
+/// the unit is active, then look again after [`SETTLE_SECS`] ([`settled`]). A
+/// `Type=oneshot` unit that ran to success counts as started.
 pub fn until_running(unit: &str) -> String {
+    format!("{}{}", until_active(unit), settle_lines())
+}
+
+/// `systemctl VERB UNIT` for a verb that leaves the unit running, done once the unit is
+/// active; the second it must then stay up is the returned [`Settle`], which later tasks
+/// that leave the unit alone may overlap.
+pub fn systemctl_until_active<'a>(verb: &str, unit: &str, what: String) -> (String, Settle<'a>) {
+    let script = format!(
+        "{}{}printf '{SETTLE_FROM}%s\\n' \"$was\"\n",
+        systemctl(verb, unit),
+        until_active(unit)
+    );
+    let name = unit.to_string();
+    let settle = Settle {
+        what,
+        script: Box::new(move |started: &ExecOutput| {
+            let said = started.stdout_text();
+            let was = said.lines().find_map(|l| l.strip_prefix(SETTLE_FROM));
+            match was {
+                Some(RAN_TO_SUCCESS) => Ok(None),
+                Some(was) if is_restarts_and_time(was) => Ok(Some(settled(&name, was))),
+                _ => Err(format!(
+                    "{name} became active, but systemctl show gave no restart count and start time"
+                )),
+            }
+        }),
+        watches: vec![Resource::unit(unit)],
+    };
+    (script, settle)
+}
+
+/// `NRestarts/ActiveEnterTimestampMonotonic`: two numbers (empty where systemd does not
+/// say, as the old look compared them).
+fn is_restarts_and_time(was: &str) -> bool {
+    let number = |n: &str| n.bytes().all(|c| c.is_ascii_digit());
+    was.split_once('/')
+        .is_some_and(|(a, b)| number(a) && number(b))
+}
+
+/// The line [`systemctl_until_active`] ends with: the unit's restart count and when it
+/// became active, for [`settled`] to compare.
+const SETTLE_FROM: &str = "settle-from=";
+
+/// Fails with the unit's status if it stopped, went back to `activating` or was
+/// restarted within [`SETTLE_SECS`] of becoming active, when its `NRestarts` and
+/// `ActiveEnterTimestampMonotonic` were `was`: they record any restart in between, so
+/// one look at the end sees what polling through the second would (at a tenth of the
+/// host's CPU). A process that dies of a bad configuration, a missing file or a busy
+/// port does so within that second; a unit that dies later is beyond what a bounded
+/// wait can know.
+pub fn settled(unit: &str, was: &str) -> String {
+    format!(
+        "{}was={}\n{}",
+        show_functions(unit),
+        quote(was),
+        settle_lines()
+    )
+}
+
+/// `show` reads the unit's state into shell variables (builtins but for systemctl: each
+/// process costs a host ~1 ms; the values are single words, split on blanks); `down`
+/// fails with its status.
+fn show_functions(unit: &str) -> String {
     let u = quote(unit);
-    // Builtins but for systemctl: each process costs a host ~1 ms. The values are single
-    // words (states, a type, numbers), split on blanks.
     format!(
         r#"show() {{
   s=$(systemctl show -p ActiveState,SubState,Result,Type,NRestarts,ActiveEnterTimestampMonotonic -- {u}) || return
@@ -274,24 +332,42 @@ pub fn until_running(unit: &str) -> String {
   done
 }}
 down() {{ printf '%s %s\n' {u} "$1" >&2; systemctl status --no-pager --lines=10 -- {u} >&2; exit 1; }}
-tries={start_tries}
+"#
+    )
+}
+
+/// Waits until the unit is active and sets `was` to its restart count and start time.
+fn until_active(unit: &str) -> String {
+    format!(
+        r#"{}tries={start_tries}
 while show; do
   case $active/$sub in
     active/* | reloading/*) break ;;
     activating/auto-restart) down "exited (Result=$result) and waits to be restarted" ;;
     activating/*) [ $((tries -= 1)) -gt 0 ] || down "is still starting after {START_WAIT_SECS} s" ;;
-    *) [ "$type/$result" = oneshot/success ] && exit 0
+    *) [ "$type/$result" = oneshot/success ] && {{ echo {SETTLE_FROM}{RAN_TO_SUCCESS}; exit 0; }}
        down "is $active (Result=$result) right after it started" ;;
   esac
   sleep 0.1
 done
 was=$restarts/$since
-sleep {SETTLE_SECS}
+"#,
+        show_functions(unit),
+        start_tries = START_WAIT_SECS * 10,
+    )
+}
+
+/// What [`until_active`] says of a `Type=oneshot` unit that ran to success: it has no
+/// second to stay up for.
+const RAN_TO_SUCCESS: &str = "oneshot";
+
+fn settle_lines() -> String {
+    format!(
+        r#"sleep {SETTLE_SECS}
 show
 [ "$restarts/$since" = "$was" ] || down "was restarted by systemd within {SETTLE_SECS} s of starting"
 case $active in active | reloading) ;; *) down "stopped (Result=$result) within {SETTLE_SECS} s of starting" ;; esac
-"#,
-        start_tries = START_WAIT_SECS * 10,
+"#
     )
 }
 

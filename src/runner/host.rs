@@ -3,7 +3,9 @@
 use super::RunSettings;
 use super::batch::{Batch, Key};
 use super::watch::{Released, Watched};
-use crate::module::{Ctx, Diff, Failure, HostInfo, Probed, Resource, RestartBook, Status, systemd};
+use crate::module::{
+    Ctx, Diff, Failure, HostInfo, PendingSettle, Probed, Resource, RestartBook, Status, systemd,
+};
 use crate::plan::{EdgeKind, HostPlan, NodeState};
 use crate::quote::quote;
 use crate::report::{HostReport, TaskReport, TaskStatus, redact};
@@ -11,6 +13,7 @@ use crate::transport::{Input, PROBE_TIMEOUT, Purpose, RunAs, Script, Transport, 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
 
 /// Where a host records restarts that are owed (one empty file per service).
 const PENDING_DIR: &str = "/var/lib/converge/restart-pending";
@@ -53,6 +56,23 @@ struct HostRun<'a> {
     info: HostInfo,
     report: HostReport,
     watched: Vec<Watched>,
+    /// While a settle runs, the reports of the tasks after it, held back so that tasks
+    /// are reported in order; `None` marks the place of a task still settling.
+    held: Vec<(usize, Option<TaskReport>)>,
+}
+
+/// A settle for the host's settler to run, and where to say how it went.
+type SettleJob = (PendingSettle, oneshot::Sender<Result<(), Failure>>);
+
+/// A task whose changes are done and whose settle still runs on the host.
+struct Settling {
+    node: usize,
+    watches: Vec<Resource>,
+    outcome: oneshot::Receiver<Result<(), Failure>>,
+    started: Instant,
+    status: TaskStatus,
+    diff: Option<String>,
+    skip: Option<String>,
 }
 
 /// Run one host's plan; its report, with `unreachable` set if the connection broke,
@@ -78,8 +98,20 @@ pub async fn converge_host(
             ..HostReport::default()
         },
         watched: Vec::new(),
+        held: Vec::new(),
     };
-    if let Err(e) = run.walk(prefetched).await {
+    // Settles run on their own session beside the walk; the walk's end closes `jobs`,
+    // which ends the settler once the last settle ended.
+    let (jobs, mut inbox) = mpsc::unbounded_channel::<SettleJob>();
+    let settler = futures::StreamExt::for_each_concurrent(
+        futures::stream::poll_fn(move |cx| inbox.poll_recv(cx)),
+        None,
+        |(settle, outcome)| async move {
+            let _ = outcome.send(settle.run(transport).await);
+        },
+    );
+    let (walked, ()) = futures::join!(run.walk(prefetched, jobs), settler);
+    if let Err(e) = walked {
         let reason = redact(&e.to_string(), &plan.secrets);
         settings.reporter.unreachable(&plan.host, &reason);
         run.report.unreachable = Some(reason);
@@ -109,17 +141,23 @@ struct Walk {
     /// What each node's probe reads ([`Action::reads`](crate::module::Action::reads)),
     /// asked once per walk rather than at every change.
     reads: Vec<Option<Vec<Resource>>>,
+    /// Where settles go to run beside the walk.
+    settler: mpsc::UnboundedSender<SettleJob>,
+    /// The tasks settling, in order.
+    settling: Vec<Settling>,
 }
 
 impl HostRun<'_> {
-    async fn walk(&mut self, prefetched: super::Prefetched) -> Result<(), TransportError> {
-        let mut walk = self.start(prefetched).await?;
-        for (position, &i) in self.plan.order.iter().enumerate() {
-            if self.settings.interrupted.load(Ordering::SeqCst) {
-                break;
-            }
-            self.step(&mut walk, position, i).await?;
-        }
+    async fn walk(
+        &mut self,
+        prefetched: super::Prefetched,
+        settler: mpsc::UnboundedSender<SettleJob>,
+    ) -> Result<(), TransportError> {
+        let mut walk = self.start(prefetched, settler).await?;
+        let stepped = self.steps(&mut walk).await;
+        let settled = self.settle_all(&mut walk).await;
+        stepped?;
+        settled?;
         if !self.settings.interrupted.load(Ordering::SeqCst) {
             self.flush_restarts(&mut walk.restarts).await?;
             self.persist_restarts(&walk.restarts, &mut walk.persisted)
@@ -128,9 +166,26 @@ impl HostRun<'_> {
         Ok(())
     }
 
+    async fn steps(&mut self, walk: &mut Walk) -> Result<(), TransportError> {
+        for (position, &i) in self.plan.order.iter().enumerate() {
+            if self.settings.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            if self.disturbs(walk, i) {
+                self.settle_all(walk).await?;
+            }
+            self.step(walk, position, i).await?;
+        }
+        Ok(())
+    }
+
     /// The walk's start: the restarts a run that died before doing them still owes, and
     /// every task's state, from the first round trip where its probe is still the same.
-    async fn start(&self, prefetched: super::Prefetched) -> Result<Walk, TransportError> {
+    async fn start(
+        &self,
+        prefetched: super::Prefetched,
+        settler: mpsc::UnboundedSender<SettleJob>,
+    ) -> Result<Walk, TransportError> {
         let super::Prefetched {
             probes: mut prefetched,
             pending_restarts,
@@ -171,6 +226,8 @@ impl HostRun<'_> {
                 .iter()
                 .map(|n| n.action().and_then(|a| a.reads()))
                 .collect(),
+            settler,
+            settling: Vec::new(),
         })
     }
 
@@ -248,8 +305,10 @@ impl HostRun<'_> {
         )
         .with_timeout(node.timeout)
         .with_restart_intent(intent)
-        .owing_restarts(owed.clone());
+        .owing_restarts(owed.clone())
+        .overlapping_settles();
         let result = ctx.carry_out(action, &probed).await;
+        let settle = ctx.take_settle();
         // Written, or never needed (all owed restarts were on the host already).
         if !ctx.restart_intent_pending() {
             walk.persisted.extend(owed);
@@ -258,7 +317,7 @@ impl HostRun<'_> {
         match result {
             Ok(outcome) => {
                 walk.done.insert(i, Done::Ran);
-                self.finished(walk, position, action, outcome, elapsed)
+                self.finished(walk, position, action, outcome, (started, settle))
                     .await?;
             }
             Err(Failure::Task(message)) => {
@@ -274,15 +333,16 @@ impl HostRun<'_> {
         Ok(())
     }
 
-    /// Node `i` ran: its report; a change wakes its handlers (and their restarts), makes
-    /// the state read ahead stale, and is watched during a rollout's pauses.
+    /// Node `i` ran: a change makes the state read ahead stale and is watched during a
+    /// rollout's pauses; its report, and the handlers a change wakes, wait for its settle
+    /// if it has one.
     async fn finished(
         &mut self,
         walk: &mut Walk,
         position: usize,
         action: &dyn crate::module::Action,
         outcome: crate::module::Outcome,
-        elapsed: u64,
+        (started, settle): (Instant, Option<PendingSettle>),
     ) -> Result<(), TransportError> {
         let plan = self.plan;
         let i = plan.order[position];
@@ -300,14 +360,6 @@ impl HostRun<'_> {
             Status::Skipped(reason) => (TaskStatus::Skipped, Some(reason)),
         };
         if status == TaskStatus::Changed {
-            for (to, kind) in plan.graph.dependents(i) {
-                if *kind == EdgeKind::Notify {
-                    walk.notified.insert(to);
-                    if let Some(service) = plan.nodes[to].action().and_then(|a| a.restarts()) {
-                        walk.restarts.request(service);
-                    }
-                }
-            }
             walk.changed.extend(action.resources().provides);
             if !self.settings.check {
                 let altered = self.altered_by(&walk.reads, action, position);
@@ -324,9 +376,132 @@ impl HostRun<'_> {
                 });
             }
         }
+        match settle {
+            Some(settle) => {
+                let (sent, outcome) = oneshot::channel();
+                let watches = settle.watches.clone();
+                // The settler ends only after the walk; were it gone, settle here.
+                if let Err(mpsc::error::SendError((settle, sent))) =
+                    walk.settler.send((settle, sent))
+                {
+                    let _ = sent.send(settle.run(self.transport).await);
+                }
+                walk.settling.push(Settling {
+                    node: i,
+                    watches,
+                    outcome,
+                    started,
+                    status,
+                    diff,
+                    skip,
+                });
+                self.held.push((i, None));
+                Ok(())
+            }
+            None => {
+                let elapsed = started.elapsed().as_millis() as u64;
+                self.concluded(walk, i, status, diff, skip, elapsed).await
+            }
+        }
+    }
+
+    /// Node `i` is done: its report, and the handlers a change wakes.
+    async fn concluded(
+        &mut self,
+        walk: &mut Walk,
+        i: usize,
+        status: TaskStatus,
+        diff: Option<String>,
+        skip: Option<String>,
+        elapsed: u64,
+    ) -> Result<(), TransportError> {
+        let plan = self.plan;
+        if status == TaskStatus::Changed {
+            for (to, kind) in plan.graph.dependents(i) {
+                if *kind == EdgeKind::Notify {
+                    walk.notified.insert(to);
+                    if let Some(service) = plan.nodes[to].action().and_then(|a| a.restarts()) {
+                        walk.restarts.request(service);
+                    }
+                }
+            }
+        }
         self.record(i, status, diff, None, skip, elapsed);
         self.persist_restarts(&walk.restarts, &mut walk.persisted)
             .await
+    }
+
+    /// Whether node `i` must wait for the settles running: it needs or is woken by a
+    /// settling task, it is a handler, restarts a service, or may touch what a settle
+    /// watches (a command may touch anything).
+    fn disturbs(&self, walk: &Walk, i: usize) -> bool {
+        if walk.settling.is_empty() {
+            return false;
+        }
+        let node = &self.plan.nodes[i];
+        let Some(action) = node.action() else {
+            return false;
+        };
+        let needs_settling = self
+            .plan
+            .graph
+            .dependencies(i)
+            .any(|(d, _)| walk.settling.iter().any(|s| s.node == d));
+        let touches_watched = match action.touches() {
+            Some(touched) => walk.settling.iter().any(|s| {
+                s.watches
+                    .iter()
+                    .any(|w| touched.iter().any(|t| t.overlaps(w)))
+            }),
+            None => true,
+        };
+        needs_settling
+            || node.is_handler
+            || touches_watched
+            || action.restarts().is_some()
+            || action.owes_restart().is_some()
+    }
+
+    /// Wait for every settle running and conclude its task (in order), then report the
+    /// tasks held back meanwhile.
+    async fn settle_all(&mut self, walk: &mut Walk) -> Result<(), TransportError> {
+        let mut lost = None;
+        for settling in std::mem::take(&mut walk.settling) {
+            let outcome = settling.outcome.await.unwrap_or_else(|_| {
+                Err(Failure::new(
+                    "the settle's outcome was lost (an engine bug)",
+                ))
+            });
+            let (i, elapsed) = (settling.node, settling.started.elapsed().as_millis() as u64);
+            match outcome {
+                Ok(()) => {
+                    let (status, diff, skip) = (settling.status, settling.diff, settling.skip);
+                    self.concluded(walk, i, status, diff, skip, elapsed).await?;
+                }
+                Err(Failure::Task(message)) => {
+                    walk.done.insert(i, Done::Failed);
+                    self.record(i, TaskStatus::Failed, None, Some(message), None, elapsed);
+                }
+                Err(Failure::Connection(e)) => {
+                    walk.done.insert(i, Done::Failed);
+                    self.record(
+                        i,
+                        TaskStatus::Failed,
+                        None,
+                        Some(e.to_string()),
+                        None,
+                        elapsed,
+                    );
+                    lost.get_or_insert(e);
+                }
+            }
+        }
+        for (_, report) in std::mem::take(&mut self.held) {
+            let report = report.expect("every settling task was concluded");
+            self.settings.reporter.task(&self.plan.host, &report);
+            self.report.tasks.push(report);
+        }
+        lost.map_or(Ok(()), Err)
     }
 
     /// The nodes after `position` whose probe the change `action` made may have altered:
@@ -558,8 +733,18 @@ impl HostRun<'_> {
             skip_reason: skip_reason.map(|r| redact(&r, secrets)),
             duration_ms,
         };
-        self.settings.reporter.task(&self.plan.host, &report);
-        self.report.tasks.push(report);
+        let place = self
+            .held
+            .iter()
+            .position(|(n, held)| *n == i && held.is_none());
+        match place {
+            Some(place) => self.held[place].1 = Some(report),
+            None if !self.held.is_empty() => self.held.push((i, Some(report))),
+            None => {
+                self.settings.reporter.task(&self.plan.host, &report);
+                self.report.tasks.push(report);
+            }
+        }
     }
 }
 

@@ -127,3 +127,44 @@ fn a_unit_that_dies_right_after_start_fails_the_task() {
             .expect_stdout_contains(says);
     }
 }
+
+/// The second a started unit must stay up overlaps the later tasks that leave it alone;
+/// the task still fails when the unit dies within it, tasks are reported in playbook
+/// order, and a task that needs the unit waits for that second and is skipped.
+#[test]
+fn the_second_a_unit_must_stay_up_overlaps_independent_tasks() {
+    let s = Scenario::new(1);
+    s.sh(
+        "h1",
+        "printf '[Service]\\nExecStart=/bin/sh -c \"sleep 0.8; date +%%%%s%%%%N > /root/late-exit; exit 1\"\\n' \
+         > /etc/systemd/system/late.service && systemctl daemon-reload",
+    );
+    s.playbook(&play(
+        "    - name: start late\n      service: { name: late, state: started }\n\
+         \x20   - name: independent\n      file: { path: /root/independent, content: \"x\\n\" }\n\
+         \x20   - name: needs late\n      file: { path: /root/dependent, content: \"x\\n\" }\n      requires: start late\n",
+    ));
+    let run = s.converge();
+    run.expect_code(1)
+        .expect_changed("h1", 1)
+        .expect_stdout_contains("late stopped (Result=exit-code) within 1 s of starting")
+        .expect_stdout_contains("`start late` failed");
+    let at = |needle: &str| {
+        run.stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}`\n{}", run.context()))
+    };
+    assert!(at("start late") < at("independent") && at("independent") < at("needs late"));
+    assert_eq!(
+        s.sh("h1", "test -e /root/dependent || echo absent").trim(),
+        "absent"
+    );
+    // Written while the unit still ran, which it did for 0.8 s.
+    let ns = |cmd: &str| -> u128 { s.sh("h1", cmd).trim().parse().unwrap() };
+    let written = ns("date +%s%N -r /root/independent");
+    let exited = ns("cat /root/late-exit");
+    assert!(
+        written < exited,
+        "written at {written}, the unit exited at {exited}"
+    );
+}
