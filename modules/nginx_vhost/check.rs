@@ -45,58 +45,83 @@ pub const RELOAD_WAIT_SECS: u32 = 10;
 /// least one): read from /proc (the listening inodes in /proc/net, each child's fds), so a
 /// request made right after the task gets the new site. A master that rejects the
 /// configuration (a port in use, say, which `nginx -t` does not bind) forks none.
+///
+/// Each poll starts three processes (find, awk, sleep): a process costs the host ~1 ms.
 fn generation_functions() -> String {
     format!(
         r#"nginx_master() {{
   if [ -d /run/systemd/system ]; then
-    systemctl is-active --quiet nginx || return 1
-    m=$(systemctl show -p MainPID --value nginx)
+    m=0 nginx_state=
+    for l in $(systemctl show -p ActiveState,MainPID nginx); do
+      case $l in ActiveState=*) nginx_state=${{l#*=}} ;; MainPID=*) m=${{l#*=}} ;; esac
+    done
+    case $nginx_state in active | reloading) ;; *) return 1 ;; esac
+    [ "$m" != 0 ] || {{ echo "nginx runs, but systemd does not know its master's pid" >&2; exit 3; }}
   else
-    m=$(cat /run/nginx.pid 2>/dev/null) || return 1
+    m=
+    [ -r /run/nginx.pid ] && read -r m < /run/nginx.pid
     [ -n "$m" ] && kill -0 "$m" 2>/dev/null
   fi
 }}
-nginx_kids() {{ grep -ls "^PPid:[[:space:]]*$m\$" /proc/[0-9]*/status | cut -d/ -f3; }}
+nginx_kids() {{
+  if [ -r "/proc/$m/task/$m/children" ]; then
+    # One line, with no newline at its end: read assigns it and returns 1.
+    nginx_kids=
+    read -r nginx_kids < "/proc/$m/task/$m/children" || :
+  else
+    nginx_kids=$(grep -ls "^PPid:[[:space:]]*$m\$" /proc/[0-9]*/status | cut -d/ -f3)
+  fi
+}}
 nginx_before() {{
   nginx_log=/var/log/nginx/error.log
   nginx_size=$(wc -c < "$nginx_log" 2>/dev/null) || nginx_size=0
-  nginx_old=" $(nginx_kids | tr '\n' ' ') "
+  nginx_kids
+  nginx_old=$(echo $nginx_kids)
 }}
-nginx_listens() {{
-  ls -l "/proc/$1/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' | grep -qxF -f "$nginx_sockets"
+nginx_new_serves() {{
+  nginx_kids
+  set --
+  for k in $nginx_kids; do set -- "$@" "/proc/$k/fd"; done
+  [ $# -gt 0 ] || return 1
+  find "$@" -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h %l\n' 2>/dev/null |
+    awk -v old=" $nginx_old " '
+      FILENAME == "/proc/net/unix" {{ if ($4 == "00010000") listening[$7] = 1; next }}
+      FILENAME != "-" {{ if ($4 == "0A") listening[$10] = 1; next }}
+      {{
+        split($1, p, "/"); inode = $2; gsub(/[^0-9]/, "", inode)
+        if (!(inode in listening)) next
+        if (index(old, " " p[3] " ")) stale = 1; else new = 1
+      }}
+      END {{ exit !(new && !stale) }}' $nginx_net -
 }}
 nginx_serves_new() {{
-  nginx_sockets=$(mktemp) || return 1
-  end=$(($(date +%s) + {RELOAD_WAIT_SECS}))
-  while [ "$(date +%s)" -lt "$end" ]; do
-    {{ cat /proc/net/tcp /proc/net/tcp6 | awk '$4 == "0A" {{ print $10 }}'
-      awk '$4 == "00010000" {{ print $7 }}' /proc/net/unix; }} > "$nginx_sockets" 2>/dev/null || :
-    new=no stale=no
-    for k in $(nginx_kids); do
-      nginx_listens "$k" || continue
-      case "$nginx_old" in *" $k "*) stale=yes ;; *) new=yes ;; esac
-    done
-    [ "$new" = yes ] && [ "$stale" = no ] && {{ rm -f "$nginx_sockets"; return 0; }}
-    sleep 0.1
+  nginx_net=
+  for f in /proc/net/tcp /proc/net/tcp6 /proc/net/unix; do [ -r "$f" ] && nginx_net="$nginx_net $f"; done
+  tries={tries}
+  until nginx_new_serves; do
+    [ $((tries -= 1)) -gt 0 ] || {{
+      echo "the nginx master (pid $m) kept its old workers for {RELOAD_WAIT_SECS} s: it did not take the new configuration" >&2
+      [ -f "$nginx_log" ] && tail -c +"$((nginx_size + 1))" "$nginx_log" | tail -n 5 >&2
+      return 3
+    }}
+    sleep 0.05
   done
-  rm -f "$nginx_sockets"
-  echo "the nginx master (pid $m) kept its old workers for {RELOAD_WAIT_SECS} s: it did not take the new configuration" >&2
-  [ -f "$nginx_log" ] && tail -c +"$((nginx_size + 1))" "$nginx_log" | tail -n 5 >&2
-  return 3
 }}
-"#
+"#,
+        tries = RELOAD_WAIT_SECS * 20,
     )
 }
 
-/// Reload nginx if it runs (never start or restart it), through systemd when the host
-/// runs it, with `nginx -s reload` otherwise, and wait until the new configuration
-/// serves (see [`generation_functions`]). Prints `reloaded=yes` once it does,
-/// `reloaded=no` when nginx is not running; exits 3 when the master kept its old workers.
+/// Reload nginx if it runs (never start or restart it) and wait until the new
+/// configuration serves (see [`generation_functions`]). Prints `reloaded=yes` once it
+/// does, `reloaded=no` when nginx is not running; exits 3 when the master kept its old
+/// workers. The reload is the signal `nginx -s reload` and the unit's `ExecReload=` send
+/// the master (HUP), sent directly: they would first parse the whole configuration again.
 pub fn reload_script() -> String {
     format!(
         "{}nginx_master || {{ echo reloaded=no; exit 0; }}\n\
          nginx_before\n\
-         if [ -d /run/systemd/system ]; then systemctl reload nginx; else nginx -s reload; fi || exit\n\
+         kill -HUP \"$m\" || exit\n\
          nginx_serves_new || exit\n\
          echo reloaded=yes\n",
         generation_functions()

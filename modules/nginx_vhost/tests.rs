@@ -234,7 +234,7 @@ async fn a_fresh_host_gets_the_http_part_first() {
         sent[2]
     );
     assert!(sent[3].contains("ln -s -- /etc/nginx/sites-available/myapp"));
-    assert!(sent[4].contains("systemctl reload nginx") && !sent[4].contains("restart"));
+    assert!(sent[4].contains("kill -HUP \"$m\"") && !sent[4].contains("restart"));
     assert_eq!(sent.len(), 5);
     // Then the https part, on the engine's fresh probe after certbot's change.
     let h = FakeHost::ok();
@@ -246,7 +246,7 @@ async fn a_fresh_host_gets_the_http_part_first() {
     let sent = h.sent();
     assert_eq!(sent.len(), 3, "{sent:?}");
     assert!(sent[0].contains("exec nginx -t"));
-    assert!(sent[2].contains("systemctl reload nginx"));
+    assert!(sent[2].contains("kill -HUP \"$m\""));
 }
 
 #[tokio::test]
