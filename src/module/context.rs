@@ -2,7 +2,8 @@
 //! checks in both modes and the changes only when applying.
 
 use super::files::PreviousFile;
-use super::plan::{Command, Exec, HostView, Plan};
+use super::plan::{Command, Exec, HostView, Plan, Stdin};
+use super::steps;
 use super::{Action, Diff, Failure, Outcome, Probed, Resource, Status};
 use crate::transport::{ExecOutput, Input, Purpose, RunAs, Script, Transport};
 use async_trait::async_trait;
@@ -113,6 +114,8 @@ pub struct Ctx<'a> {
     overlap_settle: bool,
     /// The settle left to the caller.
     settling: Option<PendingSettle>,
+    /// Whether consecutive changes may share an exec (tests of canned answers say no).
+    share_execs: bool,
 }
 
 /// A plan's [`Settle`](super::plan::Settle), made from its change's output, still to
@@ -167,7 +170,15 @@ impl<'a> Ctx<'a> {
             changed,
             overlap_settle: false,
             settling: None,
+            share_execs: true,
         }
+    }
+
+    /// One exec per change, for a fake host that answers each change's script.
+    #[cfg(test)]
+    pub fn one_exec_per_change(mut self) -> Ctx<'a> {
+        self.share_execs = false;
+        self
     }
 
     /// Leave the plan's settle to the caller ([`Ctx::take_settle`]) unless a follow-up
@@ -250,10 +261,7 @@ impl<'a> Ctx<'a> {
             // Booked before the changes run: a change that fails halfway may have replaced
             // its file already, and putting back what was there is harmless if it did not.
             self.restarts.record_replaced(&self.owes, &plan.replaces);
-            let mut last = None;
-            for change in &plan.changes {
-                last = Some(self.exec_judged(change, Purpose::Change).await?);
-            }
+            let last = self.run_changes(&plan.changes).await?;
             if let (Some(settle), Some(started)) = (&plan.settle, &last)
                 && let Some(script) = (settle.script)(started).map_err(Failure::Task)?
             {
@@ -301,6 +309,67 @@ impl<'a> Ctx<'a> {
             ));
         }
         Outcome { status, diffs }
+    }
+
+    /// Run `changes` in order, in as few execs as their shape allows (see
+    /// [`steps`](super::steps)); the last one's output.
+    async fn run_changes(&self, changes: &[Command<'_>]) -> Result<Option<ExecOutput>, Failure> {
+        let mut last = None;
+        let mut rest = changes;
+        while !rest.is_empty() {
+            let n = self.shareable(rest);
+            let (group, after) = rest.split_at(n);
+            last = Some(match group {
+                [one] => self.exec_judged(one, Purpose::Change).await?,
+                _ => self.exec_steps(group).await?,
+            });
+            rest = after;
+        }
+        Ok(last)
+    }
+
+    /// How many of `changes`, from the first, can share one exec: each but the last must
+    /// exit 0 for the next to run (a verdict may accept a failure), at most one reads
+    /// stdin, and a task's `timeout:` is for each command alone.
+    fn shareable(&self, changes: &[Command<'_>]) -> usize {
+        if self.timeout.is_some() || !self.share_execs {
+            return 1;
+        }
+        let reads = |c: &Command<'_>| !matches!(&c.stdin, Stdin::Bytes(b) if b.is_empty());
+        let mut readers = 0;
+        let mut n = 0;
+        for change in changes {
+            readers += usize::from(reads(change));
+            if readers > 1 {
+                break;
+            }
+            n += 1;
+            if change.verdict.is_some() {
+                break;
+            }
+        }
+        n.max(1)
+    }
+
+    /// `group` in one exec, each change judged on its own output.
+    async fn exec_steps(&self, group: &[Command<'_>]) -> Result<ExecOutput, Failure> {
+        let nonce = steps::nonce();
+        let bodies: Vec<&str> = group.iter().map(|c| c.script.as_str()).collect();
+        let reader = group
+            .iter()
+            .position(|c| !matches!(&c.stdin, Stdin::Bytes(b) if b.is_empty()));
+        let script = steps::script(&nonce, &bodies, reader);
+        let stdin = reader.map_or(Input::NONE, |k| group[k].stdin.input());
+        let out = self.exec(&script, stdin, Purpose::Change).await?;
+        let mut outputs = steps::split(&nonce, &out, group.len());
+        for (change, output) in group.iter().zip(&outputs) {
+            change.judge(output).map_err(Failure::Task)?;
+        }
+        if let Some(skipped) = group.get(outputs.len()) {
+            // The exec ended before this change ran, yet what ran passed.
+            return Err(Failure::Task(super::failed(&skipped.what, &out)));
+        }
+        Ok(outputs.pop().unwrap_or(out))
     }
 
     async fn exec_judged(

@@ -17,6 +17,7 @@ mod managed_file;
 mod params;
 mod plan;
 mod probe;
+pub mod steps;
 pub mod systemd;
 #[cfg(test)]
 pub mod testing;

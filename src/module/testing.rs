@@ -163,19 +163,32 @@ async fn probe_on(transport: &dyn Transport, action: &dyn Action) -> Probed {
     }
 }
 
+/// How a test converges: applying or checking, and whether the host answers each
+/// change's script from a canned reply (then each change gets its own exec).
+#[derive(Clone, Copy)]
+struct Mode {
+    apply: bool,
+    canned: bool,
+}
+
 /// Converge `action` over `transport` as the runner does.
 async fn converge_on(
     transport: &dyn Transport,
     host: &HostInfo,
     action: &dyn Action,
     probed: &Probed,
-    apply: bool,
+    Mode { apply, canned }: Mode,
     restarts: &mut RestartBook,
     assumed: &HashSet<Resource>,
 ) -> Result<Outcome, Failure> {
     let guarded = CheckModeGuard { inner: transport };
     let transport: &dyn Transport = if apply { transport } else { &guarded };
-    let mut ctx = Ctx::new(apply, host, transport, RunAs::Login, restarts, assumed);
+    let ctx = Ctx::new(apply, host, transport, RunAs::Login, restarts, assumed);
+    let mut ctx = if canned {
+        ctx.one_exec_per_change()
+    } else {
+        ctx
+    };
     ctx.carry_out(action, probed).await
 }
 
@@ -244,7 +257,10 @@ impl Local {
             &self.host,
             action,
             probed,
-            apply,
+            Mode {
+                apply,
+                canned: false,
+            },
             &mut restarts,
             &self.assumed,
         )
@@ -423,7 +439,11 @@ impl FakeHost {
         changed: &HashSet<Resource>,
     ) -> Result<Outcome, Failure> {
         let probed = probe_on(self, action).await;
-        converge_on(self, &self.info, action, &probed, apply, restarts, changed).await
+        let mode = Mode {
+            apply,
+            canned: self.respond.is_some(),
+        };
+        converge_on(self, &self.info, action, &probed, mode, restarts, changed).await
     }
 
     /// Converge one action on `probe` as its probed state, in a fresh run whose earlier
@@ -446,7 +466,10 @@ impl FakeHost {
             &self.info,
             action,
             &probed,
-            apply,
+            Mode {
+                apply,
+                canned: self.respond.is_some(),
+            },
             &mut restarts,
             &changed,
         )

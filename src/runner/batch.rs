@@ -2,6 +2,7 @@
 //! line with a per-run nonce, so one round trip reads the state of every task.
 
 use crate::module::Probed;
+pub use crate::module::steps::nonce;
 use std::collections::HashMap;
 
 /// The facts script: `facts.*` in one go, POSIX sh only (one uname: a hostname has no
@@ -98,23 +99,6 @@ impl Batch {
         }
         results
     }
-}
-
-/// A marker no file's content can forge: probes print what hosts hold.
-pub fn nonce() -> String {
-    format!("{:016x}", rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded per process from the OS: enough for an unguessable marker.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 #[cfg(test)]
