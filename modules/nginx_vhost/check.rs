@@ -56,11 +56,15 @@ fn generation_functions() -> String {
       case $l in ActiveState=*) nginx_state=${{l#*=}} ;; MainPID=*) m=${{l#*=}} ;; esac
     done
     case $nginx_state in active | reloading) ;; *) return 1 ;; esac
-    [ "$m" != 0 ] || {{ echo "nginx runs, but systemd does not know its master's pid" >&2; exit 3; }}
+    case $m in 0 | '' | *[!0-9]*)
+      echo "nginx runs, but systemd does not know its master's pid" >&2; exit 3 ;;
+    esac
   else
     m=
     [ -r /run/nginx.pid ] && read -r m < /run/nginx.pid
-    [ -n "$m" ] && kill -0 "$m" 2>/dev/null
+    # Signalled below: a pid, never 0 or -1 (every process).
+    case $m in 0 | '' | *[!0-9]*) return 1 ;; esac
+    kill -0 "$m" 2>/dev/null
   fi
 }}
 nginx_kids() {{

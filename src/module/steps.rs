@@ -91,22 +91,7 @@ mod tests {
     use super::*;
 
     fn run(script: &str, stdin: &str) -> ExecOutput {
-        use std::io::Write;
-        let mut child = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = crate::module::testing::sh_with_stdin(script, stdin.as_bytes());
         ExecOutput {
             status: out.status.code().unwrap_or(-1),
             stdout: out.stdout,

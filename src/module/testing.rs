@@ -532,3 +532,20 @@ pub fn output(status: i32, stdout: &str, stderr: &str) -> ExecOutput {
         stderr: stderr.as_bytes().to_vec(),
     }
 }
+
+/// Run `script` with /bin/sh on this machine, `stdin` as its input.
+pub fn sh_with_stdin(script: &str, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/bin/sh runs");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin).expect("stdin written");
+    drop(input);
+    child.wait_with_output().expect("/bin/sh ends")
+}

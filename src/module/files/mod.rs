@@ -469,25 +469,12 @@ impl Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::module::testing::sh_with_stdin as sh;
     use std::path::PathBuf;
     use std::process::Command;
 
     fn bytes<'a>(desired: &DesiredFile<'a>) -> &'a [u8] {
         desired.content.shown().expect("the test's content")
-    }
-
-    fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
-        use std::io::Write;
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
     }
 
     fn probe_local(path: &str) -> FileState {
