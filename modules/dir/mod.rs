@@ -155,9 +155,14 @@ impl DirAction {
 }
 
 impl Action for DirAction {
-    fn reads(&self) -> Option<Vec<Resource>> {
-        let names = Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref());
-        Some(names.needs)
+    fn reads(&self, found: &Probed) -> Option<Vec<Resource>> {
+        Some(files::reads(
+            found,
+            "d",
+            &self.path,
+            self.owner.as_deref(),
+            self.group.as_deref(),
+        ))
     }
 
     /// Everything below: `state: absent` removes it all.

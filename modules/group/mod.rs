@@ -106,7 +106,7 @@ impl GroupAction {
 }
 
 impl Action for GroupAction {
-    fn reads(&self) -> Option<Vec<Resource>> {
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         Some(vec![Resource::Group(self.name.clone())])
     }
 

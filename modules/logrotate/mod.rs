@@ -321,7 +321,7 @@ impl Action for LogrotateAction {
         r
     }
 
-    fn reads(&self) -> Option<Vec<Resource>> {
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         Some(vec![
             Resource::Path(self.path.clone()),
             Resource::Package("logrotate".into()),

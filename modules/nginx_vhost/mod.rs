@@ -583,7 +583,7 @@ impl Action for VhostAction {
         }
     }
 
-    fn reads(&self) -> Option<Vec<Resource>> {
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         let site = &self.site;
         let mut reads = vec![
             Resource::Path(site.available.clone()),

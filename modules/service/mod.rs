@@ -111,7 +111,7 @@ impl Action for ServiceAction {
     }
 
     /// Starting a service may change anything it writes: touches keeps the default.
-    fn reads(&self) -> Option<Vec<Resource>> {
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         Some(systemd::show_reads(&self.name))
     }
 

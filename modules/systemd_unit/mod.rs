@@ -411,7 +411,7 @@ impl Action for UnitAction {
         r
     }
 
-    fn reads(&self) -> Option<Vec<Resource>> {
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         let mut reads = systemd::show_reads(&self.unit);
         reads.push(Resource::Path(self.path.clone()));
         reads.extend(self.exec_start.iter().map(|b| Resource::Path(b.clone())));

@@ -459,7 +459,7 @@ fn cli_commands(commands: &[Vec<String>]) -> String {
 impl Action for UfwAction {
     /// Its files, sshd's settings (which port to keep open) and, through its files, the
     /// rules the kernel holds, which no other module changes.
-    fn reads(&self) -> Option<Vec<Resource>> {
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         Some(vec![
             Resource::Package("ufw".into()),
             Resource::Dir("/etc/ufw".into()),

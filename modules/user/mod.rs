@@ -318,9 +318,7 @@ fn make_home(name: &str, home: &str) -> String {
 }
 
 impl Action for UserAction {
-    /// Its changes touch more than the account (a private group, a home directory): they
-    /// keep the default, anything.
-    fn reads(&self) -> Option<Vec<Resource>> {
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         let groups = self.group.iter().chain(self.groups.iter().flatten());
         let groups = groups.map(|g| Resource::Group(g.clone()));
         Some(
@@ -328,6 +326,26 @@ impl Action for UserAction {
                 .chain(groups)
                 .collect(),
         )
+    }
+
+    /// The account, the group named like it (`useradd -U` makes it, `userdel` removes
+    /// it), the groups it joins, and with `create_home` the home directory: anything when
+    /// that is useradd's default, unknown here. The groups it leaves change only in their
+    /// member lists, which no plan compares; a new uid renumbers the files in its home,
+    /// whose owner's name stays what probes print.
+    fn touches(&self) -> Option<Vec<Resource>> {
+        let groups = self.group.iter().chain(self.groups.iter().flatten());
+        let mut touched: Vec<Resource> = [
+            Resource::User(self.name.clone()),
+            Resource::Group(self.name.clone()),
+        ]
+        .into_iter()
+        .chain(groups.map(|g| Resource::Group(g.clone())))
+        .collect();
+        if self.create_home {
+            touched.push(Resource::Dir(self.home.clone()?));
+        }
+        Some(touched)
     }
 
     fn resources(&self) -> Resources {

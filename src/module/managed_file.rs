@@ -32,8 +32,14 @@ impl ManagedFile {
 }
 
 impl Action for ManagedFile {
-    fn reads(&self) -> Option<Vec<Resource>> {
-        Some(Resources::for_path(&self.path, self.owner.as_deref(), self.group.as_deref()).needs)
+    fn reads(&self, found: &Probed) -> Option<Vec<Resource>> {
+        Some(files::reads(
+            found,
+            "f",
+            &self.path,
+            self.owner.as_deref(),
+            self.group.as_deref(),
+        ))
     }
 
     fn touches(&self) -> Option<Vec<Resource>> {

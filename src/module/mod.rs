@@ -74,10 +74,10 @@ pub trait Action: Send + Sync {
         Resources::default()
     }
 
-    /// What this action's probe reads, so that a change elsewhere that touches none of it
-    /// leaves the probe standing (see [`Resource::overlaps`]). None, the default: it may
-    /// read anything, so it is read again after every change.
-    fn reads(&self) -> Option<Vec<Resource>> {
+    /// What this action's probe read, given what it `found`, so that a change elsewhere
+    /// that touches none of it leaves the probe standing (see [`Resource::overlaps`]).
+    /// None, the default: it may read anything, so it is read again after every change.
+    fn reads(&self, _found: &Probed) -> Option<Vec<Resource>> {
         None
     }
 

@@ -138,9 +138,9 @@ struct Walk {
     /// The nodes ahead whose probe a change made since may have altered: read again, all
     /// in one exec, when the first of them comes.
     stale: HashSet<usize>,
-    /// What each node's probe reads ([`Action::reads`](crate::module::Action::reads)),
-    /// asked once per walk rather than at every change.
-    reads: Vec<Option<Vec<Resource>>>,
+    /// What each probe in `probes` read ([`Action::reads`](crate::module::Action::reads)),
+    /// asked once per reading rather than at every change.
+    reads: HashMap<usize, Option<Vec<Resource>>>,
     /// Where settles go to run beside the walk.
     settler: mpsc::UnboundedSender<SettleJob>,
     /// The tasks settling, in order.
@@ -213,22 +213,29 @@ impl HostRun<'_> {
         if !missing.is_empty() {
             probes.extend(self.probe(missing.into_iter()).await?);
         }
-        Ok(Walk {
+        let mut walk = Walk {
             done: HashMap::new(),
             notified: HashSet::new(),
             restarts,
             persisted: pending_restarts.into_iter().collect(),
             changed: HashSet::new(),
-            probes,
+            probes: HashMap::new(),
             stale: HashSet::new(),
-            reads: plan
-                .nodes
-                .iter()
-                .map(|n| n.action().and_then(|a| a.reads()))
-                .collect(),
+            reads: HashMap::new(),
             settler,
             settling: Vec::new(),
-        })
+        };
+        self.found(&mut walk, probes);
+        Ok(walk)
+    }
+
+    /// Keeps what probes found, and what each read given what it found.
+    fn found(&self, walk: &mut Walk, probes: HashMap<usize, Probed>) {
+        for (i, probed) in probes {
+            let reads = self.plan.nodes[i].action().and_then(|a| a.reads(&probed));
+            walk.reads.insert(i, reads);
+            walk.probes.insert(i, probed);
+        }
     }
 
     fn runnable(&self, i: usize) -> bool {
@@ -287,8 +294,10 @@ impl HostRun<'_> {
             for j in &rest {
                 walk.stale.remove(j);
             }
-            walk.probes.extend(self.probe(rest.into_iter()).await?);
+            let probes = self.probe(rest.into_iter()).await?;
+            self.found(walk, probes);
         }
+        walk.reads.remove(&i);
         let probed = walk.probes.remove(&i).unwrap_or_default();
         let started = Instant::now();
         let (intent, owed) = (
@@ -505,10 +514,11 @@ impl HostRun<'_> {
     }
 
     /// The nodes after `position` whose probe the change `action` made may have altered:
-    /// those that read something it touches, and all when either side says anything.
+    /// those that read something it touches, and all when either side says anything. A
+    /// node not read yet is read when it comes anyway.
     fn altered_by(
         &self,
-        reads: &[Option<Vec<Resource>>],
+        reads: &HashMap<usize, Option<Vec<Resource>>>,
         action: &dyn crate::module::Action,
         position: usize,
     ) -> Vec<usize> {
@@ -516,12 +526,14 @@ impl HostRun<'_> {
         self.plan.order[position + 1..]
             .iter()
             .copied()
-            .filter(|&j| match (&touched, &reads[j]) {
+            .filter_map(|j| Some((j, reads.get(&j)?)))
+            .filter(|(_, reads)| match (&touched, reads) {
                 (Some(touched), Some(reads)) => {
                     touched.iter().any(|t| reads.iter().any(|r| t.overlaps(r)))
                 }
                 _ => true,
             })
+            .map(|(j, _)| j)
             .collect()
     }
 

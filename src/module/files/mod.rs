@@ -13,7 +13,7 @@ pub use write::{
     touch_dir_script, write_script,
 };
 
-use super::{Command, Diff, HostView, Mode, Plan, Probed, probe::fields_of};
+use super::{Command, Diff, HostView, Mode, Plan, Probed, Resource, Resources, probe::fields_of};
 use crate::quote::quote;
 use crate::transport::ExecOutput;
 use sha2::{Digest, Sha256};
@@ -88,6 +88,22 @@ pub fn probe(tag: &str, path: &str, read: Read) -> String {
          'symbolic link/'*) printf '{tag}.target:b64='; readlink {p} | base64 -w0; echo;; \
          esac; else echo {tag}.stat=absent; fi\n"
     )
+}
+
+/// What [`probe`] of `path` under `tag` read: the path, and the names of the owner and
+/// group it compares with, unless nothing was there (no names are shown then, so creating
+/// that user or group leaves the reading standing).
+pub fn reads(
+    found: &Probed,
+    tag: &str,
+    path: &str,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> Vec<Resource> {
+    if FileState::from_probe(found, tag).kind == Kind::Absent {
+        return vec![Resource::Path(path.to_string())];
+    }
+    Resources::for_path(path, owner, group).needs
 }
 
 impl FileState {

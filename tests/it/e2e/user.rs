@@ -84,3 +84,38 @@ fn a_missing_group_fails_the_task_and_skips_what_needs_the_user() {
         Some(2)
     );
 }
+
+/// Creating an account makes later probes stale only where it shows: a path found absent
+/// prints no owner's name and stays read, while a file already owned by the new uid (its
+/// owner printed as a number before) is read again and found as it should be.
+#[test]
+fn a_new_account_rereads_only_the_paths_that_show_its_name() {
+    let s = Scenario::new(1);
+    s.sh(
+        "h1",
+        "printf 'x\\n' > /srv/owned && chown 4242:4242 /srv/owned",
+    );
+    s.playbook(
+        "- hosts: all\n  tasks:\n    \
+         - user: { name: app, uid: 4242 }\n    \
+         - dir: { path: /srv/app, owner: app, group: app }\n    \
+         - dir: { path: /srv/data, owner: app, group: app }\n",
+    );
+    // The first read, useradd and two mkdirs: nothing read again.
+    let run = s.run(&["site.yml", "-v"]);
+    run.expect_code(0).expect_changed("h1", 3);
+    run.expect_stderr_contains("h1: 4 exec(s) over one connection");
+    assert_eq!(s.sh("h1", "stat -c %U:%G /srv/data").trim(), "app:app");
+
+    s.playbook(
+        "- hosts: all\n  tasks:\n    \
+         - user: { name: web, uid: 4243 }\n    \
+         - name: owned\n      file: { path: /srv/owned, content: \"x\\n\", owner: web }\n",
+    );
+    s.sh("h1", "chown 4243 /srv/owned");
+    let run = s.run(&["site.yml", "-v"]);
+    run.expect_code(0).expect_changed("h1", 1);
+    run.expect_stdout_contains("ok       h1: owned");
+    // The first read, useradd, and the file read again.
+    run.expect_stderr_contains("h1: 3 exec(s) over one connection");
+}
