@@ -1,8 +1,8 @@
 //! Many probes in one exec: each runs in its own subshell and is followed by a marker
 //! line with a per-run nonce, so one round trip reads the state of every task.
 
-use crate::module::Probed;
 pub use crate::module::steps::nonce;
+use crate::module::{Probed, files};
 use std::collections::HashMap;
 
 /// The facts script: `facts.*` in one go, POSIX sh only (one uname: a hostname has no
@@ -38,6 +38,8 @@ pub struct Batch {
     script: String,
     /// By position in the batch, which is what the markers carry.
     keys: Vec<Key>,
+    /// The paths the probes stat, stat'ed once ahead of them all.
+    stated: Vec<String>,
 }
 
 impl Batch {
@@ -47,10 +49,16 @@ impl Batch {
             nonce,
             script: String::new(),
             keys: Vec::new(),
+            stated: Vec::new(),
         }
     }
 
     pub fn add(&mut self, key: Key, probe: &str) {
+        for path in files::stated(probe) {
+            if !self.stated.contains(&path) {
+                self.stated.push(path);
+            }
+        }
         // An empty subshell `( )` is a syntax error that would break the whole batch.
         let probe = if probe.trim().is_empty() { ":" } else { probe };
         self.script.push_str(&format!(
@@ -61,8 +69,8 @@ impl Batch {
         self.keys.push(key);
     }
 
-    pub fn script(&self) -> &str {
-        &self.script
+    pub fn script(&self) -> String {
+        format!("{}{}", files::stat_ahead(&self.stated), self.script)
     }
 
     /// Split the batch's stdout back into each probe's output.
@@ -123,6 +131,84 @@ mod tests {
         assert_eq!(results[&Key::Facts].status, 4);
         assert_eq!(results[&Key::Node(9)].stdout, "");
         assert_eq!(results[&Key::PendingRestarts].stdout, "");
+    }
+
+    /// Paths stat'ed ahead in one process read as each probe's own `stat` reads them,
+    /// whatever is (or is not) there and however odd the name; a name with a newline
+    /// keeps its own `stat`.
+    #[test]
+    fn paths_stated_ahead_read_as_their_own_stat_reads_them() {
+        use crate::module::files::{Read, probe};
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| format!("{}/{name}", dir.path().display());
+        std::fs::write(at("a"), "a\n").unwrap();
+        std::fs::write(at("a b*'[x]"), "odd\n").unwrap();
+        std::fs::write(at("new\nline"), "nl\n").unwrap();
+        std::fs::create_dir(at("d")).unwrap();
+        std::os::unix::fs::symlink("a", at("l")).unwrap();
+        let names = ["a", "a b*'[x]", "a b", "absent", "d", "l", "new\nline"];
+        // A `stat` that counts its runs, in front of the real one.
+        let shim = tempfile::tempdir().unwrap();
+        let log = shim.path().join("log");
+        let stat = shim.path().join("stat");
+        std::fs::write(
+            &stat,
+            format!(
+                "#!/bin/sh\necho >> '{}'\nexec /usr/bin/stat \"$@\"\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&stat, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            shim.path().display(),
+            std::env::var("PATH").unwrap()
+        );
+        let run = |script: &str| {
+            let _ = std::fs::remove_file(&log);
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(script)
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            let runs = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .count();
+            (String::from_utf8(out.stdout).unwrap(), runs)
+        };
+        let mut b = Batch::new();
+        let mut alone = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let p = probe("f", &at(name), Read::Content);
+            b.add(Key::Node(i), &p);
+            alone.push_str(&format!("(\n{p}\n)\n"));
+        }
+        let (batched, stats) = run(&b.script());
+        let (own, own_stats) = run(&alone);
+        let results = b.split(&batched);
+        let mut expected = own.lines().filter(|l| l.starts_with("f."));
+        for (i, name) in names.iter().enumerate() {
+            let got = &results[&Key::Node(i)].stdout;
+            for line in got.lines() {
+                assert_eq!(Some(line), expected.next(), "{name:?}");
+            }
+        }
+        assert_eq!(expected.next(), None);
+        assert_eq!(own_stats, names.len());
+        assert_eq!(
+            stats, 2,
+            "one ahead for all, one for the name with a newline"
+        );
+        assert!(results[&Key::Node(3)].stdout.contains("f.stat=absent"));
+        assert!(
+            results[&Key::Node(5)]
+                .stdout
+                .contains("f.stat=symbolic link/")
+        );
     }
 
     #[test]

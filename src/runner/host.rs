@@ -678,7 +678,7 @@ impl HostRun<'_> {
             let out = match self
                 .transport
                 .exec(Script {
-                    body: batch.script(),
+                    body: &batch.script(),
                     stdin: Input::NONE,
                     run_as,
                     timeout: Some(PROBE_TIMEOUT),

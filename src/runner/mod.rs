@@ -44,6 +44,8 @@ pub struct Prefetched {
 /// no facts to render, in one exec. A no-change rerun needs no other.
 pub struct FirstRead {
     batch: batch::Batch,
+    /// The batch's script, built once.
+    body: String,
     /// Each node's probe text, by node.
     texts: HashMap<usize, String>,
     run_as: RunAs,
@@ -87,6 +89,7 @@ impl FirstRead {
             }
         }
         FirstRead {
+            body: batch.script(),
             batch,
             texts,
             run_as,
@@ -95,7 +98,7 @@ impl FirstRead {
 
     fn script(&self) -> Script<'_> {
         Script {
-            body: self.batch.script(),
+            body: &self.body,
             stdin: Input::NONE,
             run_as: &self.run_as,
             timeout: Some(crate::transport::PROBE_TIMEOUT),
