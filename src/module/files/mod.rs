@@ -631,6 +631,36 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
+    /// Without owner, group and mode, a file replaced keeps those it had.
+    #[test]
+    fn a_replaced_file_keeps_its_owner_and_mode_unless_told() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kept.conf");
+        std::fs::write(&path, "old\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
+        std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
+        let desired = DesiredFile {
+            path: path.to_str().unwrap(),
+            content: Source::Bytes(b"new\n"),
+            mode: None,
+            owner: None,
+            group: None,
+            validate: None,
+            secret: false,
+        };
+        let out = sh(&write_script(&desired), bytes(&desired));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let written = std::fs::metadata(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new\n");
+        assert_eq!((written.uid(), written.gid()), (4321, 4322));
+        assert_eq!(written.mode() & 0o7777, 0o604);
+    }
+
     #[test]
     fn links_are_read_with_their_target() {
         let dir = tempfile::tempdir().unwrap();

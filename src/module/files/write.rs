@@ -189,8 +189,9 @@ pub fn write_script_keeping(desired: &DesiredFile<'_>, kept: Option<&str>) -> St
     if desired.owner.is_none() || desired.group.is_none() || desired.mode.is_none() {
         let new_mode = if desired.secret { "0600" } else { "0644" };
         s.push_str(&format!(
-            "if [ -f {here} ] && [ ! -L {here} ]; then chown \"$(stat -c %u:%g -- {here})\" \"$cvg_tmp\"; \
-             chmod \"$(stat -c %a -- {here})\" \"$cvg_tmp\"; else chmod {new_mode} \"$cvg_tmp\"; fi\n"
+            "if [ -f {here} ] && [ ! -L {here} ]; then cvg_had=$(stat -c '%u:%g %a' -- {here}); \
+             chown \"${{cvg_had% *}}\" \"$cvg_tmp\"; chmod \"${{cvg_had#* }}\" \"$cvg_tmp\"; \
+             else chmod {new_mode} \"$cvg_tmp\"; fi\n"
         ));
     }
     if let Some(owner) = owner_arg(desired.owner, desired.group) {
