@@ -160,8 +160,8 @@ impl Action for DirAction {
             found,
             "d",
             &self.path,
-            self.owner.as_deref(),
-            self.group.as_deref(),
+            &self.owner,
+            &self.group,
         ))
     }
 

@@ -205,8 +205,8 @@ impl Action for FileAction {
             found,
             "f",
             &self.path,
-            self.owner.as_deref(),
-            self.group.as_deref(),
+            &self.owner,
+            &self.group,
         ))
     }
 

@@ -37,8 +37,8 @@ impl Action for ManagedFile {
             found,
             "f",
             &self.path,
-            self.owner.as_deref(),
-            self.group.as_deref(),
+            &self.owner,
+            &self.group,
         ))
     }
 

@@ -144,13 +144,13 @@ pub fn reads(
     found: &Probed,
     tag: &str,
     path: &str,
-    owner: Option<&str>,
-    group: Option<&str>,
+    owner: &Option<String>,
+    group: &Option<String>,
 ) -> Vec<Resource> {
     if FileState::from_probe(found, tag).kind == Kind::Absent {
         return vec![Resource::Path(path.to_string())];
     }
-    Resources::for_path(path, owner, group).needs
+    Resources::for_path(path, owner.as_deref(), group.as_deref()).needs
 }
 
 impl FileState {
@@ -640,21 +640,9 @@ mod tests {
         std::fs::write(&path, "old\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
         std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
-        let desired = DesiredFile {
-            path: path.to_str().unwrap(),
-            content: Source::Bytes(b"new\n"),
-            mode: None,
-            owner: None,
-            group: None,
-            validate: None,
-            secret: false,
-        };
+        let desired = desired_at(path.to_str().unwrap());
         let out = sh(&write_script(&desired), bytes(&desired));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
         let written = std::fs::metadata(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new\n");
         assert_eq!((written.uid(), written.gid()), (4321, 4322));
