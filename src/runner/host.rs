@@ -134,17 +134,22 @@ struct Walk {
     /// What changed tasks provided.
     changed: HashSet<Resource>,
     /// The state read for the nodes ahead.
-    probes: HashMap<usize, Probed>,
+    probes: HashMap<usize, Reading>,
     /// The nodes ahead whose probe a change made since may have altered: read again, all
     /// in one exec, when the first of them comes.
     stale: HashSet<usize>,
-    /// What each probe in `probes` read ([`Action::reads`](crate::module::Action::reads)),
-    /// asked once per reading rather than at every change.
-    reads: HashMap<usize, Option<Vec<Resource>>>,
     /// Where settles go to run beside the walk.
     settler: mpsc::UnboundedSender<SettleJob>,
     /// The tasks settling, in order.
     settling: Vec<Settling>,
+}
+
+/// What a node's probe found, and what it read given that
+/// ([`Action::reads`](crate::module::Action::reads)), asked once per reading rather than at
+/// every change.
+struct Reading {
+    found: Probed,
+    reads: Option<Vec<Resource>>,
 }
 
 impl HostRun<'_> {
@@ -221,7 +226,6 @@ impl HostRun<'_> {
             changed: HashSet::new(),
             probes: HashMap::new(),
             stale: HashSet::new(),
-            reads: HashMap::new(),
             settler,
             settling: Vec::new(),
         };
@@ -231,10 +235,9 @@ impl HostRun<'_> {
 
     /// Keeps what probes found, and what each read given what it found.
     fn found(&self, walk: &mut Walk, probes: HashMap<usize, Probed>) {
-        for (i, probed) in probes {
-            let reads = self.plan.nodes[i].action().and_then(|a| a.reads(&probed));
-            walk.reads.insert(i, reads);
-            walk.probes.insert(i, probed);
+        for (i, found) in probes {
+            let reads = self.plan.nodes[i].action().and_then(|a| a.reads(&found));
+            walk.probes.insert(i, Reading { found, reads });
         }
     }
 
@@ -297,8 +300,7 @@ impl HostRun<'_> {
             let probes = self.probe(rest.into_iter()).await?;
             self.found(walk, probes);
         }
-        walk.reads.remove(&i);
-        let probed = walk.probes.remove(&i).unwrap_or_default();
+        let probed = walk.probes.remove(&i).map(|r| r.found).unwrap_or_default();
         let started = Instant::now();
         let (intent, owed) = (
             self.restart_intent(i, &walk.persisted),
@@ -371,7 +373,7 @@ impl HostRun<'_> {
         if status == TaskStatus::Changed {
             walk.changed.extend(action.resources().provides);
             if !self.settings.check {
-                let altered = self.altered_by(&walk.reads, action, position);
+                let altered = self.altered_by(&walk.probes, action, position);
                 walk.stale.extend(altered);
             }
             if !self.settings.check
@@ -518,7 +520,7 @@ impl HostRun<'_> {
     /// node not read yet is read when it comes anyway.
     fn altered_by(
         &self,
-        reads: &HashMap<usize, Option<Vec<Resource>>>,
+        probes: &HashMap<usize, Reading>,
         action: &dyn crate::module::Action,
         position: usize,
     ) -> Vec<usize> {
@@ -526,7 +528,7 @@ impl HostRun<'_> {
         self.plan.order[position + 1..]
             .iter()
             .copied()
-            .filter_map(|j| Some((j, reads.get(&j)?)))
+            .filter_map(|j| Some((j, &probes.get(&j)?.reads)))
             .filter(|(_, reads)| match (&touched, reads) {
                 (Some(touched), Some(reads)) => {
                     touched.iter().any(|t| reads.iter().any(|r| t.overlaps(r)))

@@ -147,7 +147,9 @@ pub fn reads(
     owner: &Option<String>,
     group: &Option<String>,
 ) -> Vec<Resource> {
-    if FileState::from_probe(found, tag).kind == Kind::Absent {
+    // The stat line alone: parsing every field would decode the content a second time.
+    let absent = format!("{tag}.stat=absent");
+    if found.stdout.lines().any(|l| l == absent) {
         return vec![Resource::Path(path.to_string())];
     }
     Resources::for_path(path, owner.as_deref(), group.as_deref()).needs
